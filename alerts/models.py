@@ -1,0 +1,150 @@
+"""The value types every part of marketbot speaks: quotes, news, watches, alerts, messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class MarketSession(StrEnum):
+    """Which part of the trading day a quote belongs to."""
+
+    PRE = "pre"
+    REGULAR = "regular"
+    POST = "post"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One observation of a symbol's price.
+
+    ``previous_close`` is the previous *regular-session* close: every percentage move the
+    engine reports is measured against it (premarket included), which is what traders quote.
+    Fields are ``None`` when the source did not provide them; the data-quality gate turns
+    missing or absurd values into NoData instead of letting them reach the rules.
+    """
+
+    symbol: str
+    price: float | None
+    time: datetime
+    session: MarketSession
+    previous_close: float | None = None
+    open: float | None = None
+    day_volume: float | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    halted: bool = False
+    source: str = "poll"
+
+    def change_pct(self) -> float | None:
+        """Percent change of ``price`` against ``previous_close``, or None when not computable."""
+        if self.price is None or self.previous_close is None or self.previous_close <= 0:
+            return None
+        return (self.price / self.previous_close - 1.0) * 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewsItem:
+    """A headline from a feed; ``key`` is stable across polls so the same story is seen once."""
+
+    key: str
+    title: str
+    published: datetime
+    url: str | None = None
+    source: str | None = None
+    symbols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A channel's standing instruction: watch ``target`` and tell us when ``rule_text`` holds.
+
+    ``target`` is a Yahoo symbol (``NVDA``), a basket (``basket:ai``) or ``news``.
+    ``rule_text`` is the canonical text of the rule (``drop 10%``); the engine parses it.
+    """
+
+    id: int
+    channel: str
+    target: str
+    rule_text: str
+    created_at: datetime
+    created_by: str | None = None
+    note: str | None = None
+
+
+class AlertKind(StrEnum):
+    FIRING = "firing"  # a fresh crossing
+    ESCALATED = "escalated"  # a further tier of the same crossing
+    RESOLVED = "resolved"  # the value recovered past the hysteresis band
+    REPEAT = "repeat"  # still firing after the repeat interval
+    DEGRADED = "degraded"  # the data behind a watch stopped being trustworthy
+    RECOVERED = "recovered"  # ... and came back
+    NEWS = "news"  # a headline matched a news rule
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something worth telling a channel.
+
+    ``key`` is deterministic for one crossing episode and tier (for example
+    ``"12:NVDA:2025-01-27T09:01:00+00:00:firing:0"``), so the store can refuse a second copy:
+    that is what makes a restart unable to send the same alert twice.
+    """
+
+    key: str
+    channel: str
+    kind: AlertKind
+    symbol: str
+    at: datetime
+    severity: Severity = Severity.WARNING
+    watch_id: int | None = None
+    rule_text: str = ""
+    price: float | None = None
+    reference_price: float | None = None
+    change_pct: float | None = None
+    session: MarketSession | None = None
+    tier: int = 0
+    headline: str | None = None  # a news title that explains or triggered the alert
+    url: str | None = None
+    note: str | None = None  # the user's note on the watch
+
+
+@dataclass(frozen=True, slots=True)
+class ContextLine:
+    """A market-context figure shown with a group (index futures, the VIX)."""
+
+    symbol: str
+    label: str
+    price: float | None
+    change_pct: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """Everything one chat message shows: the platform adapters only format this.
+
+    ``title`` leads ("AI selloff: 6 of 8 down more than 5%"), ``alerts`` are ordered most
+    severe first, ``context`` carries futures, ``headlines`` the news that explains the move.
+    """
+
+    channel: str
+    title: str
+    alerts: tuple[Alert, ...]
+    at: datetime
+    context: tuple[ContextLine, ...] = ()
+    headlines: tuple[NewsItem, ...] = ()
+    footer: str | None = None
+    severity: Severity = Severity.WARNING
+    extra: dict[str, str] = field(default_factory=dict)
