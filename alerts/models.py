@@ -148,3 +148,40 @@ class AlertMessage:
     footer: str | None = None
     severity: Severity = Severity.WARNING
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """A channel asked for quiet: ``scope`` is a symbol, ``basket:NAME`` or ``all``."""
+
+    channel: str
+    scope: str
+    until: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    """The channel's most recent message group, which new alerts may join by editing it."""
+
+    group_id: int
+    channel: str
+    opened_at: datetime
+    updated_at: datetime
+    member_keys: tuple[str, ...]
+
+
+class GroupAction(StrEnum):
+    NEW = "new"  # post a new message
+    JOIN = "join"  # add to the open group's message by editing it
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDecision:
+    """What delivery should do with some new alerts of one channel, decided by the core."""
+
+    channel: str
+    action: GroupAction
+    alert_keys: tuple[str, ...]
+    not_before: datetime  # group_wait: send no earlier than this, to catch names crossing together
+    group_id: int | None = None  # set for JOIN

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from alerts.models import AlertMessage, NewsItem, Quote
+from alerts.models import Alert, AlertMessage, Mute, NewsItem, Quote, Watch
 
 
 @runtime_checkable
@@ -87,3 +87,42 @@ class ChatPlatform(Protocol):
     async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef: ...
 
     async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef: ...
+
+
+class Store(Protocol):
+    """Persistence the command layer and the pipeline need; ``bot.store`` implements it."""
+
+    def add_watch(
+        self,
+        channel: str,
+        target: str,
+        rule_text: str,
+        *,
+        now: datetime,
+        created_by: str | None = None,
+        note: str | None = None,
+    ) -> tuple[Watch, bool]:
+        """Returns the watch and whether it was new (an identical watch is not duplicated)."""
+        ...
+
+    def remove_watches(
+        self, channel: str, target: str | None, rule_text: str | None
+    ) -> list[Watch]:
+        """``target=None`` removes every watch of the channel; ``rule_text=None`` every rule."""
+        ...
+
+    def list_watches(self, channel: str | None = None) -> list[Watch]: ...
+
+    def save_basket(self, channel: str, name: str, symbols: Sequence[str]) -> None: ...
+
+    def delete_basket(self, channel: str, name: str) -> bool: ...
+
+    def list_baskets(self, channel: str) -> dict[str, tuple[str, ...]]: ...
+
+    def add_mute(self, mute: Mute) -> None: ...
+
+    def remove_mutes(self, channel: str, scope: str | None) -> int: ...
+
+    def active_mutes(self, channel: str, now: datetime) -> list[Mute]: ...
+
+    def recent_alerts(self, channel: str, limit: int) -> list[Alert]: ...
