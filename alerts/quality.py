@@ -1,0 +1,172 @@
+"""The data-quality gate: decide per quote whether the rules may see it (ok, nodata, suspect)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from alerts.models import MarketSession, Quote
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    NODATA = "nodata"  # nothing usable: missing, stale, NaN, non-positive, absurd reference
+    SUSPECT = "suspect"  # a value that may be real but needs confirmation before it counts
+
+
+@dataclass(frozen=True, slots=True)
+class QualityVerdict:
+    symbol: str
+    verdict: Verdict
+    reason: str | None = None
+    quote: Quote | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteBatch:
+    """What a market-data source hands the engine: quotes the gate passed, and the rest.
+
+    ``unavailable`` maps a symbol to a short reason ("stale: 130 s old", "rate limited");
+    the engine treats those symbols as NoData and evaluates none of their rules.
+    """
+
+    at: datetime
+    quotes: tuple[Quote, ...] = ()
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    source: str = "poll"
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset(q.symbol for q in self.quotes) | frozenset(self.unavailable)
+
+
+@dataclass(slots=True)
+class _SymbolState:
+    last_good: Quote | None = None
+    pending: Quote | None = None  # a big jump awaiting confirmation by the next quote
+
+
+def _bad_number(value: float | None) -> bool:
+    return value is None or not math.isfinite(value) or value <= 0
+
+
+class QualityGate:
+    """Stateful per symbol: it remembers the last good quote to judge jumps against.
+
+    ``max_jump_pct``: a move larger than this against the last good quote is Suspect until the
+    next quote confirms it (lands nearer the new level than the old one).
+    ``min_reference_ratio``: a previous close below ``price * ratio`` is treated as a broken
+    reference (Yahoo has served previous closes near zero), i.e. NoData.
+    ``stale_factor``: in an open session a quote older than ``factor * expected_interval`` is stale.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_jump_pct: float = 50.0,
+        min_reference_ratio: float = 0.05,
+        stale_factor: float = 2.0,
+        require_previous_close: bool = True,
+    ) -> None:
+        self.max_jump_pct = max_jump_pct
+        self.min_reference_ratio = min_reference_ratio
+        self.stale_factor = stale_factor
+        self.require_previous_close = require_previous_close
+        self._state: dict[str, _SymbolState] = {}
+
+    def last_good(self, symbol: str) -> Quote | None:
+        state = self._state.get(symbol)
+        return state.last_good if state else None
+
+    def check(
+        self,
+        symbol: str,
+        quote: Quote | None,
+        *,
+        now: datetime,
+        expected_interval: timedelta,
+        session: MarketSession | None = None,
+    ) -> QualityVerdict:
+        """Judge one observation. ``session`` is the calendar's session at ``now`` (None: the
+        quote's own); staleness only counts while that session is open."""
+        state = self._state.setdefault(symbol, _SymbolState())
+        if quote is None:
+            return QualityVerdict(symbol, Verdict.NODATA, "no quote in the response")
+        if _bad_number(quote.price):
+            return QualityVerdict(symbol, Verdict.NODATA, f"bad price {quote.price!r}", quote)
+        assert quote.price is not None
+        pc = quote.previous_close
+        if pc is None:
+            if self.require_previous_close:
+                return QualityVerdict(symbol, Verdict.NODATA, "no previous close", quote)
+        elif _bad_number(pc) or pc < quote.price * self.min_reference_ratio:
+            return QualityVerdict(symbol, Verdict.NODATA, f"absurd previous close {pc!r}", quote)
+        open_session = (session or quote.session) is not MarketSession.CLOSED
+        age = now - quote.time
+        limit = expected_interval * self.stale_factor
+        if open_session and age > limit:
+            return QualityVerdict(
+                symbol, Verdict.NODATA, f"stale: {age.total_seconds():.0f} s old", quote
+            )
+        return self._judge_jump(symbol, state, quote)
+
+    def _judge_jump(self, symbol: str, state: _SymbolState, quote: Quote) -> QualityVerdict:
+        assert quote.price is not None
+        anchor = state.last_good
+        if anchor is None or anchor.price is None:
+            state.last_good = quote
+            state.pending = None
+            return QualityVerdict(symbol, Verdict.OK, None, quote)
+        old = anchor.price
+        pending = state.pending
+        if pending is not None and pending.price is not None and quote.time > pending.time:
+            # The quote after a jump decides: nearer the new level confirms it.
+            state.pending = None
+            if abs(quote.price - pending.price) < abs(quote.price - old):
+                state.last_good = quote
+                return QualityVerdict(symbol, Verdict.OK, "jump confirmed", quote)
+        move_pct = abs(quote.price / old - 1.0) * 100.0
+        if move_pct > self.max_jump_pct:
+            state.pending = quote
+            return QualityVerdict(
+                symbol,
+                Verdict.SUSPECT,
+                f"jump of {move_pct:.0f}% against last good {old:g}, awaiting confirmation",
+                quote,
+            )
+        state.last_good = quote
+        return QualityVerdict(symbol, Verdict.OK, None, quote)
+
+    def judge_batch(
+        self,
+        symbols: frozenset[str] | set[str] | list[str] | tuple[str, ...],
+        quotes: Mapping[str, Quote],
+        *,
+        now: datetime,
+        expected_interval: timedelta,
+        sessions: Mapping[str, MarketSession] | None = None,
+        source: str = "poll",
+    ) -> QuoteBatch:
+        """Judge every requested symbol; those absent from ``quotes`` are NoData."""
+        good: list[Quote] = []
+        bad: dict[str, str] = {}
+        for sym in symbols:
+            verdict = self.check(
+                sym,
+                quotes.get(sym),
+                now=now,
+                expected_interval=expected_interval,
+                session=sessions.get(sym) if sessions else None,
+            )
+            if verdict.ok and verdict.quote is not None:
+                good.append(verdict.quote)
+            else:
+                bad[sym] = f"{verdict.verdict.value}: {verdict.reason}"
+        return QuoteBatch(at=now, quotes=tuple(good), unavailable=bad, source=source)

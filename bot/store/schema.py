@@ -1,0 +1,151 @@
+"""The database tables, as SQLAlchemy 2.0 declarative models (Alembic migrations mirror them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC; SQLite drops the zone, so it is put back on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class ChannelRow(Base):
+    __tablename__ = "channels"
+
+    id: Mapped[str] = mapped_column(
+        String(200), primary_key=True
+    )  # "slack:C123", "console:default"
+    platform: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WatchRow(Base):
+    __tablename__ = "watches"
+    __table_args__ = (UniqueConstraint("channel_id", "target", "rule_text"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel_id: Mapped[str] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), index=True
+    )
+    target: Mapped[str] = mapped_column(String(64))
+    rule_text: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class BasketRow(Base):
+    __tablename__ = "baskets"
+
+    channel_id: Mapped[str] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    symbols: Mapped[dict[str, Any]] = mapped_column()  # {"symbols": [...]}: JSON object on every DB
+
+
+class MuteRow(Base):
+    __tablename__ = "mutes"
+
+    channel_id: Mapped[str] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    until: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class RuleStateRow(Base):
+    __tablename__ = "rule_states"
+
+    watch_id: Mapped[int] = mapped_column(
+        ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime]
+
+
+class AlertGroupRow(Base):
+    """One chat message: the alerts in it, and where it was posted so it can be edited."""
+
+    __tablename__ = "alert_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    message_id: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_alert_groups_channel_opened", "channel_id", "opened_at"),)
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)  # refuses a second copy
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    symbol: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column()
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("alert_groups.id", ondelete="SET NULL"))
+    muted: Mapped[bool] = mapped_column(default=False)  # tracked but not sent
+    summarized: Mapped[bool] = mapped_column(default=False)  # counted in an after-mute summary
+
+    __table_args__ = (Index("ix_alerts_channel_at", "channel_id", "at"),)
+
+
+class OutboxRow(Base):
+    """A delivery still owed to a platform: post a group's message, or edit it in place."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("alert_groups.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(10))  # "post" | "update"
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|sent|dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    not_before: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)

@@ -1,0 +1,541 @@
+"""The SQLAlchemy store: watches, rule states, alerts and the outbox, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.models import Alert, GroupAction, GroupDecision, Mute, OpenGroup, Watch
+from bot.store.codec import alert_from_record, alert_to_record
+from bot.store.schema import (
+    AlertGroupRow,
+    AlertRow,
+    BasketRow,
+    ChannelRow,
+    MuteRow,
+    OutboxRow,
+    RuleStateRow,
+    WatchRow,
+)
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# (watch_id, symbol, JSON-safe state) as the engine hands them over.
+StateRecord = tuple[int, str, dict[str, Any]]
+GroupPlanner = Callable[[Mapping[str, OpenGroup], Sequence[Alert]], list[GroupDecision]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An outbox row ready to go, with everything needed to render its message."""
+
+    outbox_id: int
+    channel: str
+    group_id: int
+    message_id: str | None  # set once the group's message exists: then this is an edit
+    alerts: tuple[Alert, ...]
+    attempts: int
+    covers_up_to: int  # pending update rows of this group up to this id are covered by it
+
+    @property
+    def idempotency_key(self) -> str:
+        # Discord nonces are at most 25 characters.
+        return f"mb-{self.group_id}-{self.outbox_id}"
+
+
+def _platform_of(channel: str) -> str:
+    return channel.split(":", 1)[0]
+
+
+class SqlStore:
+    """One store per process. Every method is one short transaction."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, echo=echo, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Apply every pending Alembic migration (idempotent)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", "bot:migrations")
+        with self.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _ensure_channel(self, session: Session, channel: str, now: datetime) -> None:
+        if session.get(ChannelRow, channel) is None:
+            session.add(ChannelRow(id=channel, platform=_platform_of(channel), created_at=now))
+            session.flush()
+
+    # -- watches ---------------------------------------------------------------------------
+
+    def add_watch(
+        self,
+        channel: str,
+        target: str,
+        rule_text: str,
+        *,
+        now: datetime,
+        created_by: str | None = None,
+        note: str | None = None,
+    ) -> tuple[Watch, bool]:
+        with self._tx() as session:
+            self._ensure_channel(session, channel, now)
+            existing = session.scalars(
+                select(WatchRow).where(
+                    WatchRow.channel_id == channel,
+                    WatchRow.target == target,
+                    WatchRow.rule_text == rule_text,
+                )
+            ).first()
+            if existing is not None:
+                return _watch(existing), False
+            row = WatchRow(
+                channel_id=channel,
+                target=target,
+                rule_text=rule_text,
+                note=note,
+                created_by=created_by,
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return _watch(row), True
+
+    def remove_watches(
+        self, channel: str, target: str | None, rule_text: str | None
+    ) -> list[Watch]:
+        with self._tx() as session:
+            query = select(WatchRow).where(WatchRow.channel_id == channel)
+            if target is not None:
+                query = query.where(WatchRow.target == target)
+            if rule_text is not None:
+                query = query.where(WatchRow.rule_text == rule_text)
+            rows = list(session.scalars(query))
+            removed = [_watch(row) for row in rows]
+            ids = [row.id for row in rows]
+            if ids:
+                # Explicit, because SQLite enforces ON DELETE CASCADE only with foreign keys on.
+                session.execute(delete(RuleStateRow).where(RuleStateRow.watch_id.in_(ids)))
+                session.execute(delete(WatchRow).where(WatchRow.id.in_(ids)))
+            return removed
+
+    def list_watches(self, channel: str | None = None) -> list[Watch]:
+        with self._tx() as session:
+            query = select(WatchRow).order_by(WatchRow.id)
+            if channel is not None:
+                query = query.where(WatchRow.channel_id == channel)
+            return [_watch(row) for row in session.scalars(query)]
+
+    # -- baskets and mutes -----------------------------------------------------------------
+
+    def save_basket(
+        self, channel: str, name: str, symbols: Sequence[str], *, now: datetime
+    ) -> None:
+        with self._tx() as session:
+            self._ensure_channel(session, channel, now)
+            row = session.get(BasketRow, (channel, name))
+            if row is None:
+                session.add(
+                    BasketRow(channel_id=channel, name=name, symbols={"symbols": list(symbols)})
+                )
+            else:
+                row.symbols = {"symbols": list(symbols)}
+
+    def delete_basket(self, channel: str, name: str) -> bool:
+        with self._tx() as session:
+            result = session.execute(
+                delete(BasketRow).where(BasketRow.channel_id == channel, BasketRow.name == name)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def list_baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
+        with self._tx() as session:
+            rows = session.scalars(
+                select(BasketRow).where(BasketRow.channel_id == channel).order_by(BasketRow.name)
+            )
+            return {row.name: tuple(row.symbols["symbols"]) for row in rows}
+
+    def all_baskets(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        with self._tx() as session:
+            result: dict[str, dict[str, tuple[str, ...]]] = {}
+            for row in session.scalars(select(BasketRow)):
+                result.setdefault(row.channel_id, {})[row.name] = tuple(row.symbols["symbols"])
+            return result
+
+    def add_mute(self, mute: Mute) -> None:
+        with self._tx() as session:
+            self._ensure_channel(session, mute.channel, mute.created_at)
+            row = session.get(MuteRow, (mute.channel, mute.scope))
+            if row is None:
+                session.add(
+                    MuteRow(
+                        channel_id=mute.channel,
+                        scope=mute.scope,
+                        until=mute.until,
+                        created_at=mute.created_at,
+                    )
+                )
+            else:
+                row.until = mute.until
+                row.created_at = mute.created_at
+
+    def remove_mutes(self, channel: str, scope: str | None) -> int:
+        with self._tx() as session:
+            query = delete(MuteRow).where(MuteRow.channel_id == channel)
+            if scope is not None:
+                query = query.where(MuteRow.scope == scope)
+            return int(session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+    def active_mutes(self, channel: str, now: datetime) -> list[Mute]:
+        with self._tx() as session:
+            rows = session.scalars(
+                select(MuteRow).where(MuteRow.channel_id == channel, MuteRow.until > now)
+            )
+            return [_mute(row) for row in rows]
+
+    def all_mutes(self) -> list[Mute]:
+        """Every mute, expired ones included: the pipeline summarises and clears those."""
+        with self._tx() as session:
+            return [_mute(row) for row in session.scalars(select(MuteRow))]
+
+    # -- channel settings ------------------------------------------------------------------
+
+    def channel_settings(self, channel: str) -> dict[str, Any]:
+        with self._tx() as session:
+            row = session.get(ChannelRow, channel)
+            return dict(row.settings) if row is not None else {}
+
+    def update_channel_settings(
+        self, channel: str, values: Mapping[str, Any], now: datetime
+    ) -> None:
+        with self._tx() as session:
+            self._ensure_channel(session, channel, now)
+            row = session.get(ChannelRow, channel)
+            assert row is not None
+            row.settings = {**row.settings, **values}
+
+    def channels(self) -> list[str]:
+        with self._tx() as session:
+            return list(session.scalars(select(ChannelRow.id).order_by(ChannelRow.id)))
+
+    # -- engine state and alerts -----------------------------------------------------------
+
+    def load_states(self) -> list[StateRecord]:
+        with self._tx() as session:
+            return [
+                (row.watch_id, row.symbol, dict(row.data))
+                for row in session.scalars(select(RuleStateRow))
+            ]
+
+    def record_evaluation(
+        self,
+        states: Sequence[StateRecord],
+        alerts: Sequence[Alert],
+        *,
+        now: datetime,
+        plan_groups: GroupPlanner,
+        is_muted: Callable[[Alert], bool] = lambda alert: False,
+    ) -> list[Alert]:
+        """Persist an evaluation in one transaction: states, new alerts, groups, outbox rows.
+
+        Alerts whose key is already stored are dropped here, which is what makes a replayed or
+        restarted evaluation unable to send anything twice. Returns the alerts that were new.
+        """
+        with self._tx() as session:
+            known_watches = set(
+                session.scalars(
+                    select(WatchRow.id).where(WatchRow.id.in_({w for w, _, _ in states}))
+                )
+            )
+            for watch_id, symbol, data in states:
+                if watch_id not in known_watches:
+                    continue  # the watch was removed while this evaluation ran
+                state_row = session.get(RuleStateRow, (watch_id, symbol))
+                if state_row is None:
+                    session.add(
+                        RuleStateRow(watch_id=watch_id, symbol=symbol, data=data, updated_at=now)
+                    )
+                else:
+                    state_row.data = data
+                    state_row.updated_at = now
+
+            keys = [alert.key for alert in alerts]
+            seen = set(session.scalars(select(AlertRow.key).where(AlertRow.key.in_(keys))))
+            fresh: list[Alert] = []
+            rows_by_key: dict[str, AlertRow] = {}
+            for alert in alerts:
+                if alert.key in seen:
+                    continue
+                seen.add(alert.key)
+                self._ensure_channel(session, alert.channel, now)
+                row = AlertRow(
+                    key=alert.key,
+                    channel_id=alert.channel,
+                    kind=alert.kind.value,
+                    symbol=alert.symbol,
+                    at=alert.at,
+                    data=alert_to_record(alert),
+                    muted=is_muted(alert),
+                    summarized=False,
+                )
+                session.add(row)
+                rows_by_key[alert.key] = row
+                fresh.append(alert)
+            session.flush()
+
+            to_send = [alert for alert in fresh if not rows_by_key[alert.key].muted]
+            if to_send:
+                channels = {alert.channel for alert in to_send}
+                decisions = plan_groups(self._open_groups(session, channels), to_send)
+                for decision in decisions:
+                    self._apply_group_decision(session, decision, rows_by_key, now)
+            return fresh
+
+    def _open_groups(self, session: Session, channels: set[str]) -> dict[str, OpenGroup]:
+        latest = (
+            select(AlertGroupRow.channel_id, func.max(AlertGroupRow.id).label("gid"))
+            .where(AlertGroupRow.channel_id.in_(channels))
+            .group_by(AlertGroupRow.channel_id)
+            .subquery()
+        )
+        groups: dict[str, OpenGroup] = {}
+        for group in session.scalars(
+            select(AlertGroupRow).join(latest, AlertGroupRow.id == latest.c.gid)
+        ):
+            members = tuple(
+                session.scalars(
+                    select(AlertRow.key).where(AlertRow.group_id == group.id).order_by(AlertRow.id)
+                )
+            )
+            groups[group.channel_id] = OpenGroup(
+                group_id=group.id,
+                channel=group.channel_id,
+                opened_at=group.opened_at,
+                updated_at=group.updated_at,
+                member_keys=members,
+            )
+        return groups
+
+    def _apply_group_decision(
+        self,
+        session: Session,
+        decision: GroupDecision,
+        rows_by_key: Mapping[str, AlertRow],
+        now: datetime,
+    ) -> None:
+        if decision.action is GroupAction.JOIN and decision.group_id is not None:
+            group = session.get(AlertGroupRow, decision.group_id)
+            action = "update"
+        else:
+            group = None
+            action = "post"
+        if group is None:
+            group = AlertGroupRow(channel_id=decision.channel, opened_at=now, updated_at=now)
+            session.add(group)
+            session.flush()
+            action = "post"
+        group.updated_at = now
+        for key in decision.alert_keys:
+            rows_by_key[key].group_id = group.id
+        pending_post = session.scalars(
+            select(OutboxRow.id).where(
+                OutboxRow.group_id == group.id,
+                OutboxRow.action == "post",
+                OutboxRow.status == "pending",
+            )
+        ).first()
+        if action == "update" and pending_post is not None:
+            return  # the post has not gone out yet and will show the new members itself
+        session.add(
+            OutboxRow(
+                channel_id=decision.channel,
+                group_id=group.id,
+                action=action,
+                status="pending",
+                attempts=0,
+                not_before=decision.not_before,
+                created_at=now,
+            )
+        )
+
+    def recent_alerts(self, channel: str, limit: int) -> list[Alert]:
+        with self._tx() as session:
+            rows = session.scalars(
+                select(AlertRow)
+                .where(AlertRow.channel_id == channel)
+                .order_by(AlertRow.at.desc(), AlertRow.id.desc())
+                .limit(limit)
+            )
+            return [alert_from_record(row.data) for row in rows]
+
+    def take_muted_alerts(self, channel: str, scope_filter: Callable[[Alert], bool]) -> list[Alert]:
+        """Muted, not yet summarised alerts of a channel that ``scope_filter`` picks; marks them."""
+        with self._tx() as session:
+            rows = list(
+                session.scalars(
+                    select(AlertRow)
+                    .where(
+                        AlertRow.channel_id == channel,
+                        AlertRow.muted.is_(True),
+                        AlertRow.summarized.is_(False),
+                    )
+                    .order_by(AlertRow.id)
+                )
+            )
+            taken: list[Alert] = []
+            for row in rows:
+                alert = alert_from_record(row.data)
+                if scope_filter(alert):
+                    row.summarized = True
+                    taken.append(alert)
+            return taken
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def due_deliveries(self, now: datetime, limit: int = 50) -> list[Delivery]:
+        with self._tx() as session:
+            rows = list(
+                session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.status == "pending", OutboxRow.not_before <= now)
+                    .order_by(OutboxRow.id)
+                    .limit(limit)
+                )
+            )
+            deliveries: list[Delivery] = []
+            for row in rows:
+                group = session.get(AlertGroupRow, row.group_id)
+                if group is None:
+                    continue
+                if row.action == "update" and group.message_id is None:
+                    continue  # its post has not succeeded yet; that post will show everything
+                members = tuple(
+                    alert_from_record(alert.data)
+                    for alert in session.scalars(
+                        select(AlertRow).where(AlertRow.group_id == group.id).order_by(AlertRow.id)
+                    )
+                )
+                covers = session.scalar(
+                    select(func.max(OutboxRow.id)).where(
+                        OutboxRow.group_id == group.id, OutboxRow.status == "pending"
+                    )
+                )
+                deliveries.append(
+                    Delivery(
+                        outbox_id=row.id,
+                        channel=row.channel_id,
+                        group_id=group.id,
+                        message_id=group.message_id,
+                        alerts=members,
+                        attempts=row.attempts,
+                        covers_up_to=int(covers or row.id),
+                    )
+                )
+            return deliveries
+
+    def mark_delivered(self, delivery: Delivery, message_id: str, now: datetime) -> None:
+        """The platform accepted the message: record where it lives and what it covered."""
+        with self._tx() as session:
+            group = session.get(AlertGroupRow, delivery.group_id)
+            if group is not None:
+                group.message_id = message_id
+            session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.group_id == delivery.group_id,
+                    OutboxRow.status == "pending",
+                    OutboxRow.id <= delivery.covers_up_to,
+                )
+                .values(status="sent", sent_at=now)
+            )
+
+    def mark_failed(
+        self, delivery: Delivery, error: str, *, retry_at: datetime | None, now: datetime
+    ) -> None:
+        """Count a failed attempt; ``retry_at=None`` gives up on the row (kept as dead)."""
+        with self._tx() as session:
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is None:
+                return
+            row.attempts += 1
+            row.last_error = error[:2000]
+            if retry_at is None:
+                row.status = "dead"
+            else:
+                row.not_before = retry_at
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._tx() as session:
+            return {
+                status: int(count)
+                for status, count in session.execute(
+                    select(OutboxRow.status, func.count()).group_by(OutboxRow.status)
+                )
+            }
+
+    def group_message_ids(self, channel: str) -> list[str | None]:
+        with self._tx() as session:
+            return list(
+                session.scalars(
+                    select(AlertGroupRow.message_id)
+                    .where(AlertGroupRow.channel_id == channel)
+                    .order_by(AlertGroupRow.id)
+                )
+            )
+
+
+def _watch(row: WatchRow) -> Watch:
+    return Watch(
+        id=row.id,
+        channel=row.channel_id,
+        target=row.target,
+        rule_text=row.rule_text,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        note=row.note,
+    )
+
+
+def _mute(row: MuteRow) -> Mute:
+    return Mute(channel=row.channel_id, scope=row.scope, until=row.until, created_at=row.created_at)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the bot and `marketbot cmd` use the file at once; the busy timeout makes a writer
+    # wait for the other instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
