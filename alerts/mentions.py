@@ -65,7 +65,7 @@ def discord_markdown(text: str, *, escape_markdown: bool = True) -> str:
 
 
 def console_text(text: str) -> str:
-    """Terminal text: only control characters matter (an escape sequence could rewrite the screen)."""
+    """Terminal text: only control characters matter (an escape sequence can redraw a screen)."""
     return clean(text)
 
 
