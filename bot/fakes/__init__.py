@@ -1,0 +1,1 @@
+"""Loopback fakes of the outside world (Yahoo, Slack, Discord) for tests, demos and benchmarks."""
