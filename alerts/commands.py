@@ -1,0 +1,596 @@
+"""The one command layer: parses what people type and answers it, for every platform alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from alerts.baskets import BASKET_PREFIX, BUILTIN_BASKETS
+from alerts.durations import DurationError, format_duration, parse_duration
+from alerts.models import Alert, Mute, NewsItem, Quote, Watch
+from alerts.ports import Clock, Store
+from alerts.rules import DEFAULT_RULE_TEXT, RuleSyntaxError, parse_rule
+from alerts.symbols import SymbolError, normalize_symbol
+
+MAX_COMMAND_LENGTH = 500
+MAX_NOTE_LENGTH = 200
+MAX_BASKET_SIZE = 50
+MAX_ALERTS_LISTED = 50
+NOTE_SEPARATOR = " -- "
+
+ArgKind = Literal["symbol", "target", "rule", "text", "integer", "duration", "scope", "choice"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Who asked, where. ``can_manage`` is decided by the platform adapter (Manage Channels...)."""
+
+    channel: str
+    user: str
+    platform: str
+    can_manage: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer: plain text with light markdown (``*bold*``, `` `code` ``). Adapters format it."""
+
+    text: str
+    ok: bool = True
+    changed: bool = False  # the channel's watches, baskets or mutes changed
+
+
+@dataclass(frozen=True, slots=True)
+class ArgSpec:
+    name: str
+    description: str
+    kind: ArgKind
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """What platforms need to register a command (Slack manifest, Discord app_commands)."""
+
+    name: str
+    usage: str
+    summary: str
+    changes_channel: bool
+    args: tuple[ArgSpec, ...] = ()
+    examples: tuple[str, ...] = ()
+
+
+class MarketView(Protocol):
+    """What commands may ask of the running bot's market data (latest quotes, headlines)."""
+
+    def latest_quote(self, symbol: str) -> Quote | None: ...
+
+    def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]: ...
+
+
+class CommandError(Exception):
+    """Bad input: the message is the one friendly line the user sees."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCommand:
+    name: str
+    args: tuple[str, ...]
+    note: str | None = None
+    raw: str = field(default="", compare=False)
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        "watch",
+        "/watch SYMBOL|basket:NAME|news [RULE] [-- note]",
+        "Alert this channel when a symbol, basket or headline meets a rule (default: drop 10%).",
+        True,
+        (
+            ArgSpec("target", "Symbol (NVDA, ASML.AS, NQ=F), basket:NAME or news", "target", True),
+            ArgSpec("rule", "Rule, e.g. drop 10%, above 150, move 5% in 15m", "rule"),
+            ArgSpec("note", "A note shown with the alert", "text"),
+        ),
+        ("/watch NVDA", "/watch NVDA drop 5%", "/watch basket:ai drop 5%", "/watch news deepseek"),
+    ),
+    CommandSpec(
+        "unwatch",
+        "/unwatch SYMBOL|basket:NAME|news|all [RULE|all]",
+        "Stop watching: one rule, every rule of a symbol, or everything.",
+        True,
+        (
+            ArgSpec("target", "Symbol, basket:NAME, news, or all", "target", True),
+            ArgSpec("rule", "Only this rule (default: all rules of the target)", "rule"),
+        ),
+        ("/unwatch NVDA", "/unwatch NVDA drop 10%", "/unwatch all"),
+    ),
+    CommandSpec("watchlist", "/watchlist", "List this channel's watches.", False),
+    CommandSpec(
+        "price",
+        "/price SYMBOL",
+        "The latest quote the bot has, premarket included.",
+        False,
+        (ArgSpec("symbol", "Symbol, e.g. NVDA", "symbol", True),),
+        ("/price NVDA",),
+    ),
+    CommandSpec(
+        "mute",
+        "/mute SYMBOL|basket:NAME|all DURATION",
+        "Silence alerts for a while; they are still tracked and summarised when the mute ends.",
+        True,
+        (
+            ArgSpec("scope", "Symbol, basket:NAME or all", "scope", True),
+            ArgSpec("duration", "How long, e.g. 30m, 2h, 1d", "duration", True),
+        ),
+        ("/mute NVDA 2h", "/mute all 30m"),
+    ),
+    CommandSpec(
+        "unmute",
+        "/unmute [SYMBOL|basket:NAME|all]",
+        "End a mute early (default: all mutes of this channel).",
+        True,
+        (ArgSpec("scope", "Symbol, basket:NAME or all", "scope"),),
+        ("/unmute NVDA",),
+    ),
+    CommandSpec(
+        "digest",
+        "/digest [on HH:MM|off]",
+        "Show the premarket digest now, or turn the daily digest on or off.",
+        True,
+        (
+            ArgSpec(
+                "action", "on or off (omit to show the digest now)", "choice", False, ("on", "off")
+            ),
+            ArgSpec("time", "HH:MM in the bot's time zone, for on", "text"),
+        ),
+        ("/digest", "/digest on 08:00", "/digest off"),
+    ),
+    CommandSpec(
+        "alerts",
+        "/alerts [N]",
+        f"The channel's N most recent alerts (default 10, at most {MAX_ALERTS_LISTED}).",
+        False,
+        (ArgSpec("count", "How many", "integer"),),
+        ("/alerts", "/alerts 25"),
+    ),
+    CommandSpec(
+        "news",
+        "/news [SYMBOL]",
+        "Recent headlines for a symbol or for the channel's watches.",
+        False,
+        (ArgSpec("symbol", "Symbol, e.g. NVDA", "symbol"),),
+        ("/news", "/news NVDA"),
+    ),
+    CommandSpec(
+        "basket",
+        "/basket create NAME SYMBOL... | list | show NAME | delete NAME",
+        "Define a named group of symbols to watch together (basket:NAME).",
+        True,
+        (
+            ArgSpec(
+                "action",
+                "create, list, show or delete",
+                "choice",
+                True,
+                ("create", "list", "show", "delete"),
+            ),
+            ArgSpec("name", "Basket name", "text"),
+            ArgSpec("symbols", "Symbols separated by spaces (for create)", "text"),
+        ),
+        ("/basket create ai NVDA AMD AVGO MSFT GOOGL META ASML", "/basket list"),
+    ),
+    CommandSpec(
+        "help",
+        "/help [COMMAND]",
+        "What the bot can do.",
+        False,
+        (ArgSpec("command", "A command name", "text"),),
+    ),
+)
+
+# Commands that only read may run for anyone; `basket list/show` and a bare `/digest` read too.
+_READ_ONLY_FORMS = {("basket", "list"), ("basket", "show"), ("digest", "")}
+
+
+def parse_command(text: str) -> ParsedCommand:
+    """Split ``/watch NVDA drop 10% -- note`` into name, words and note; refuse bad input."""
+    if "\x00" in text or any(not ch.isprintable() and ch not in "\t\n" for ch in text):
+        raise CommandError("That message has characters a command cannot contain. Try `/help`.")
+    stripped = " ".join(text.split())
+    if not stripped:
+        raise CommandError("Empty command. Try `/help`.")
+    if len(stripped) > MAX_COMMAND_LENGTH:
+        raise CommandError(
+            f"That command is too long ({len(stripped)} characters, at most "
+            f"{MAX_COMMAND_LENGTH}). Try `/help`."
+        )
+    # Whitespace is folded above, so the separator matches however it was typed.
+    body, sep, note = stripped.partition(NOTE_SEPARATOR)
+    note_text = note.strip() if sep else None
+    words = body.split()
+    name = words[0].lstrip("/").lower()
+    if not name:
+        raise CommandError("Empty command. Try `/help`.")
+    return ParsedCommand(name=name, args=tuple(words[1:]), note=note_text or None, raw=stripped)
+
+
+class CommandRouter:
+    """Parses, checks permission, runs the handler, and always answers with one Reply."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        market: MarketView | None = None,
+        default_rule: str = DEFAULT_RULE_TEXT,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._market = market
+        self._default_rule = default_rule
+        self._on_change = on_change
+        self._handlers: dict[str, Callable[[ParsedCommand, CommandContext], Reply]] = {
+            "watch": self._watch,
+            "unwatch": self._unwatch,
+            "watchlist": self._watchlist,
+            "price": self._price,
+            "mute": self._mute,
+            "unmute": self._unmute,
+            "digest": self._digest,
+            "alerts": self._alerts,
+            "news": self._news,
+            "basket": self._basket,
+            "help": self._help,
+        }
+        self._specs = {spec.name: spec for spec in COMMANDS}
+
+    @staticmethod
+    def command_names() -> tuple[CommandSpec, ...]:
+        return COMMANDS
+
+    def handle(self, text: str, ctx: CommandContext) -> Reply:
+        try:
+            command = parse_command(text)
+            handler = self._handlers.get(command.name)
+            if handler is None:
+                raise CommandError(f"Unknown command `/{command.name[:30]}`. Try `/help`.")
+            spec = self._specs[command.name]
+            form = (command.name, command.args[0].lower() if command.args else "")
+            if spec.changes_channel and form not in _READ_ONLY_FORMS and not ctx.can_manage:
+                return Reply(
+                    f"`/{command.name}` changes this channel's alerts: you need the Manage "
+                    "Channels permission (or the bot's manager role).",
+                    ok=False,
+                )
+            reply = handler(command, ctx)
+        except CommandError as exc:
+            return Reply(str(exc), ok=False)
+        if reply.changed and self._on_change is not None:
+            self._on_change(ctx.channel)
+        return reply
+
+    # -- targets -------------------------------------------------------------------------
+
+    def _target(self, word: str, ctx: CommandContext) -> str:
+        lowered = word.lower()
+        if lowered == "news":
+            return "news"
+        if lowered.startswith(BASKET_PREFIX):
+            name = lowered.removeprefix(BASKET_PREFIX)
+            if name not in self._baskets(ctx.channel):
+                known = ", ".join(sorted(self._baskets(ctx.channel))) or "none yet"
+                raise CommandError(
+                    f"No basket `{name[:30]}` in this channel (known: {known}). "
+                    "Create one with `/basket create NAME SYMBOL...`."
+                )
+            return BASKET_PREFIX + name
+        try:
+            return normalize_symbol(word)
+        except SymbolError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
+        return {**BUILTIN_BASKETS, **self._store.list_baskets(channel)}
+
+    def _rule_text(self, target: str, words: Sequence[str]) -> str:
+        text = " ".join(words) if words else self._default_rule
+        if target == "news":
+            text = "news " + text if words else ""
+            if not words:
+                raise CommandError(
+                    "Say which keyword to watch, for example `/watch news deepseek`."
+                )
+        try:
+            return parse_rule(text).canonical
+        except RuleSyntaxError as exc:
+            raise CommandError(str(exc)) from None
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _watch(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if not command.args:
+            raise CommandError(
+                "Say what to watch, for example `/watch NVDA` or `/watch NVDA drop 5%`."
+            )
+        target = self._target(command.args[0], ctx)
+        rule_text = self._rule_text(target, command.args[1:])
+        note = command.note[:MAX_NOTE_LENGTH] if command.note else None
+        watch, created = self._store.add_watch(
+            ctx.channel, target, rule_text, now=self._clock.now(), created_by=ctx.user, note=note
+        )
+        if not created:
+            return Reply(f"Already watching *{target}* for `{rule_text}`.")
+        what = target if target != "news" else "the news"
+        return Reply(
+            f"Watching *{what}*: alert on `{rule_text}` (watch #{watch.id}).", changed=True
+        )
+
+    def _unwatch(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if not command.args:
+            raise CommandError(
+                "Say what to stop watching, for example `/unwatch NVDA` or `/unwatch all`."
+            )
+        first = command.args[0]
+        if first.lower() == "all" and len(command.args) == 1:
+            removed = self._store.remove_watches(ctx.channel, None, None)
+            return Reply(
+                f"Removed all {len(removed)} watches of this channel.", changed=bool(removed)
+            )
+        target = self._target_for_removal(first, ctx)
+        rest = command.args[1:]
+        rule_text = (
+            None
+            if not rest or (len(rest) == 1 and rest[0].lower() == "all")
+            else (self._rule_text(target, rest))
+        )
+        removed = self._store.remove_watches(ctx.channel, target, rule_text)
+        if not removed:
+            what = f"`{rule_text}` on *{target}*" if rule_text else f"*{target}*"
+            return Reply(f"This channel was not watching {what}. See `/watchlist`.", ok=False)
+        rules = ", ".join(f"`{watch.rule_text}`" for watch in removed)
+        return Reply(f"Stopped watching *{target}* ({rules}).", changed=True)
+
+    def _target_for_removal(self, word: str, ctx: CommandContext) -> str:
+        # A basket deleted since may still have watches; removing them must still work.
+        if word.lower().startswith(BASKET_PREFIX):
+            return word.lower()
+        return self._target(word, ctx)
+
+    def _watchlist(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        watches = self._store.list_watches(ctx.channel)
+        if not watches:
+            return Reply("This channel watches nothing yet. Try `/watch NVDA`.")
+        lines = [f"*Watchlist* ({len(watches)})"]
+        lines += [_watch_line(watch) for watch in watches]
+        mutes = self._store.active_mutes(ctx.channel, self._clock.now())
+        if mutes:
+            lines.append(
+                "Muted: " + ", ".join(f"{m.scope} until {_hhmm(m.until)} UTC" for m in mutes)
+            )
+        return Reply("\n".join(lines))
+
+    def _price(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if len(command.args) != 1:
+            raise CommandError("Usage: `/price SYMBOL`, for example `/price NVDA`.")
+        symbol = self._target(command.args[0], ctx)
+        if symbol in ("news",) or symbol.startswith(BASKET_PREFIX):
+            raise CommandError("`/price` takes one symbol, for example `/price NVDA`.")
+        quote = self._market.latest_quote(symbol) if self._market else None
+        if quote is None or quote.price is None:
+            return Reply(
+                f"No quote for *{symbol}* yet: the bot fetches prices for watched symbols while "
+                f"their market is open. `/watch {symbol}` to follow it.",
+                ok=False,
+            )
+        change = quote.change_pct()
+        change_text = f" ({change:+.2f}% vs previous close)" if change is not None else ""
+        currency = f" {quote.currency}" if quote.currency else ""
+        return Reply(
+            f"*{symbol}* {quote.price:,.2f}{currency}{change_text}, {quote.session.value} session, "
+            f"as of {_hhmm(quote.time)} UTC"
+        )
+
+    def _mute(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if len(command.args) != 2:
+            raise CommandError(
+                "Usage: `/mute SYMBOL|basket:NAME|all DURATION`, for example `/mute NVDA 2h`."
+            )
+        scope = self._scope(command.args[0], ctx)
+        try:
+            duration = parse_duration(command.args[1])
+        except DurationError as exc:
+            raise CommandError(str(exc)) from None
+        now = self._clock.now()
+        self._store.add_mute(
+            Mute(channel=ctx.channel, scope=scope, until=now + duration, created_at=now)
+        )
+        return Reply(
+            f"Muted *{scope}* for {format_duration(duration)}. Alerts are still tracked; you get a "
+            "summary of what you missed when the mute ends.",
+            changed=True,
+        )
+
+    def _unmute(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if len(command.args) > 1:
+            raise CommandError("Usage: `/unmute [SYMBOL|basket:NAME|all]`.")
+        scope = self._scope(command.args[0], ctx) if command.args else "all"
+        removed = self._store.remove_mutes(ctx.channel, None if scope == "all" else scope)
+        if not removed:
+            return Reply(f"Nothing was muted for *{scope}*.", ok=False)
+        return Reply(f"Unmuted *{scope}*.", changed=True)
+
+    def _scope(self, word: str, ctx: CommandContext) -> str:
+        if word.lower() == "all":
+            return "all"
+        target = self._target(word, ctx)
+        if target == "news":
+            raise CommandError("Mute a symbol, a basket or all, for example `/mute NVDA 2h`.")
+        return target
+
+    def _digest(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        now = self._clock.now()
+        if not command.args:
+            return Reply(self._digest_text(ctx.channel))
+        action = command.args[0].lower()
+        if action == "off" and len(command.args) == 1:
+            self._store.update_channel_settings(ctx.channel, {"digest": None}, now)
+            return Reply("The daily premarket digest is off for this channel.", changed=True)
+        if action == "on" and len(command.args) <= 2:
+            at = command.args[1] if len(command.args) == 2 else "08:00"
+            hours, sep, minutes = at.partition(":")
+            if not (
+                sep
+                and hours.isdigit()
+                and minutes.isdigit()
+                and int(hours) < 24
+                and int(minutes) < 60
+            ):
+                raise CommandError("Give the time as HH:MM, for example `/digest on 08:00`.")
+            at = f"{int(hours):02d}:{int(minutes):02d}"
+            self._store.update_channel_settings(ctx.channel, {"digest": at}, now)
+            return Reply(f"Daily premarket digest on at {at}, trading days only.", changed=True)
+        raise CommandError("Usage: `/digest`, `/digest on 08:00` or `/digest off`.")
+
+    def _digest_text(self, channel: str) -> str:
+        symbols = sorted(
+            {w.target for w in self._store.list_watches(channel) if _is_symbol(w.target)}
+        )
+        if not symbols:
+            return "Nothing to digest: this channel watches no symbols yet. Try `/watch NVDA`."
+        lines = ["*Premarket digest*"]
+        for symbol in symbols:
+            quote = self._market.latest_quote(symbol) if self._market else None
+            change = quote.change_pct() if quote else None
+            if quote is None or quote.price is None or change is None:
+                lines.append(f"{symbol}: no quote yet")
+            else:
+                lines.append(
+                    f"{symbol}: {quote.price:,.2f} ({change:+.2f}%, {quote.session.value})"
+                )
+        return "\n".join(lines)
+
+    def _alerts(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if len(command.args) > 1 or (command.args and not command.args[0].isdigit()):
+            raise CommandError(f"Usage: `/alerts [N]`, N from 1 to {MAX_ALERTS_LISTED}.")
+        count = int(command.args[0]) if command.args else 10
+        if not 1 <= count <= MAX_ALERTS_LISTED:
+            raise CommandError(f"Usage: `/alerts [N]`, N from 1 to {MAX_ALERTS_LISTED}.")
+        alerts = self._store.recent_alerts(ctx.channel, count)
+        if not alerts:
+            return Reply("No alerts in this channel yet.")
+        return Reply(
+            "\n".join([f"*Recent alerts* ({len(alerts)})", *(_alert_line(a) for a in alerts)])
+        )
+
+    def _news(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if len(command.args) > 1:
+            raise CommandError("Usage: `/news [SYMBOL]`.")
+        if command.args:
+            symbols = [self._target(command.args[0], ctx)]
+        else:
+            symbols = sorted(
+                {w.target for w in self._store.list_watches(ctx.channel) if _is_symbol(w.target)}
+            )
+        items = self._market.recent_news(symbols, 5) if self._market else []
+        if not items:
+            return Reply("No recent headlines for " + (", ".join(symbols) or "this channel") + ".")
+        return Reply(
+            "\n".join([f"*News* ({', '.join(symbols) or 'all'})", *(_news_line(i) for i in items)])
+        )
+
+    def _basket(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if not command.args:
+            raise CommandError(
+                "Usage: `/basket create NAME SYMBOL...`, `/basket list`, `/basket show NAME`, `/basket delete NAME`."
+            )
+        action, rest = command.args[0].lower(), command.args[1:]
+        if action == "list" and not rest:
+            baskets = self._baskets(ctx.channel)
+            lines = ["*Baskets*"] + [
+                f"basket:{name}: {' '.join(symbols)}"
+                + (" (built in)" if name in BUILTIN_BASKETS else "")
+                for name, symbols in sorted(baskets.items())
+            ]
+            return Reply("\n".join(lines))
+        if action == "show" and len(rest) == 1:
+            name = _basket_name(rest[0])
+            symbols = self._baskets(ctx.channel).get(name)
+            if symbols is None:
+                raise CommandError(f"No basket `{name}`. See `/basket list`.")
+            return Reply(f"basket:{name}: {' '.join(symbols)}")
+        if action == "create" and len(rest) >= 2:
+            name = _basket_name(rest[0])
+            if len(rest) - 1 > MAX_BASKET_SIZE:
+                raise CommandError(f"A basket holds at most {MAX_BASKET_SIZE} symbols.")
+            try:
+                symbols = tuple(dict.fromkeys(normalize_symbol(word) for word in rest[1:]))
+            except SymbolError as exc:
+                raise CommandError(str(exc)) from None
+            self._store.save_basket(ctx.channel, name, symbols, now=self._clock.now())
+            return Reply(
+                f"Basket *basket:{name}*: {' '.join(symbols)}. Watch it with `/watch basket:{name} drop 5%`.",
+                changed=True,
+            )
+        if action == "delete" and len(rest) == 1:
+            name = _basket_name(rest[0])
+            if not self._store.delete_basket(ctx.channel, name):
+                raise CommandError(
+                    f"No basket `{name}` of this channel to delete (built-in baskets stay)."
+                )
+            return Reply(f"Deleted *basket:{name}*.", changed=True)
+        raise CommandError(
+            "Usage: `/basket create NAME SYMBOL...`, `/basket list`, `/basket show NAME`, `/basket delete NAME`."
+        )
+
+    def _help(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if command.args:
+            spec = self._specs.get(command.args[0].lstrip("/").lower())
+            if spec is None:
+                raise CommandError(f"No command `{command.args[0][:30]}`. Try `/help`.")
+            lines = [f"`{spec.usage}`", spec.summary, *(f"  e.g. `{ex}`" for ex in spec.examples)]
+            return Reply("\n".join(lines))
+        lines = ["*marketbot* watches prices (premarket included), futures and news."]
+        lines += [f"`{spec.usage}`: {spec.summary}" for spec in COMMANDS]
+        lines.append(
+            "Rules: `drop 10%`, `rise 5%`, `move 3% in 15m`, `above 150`, `below 120`, "
+            "`gap 4%`, `volume 3x`, `news KEYWORD`; add `for 2m` to confirm."
+        )
+        return Reply("\n".join(lines))
+
+
+def _basket_name(word: str) -> str:
+    name = word.lower().removeprefix(BASKET_PREFIX)
+    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 32:
+        raise CommandError(
+            "Basket names are letters, digits, - and _ (at most 32), for example `ai`."
+        )
+    return name
+
+
+def _is_symbol(target: str) -> bool:
+    return target != "news" and not target.startswith(BASKET_PREFIX)
+
+
+def _hhmm(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def _watch_line(watch: Watch) -> str:
+    note = f" ({watch.note})" if watch.note else ""
+    return f"#{watch.id} *{watch.target}* `{watch.rule_text}`{note}"
+
+
+def _alert_line(alert: Alert) -> str:
+    change = f" {alert.change_pct:+.2f}%" if alert.change_pct is not None else ""
+    price = f" at {alert.price:,.2f}" if alert.price is not None else ""
+    return f"{_hhmm(alert.at)} UTC {alert.kind.value} *{alert.symbol}*{change}{price} `{alert.rule_text}`"
+
+
+def _news_line(item: NewsItem) -> str:
+    source = f" ({item.source})" if item.source else ""
+    return f"{_hhmm(item.published)} UTC {item.title}{source}"
