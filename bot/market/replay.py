@@ -1,0 +1,176 @@
+"""Market data played back from a scenario file on a simulated clock (demos, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from alerts.models import MarketSession, NewsItem, Quote
+from alerts.ports import ManualClock
+from alerts.scenario import Reference, Scenario, Tick
+from bot.scenarios import open_scenario
+
+SleepFn = Callable[[float], Awaitable[None]]
+
+SOURCE = "replay"
+
+
+class ReplayMarketData:
+    """Implements the ``MarketData`` port over a :class:`Scenario`.
+
+    ``poll`` answers with each symbol's latest tick at the clock's current time; ``stream``
+    walks the ticks in time order and moves the clock to each tick's time before yielding it.
+    ``speed=None`` replays as fast as possible; ``speed=N`` waits ``gap / N`` seconds between
+    ticks through the injected ``sleep`` (N× real time).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: ManualClock | None = None,
+        *,
+        speed: float | None = None,
+        sleep: SleepFn = asyncio.sleep,
+    ) -> None:
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be a positive number or None, got {speed!r}")
+        self.scenario = scenario
+        self.clock = clock if clock is not None else ManualClock(scenario.start.astimezone(UTC))
+        self.speed = speed
+        self._sleep = sleep
+        self._closed = False
+        self._quotes: dict[str, tuple[Quote, ...]] = {
+            symbol: _quotes(scenario.reference[symbol], ticks)
+            for symbol, ticks in scenario.ticks.items()
+        }
+        self._times = {s: [q.time for q in qs] for s, qs in self._quotes.items()}
+        by_time: dict[datetime, list[Quote]] = {}
+        for quotes in self._quotes.values():
+            for q in quotes:
+                by_time.setdefault(q.time, []).append(q)
+        self._timeline = sorted(by_time.items())
+        self._timeline_times = [t for t, _ in self._timeline]
+        self._news_times = [n.published for n in scenario.news]
+
+    @classmethod
+    def open(
+        cls,
+        name_or_path: str,
+        clock: ManualClock | None = None,
+        *,
+        speed: float | None = None,
+        sleep: SleepFn = asyncio.sleep,
+    ) -> ReplayMarketData:
+        """Replay a built-in scenario by name, or a scenario file by path."""
+        return cls(open_scenario(name_or_path), clock, speed=speed, sleep=sleep)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.scenario.symbols
+
+    @property
+    def finished(self) -> bool:
+        """True once the clock is past the last tick."""
+        return not self._timeline or self.clock.now() >= self._timeline_times[-1]
+
+    async def poll(self, symbols: Sequence[str]) -> list[Quote]:
+        """The latest quote at or before now of each symbol that has one (others are absent).
+
+        A quote keeps its tick's time, so a symbol whose market has gone quiet (ASML.AS after
+        Amsterdam's close) looks stale to the data-quality gate, as a live source would.
+        """
+        now = self.clock.now()
+        out: list[Quote] = []
+        for symbol in symbols:
+            times = self._times.get(symbol)
+            if not times:
+                continue
+            i = bisect_right(times, now)
+            if i:
+                out.append(self._quotes[symbol][i - 1])
+        return out
+
+    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Quote]]:
+        """Batches of quotes (one batch per tick time, requested symbols only) in time order.
+
+        Starts at the clock's current time (ticks at exactly that time included) and, once the
+        ticks run out, moves the clock on to the scenario's end.
+        """
+        wanted = set(symbols)
+        previous = self.clock.now()
+        for when, quotes in self._timeline[bisect_left(self._timeline_times, previous) :]:
+            if self._closed:
+                return
+            batch = [q for q in quotes if q.symbol in wanted]
+            if not batch:
+                continue
+            await self._wait(previous, when)
+            previous = when
+            yield batch
+        end = self.scenario.end.astimezone(UTC)
+        if not self._closed and end > previous:
+            await self._wait(previous, end)
+
+    async def _wait(self, previous: datetime, when: datetime) -> None:
+        if self.speed is not None and when > previous:
+            await self._sleep((when - previous).total_seconds() / self.speed)
+        # Someone else may have moved the shared clock further already; never move it back.
+        if when > self.clock.now():
+            self.clock.set(when)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def news_until(self, when: datetime | None = None) -> list[NewsItem]:
+        """The scenario's news published at or before ``when`` (default: now), oldest first."""
+        cut = self.clock.now() if when is None else when
+        return list(self.scenario.news[: bisect_right(self._news_times, cut)])
+
+    def news_between(self, after: datetime, until: datetime) -> list[NewsItem]:
+        """News published in ``(after, until]``, oldest first: what arrived since a last look."""
+        lo = bisect_right(self._news_times, after)
+        return list(self.scenario.news[lo : bisect_right(self._news_times, until)])
+
+
+class ReplayNewsFeed:
+    """Implements the ``NewsFeed`` port: the replay's headlines published so far."""
+
+    def __init__(self, replay: ReplayMarketData) -> None:
+        self._replay = replay
+
+    async def fetch(self) -> list[NewsItem]:
+        return self._replay.news_until()
+
+
+def _quotes(ref: Reference, ticks: Sequence[Tick]) -> tuple[Quote, ...]:
+    hours = ref.session_hours
+    # An overnight regular session (futures) has no single opening print we could name.
+    track_open = hours.regular is not None and not hours.regular.wraps
+    tz = ZoneInfo(hours.timezone)
+    opens: dict[date, float] = {}
+    out: list[Quote] = []
+    for tick in ticks:
+        when = tick.time.astimezone(UTC)
+        session = hours.session_at(when)
+        open_price = None
+        if track_open and session is MarketSession.REGULAR:
+            open_price = opens.setdefault(when.astimezone(tz).date(), tick.price)
+        out.append(
+            Quote(
+                symbol=ref.symbol,
+                price=tick.price,
+                time=when,
+                session=session,
+                previous_close=ref.previous_close,
+                open=open_price,
+                day_volume=tick.volume,
+                currency=ref.currency,
+                exchange=ref.exchange,
+                source=SOURCE,
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,427 @@
+"""Generate bot/scenarios/deepseek-2025-01-27.json, the built-in DeepSeek premarket replay.
+
+The seed article (../shared/seed/) reports how far each name had fallen early on Monday
+2025-01-27; it gives no paths, closes (beyond what its figures imply) or volumes. This script
+is the record of how those gaps were filled, so anyone can regenerate the file or shape a
+variant:
+
+* Previous closes: NVDA 142.62 and NQ=F 21,891.25 follow from the reported "-13% to $124" and
+  "-4.3% to 20,950"; the others are plausible Friday 2025-01-24 closes, not looked up.
+* Each path starts at a fraction ``gap`` of its target move on its first tick (the news broke
+  over the weekend, so most of the drop is there when trading starts), then closes the rest
+  with a fast exponential leg (``weight``, ``tau`` minutes) plus a linear drift, reaching the
+  target exactly at ``by``; it then holds it.
+* Seeded Ornstein-Uhlenbeck noise (mean-reverting, so it never wanders far) is added, faded to
+  zero around ``by`` and the last tick so the reported figure is hit exactly there.
+* Volumes (US stocks and ASML.AS) are illustrative: a decaying per-minute profile, cumulative.
+
+Run ``python tools/make_deepseek_scenario.py`` to rewrite the file, ``--check`` to verify that
+the committed file is what this script produces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "bot" / "scenarios" / "deepseek-2025-01-27.json"
+
+NAME = "deepseek-2025-01-27"
+ET = ZoneInfo("America/New_York")
+START = datetime(2025, 1, 27, 3, 0, tzinfo=ET)  # 09:00 CET: the Amsterdam open
+END = datetime(2025, 1, 27, 9, 30, tzinfo=ET)  # the US open
+US_FIRST = datetime(2025, 1, 27, 4, 0, tzinfo=ET)  # US premarket opens
+LAST = datetime(2025, 1, 27, 9, 29, tzinfo=ET)  # last premarket minute
+ASML_AS_BY = datetime(2025, 1, 27, 5, 0, tzinfo=ET)  # 11:00 CET, two hours after the open
+
+US_HOURS = {
+    "timezone": "America/New_York",
+    "pre": "04:00-09:30",
+    "regular": "09:30-16:00",
+    "post": "16:00-20:00",
+    "days": "mon-fri",
+}
+CME_HOURS = {"timezone": "America/New_York", "regular": "18:00-17:00", "days": "mon-fri"}
+AMS_HOURS = {"timezone": "Europe/Amsterdam", "regular": "09:00-17:30", "days": "mon-fri"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Timing of one path (see the module docstring)."""
+
+    first: datetime  # first tick
+    by: datetime  # target reached
+    gap: float  # fraction of the target move already there on the first tick
+    weight: float  # share of the remainder closed by the fast exponential leg
+    tau: float  # minutes, time constant of that leg
+
+
+@dataclass(frozen=True)
+class SymbolPath:
+    """How one symbol's premarket is shaped."""
+
+    symbol: str
+    previous_close: float
+    currency: str
+    exchange: str
+    hours: dict[str, str]
+    target_pct: float
+    basis: str
+    shape: Shape
+    noise: float  # OU shock size, percentage points
+    tick_size: float
+    volume_per_min: int = 0  # 0: no volume column
+
+
+STOCK = Shape(first=US_FIRST, by=LAST, gap=0.70, weight=0.6, tau=3.0)
+FUTURE = Shape(first=START, by=LAST, gap=0.72, weight=0.3, tau=20.0)
+ASML_AS = Shape(first=START, by=ASML_AS_BY, gap=0.60, weight=0.5, tau=15.0)
+
+PATHS = (
+    SymbolPath(
+        "NQ=F",
+        21891.25,
+        "USD",
+        "CME",
+        CME_HOURS,
+        -4.3,
+        "reported: Nasdaq 100 futures 'plummeted by 4.3% to 20,950'",
+        noise=0.03,
+        tick_size=0.25,
+        shape=FUTURE,
+    ),
+    SymbolPath(
+        "ES=F",
+        6133.50,
+        "USD",
+        "CME",
+        CME_HOURS,
+        -2.5,
+        "reported: S&P 500 futures 'dropped around 2.5%'",
+        noise=0.02,
+        tick_size=0.25,
+        shape=FUTURE,
+    ),
+    SymbolPath(
+        "YM=F",
+        44670.0,
+        "USD",
+        "CBOT",
+        CME_HOURS,
+        -0.8,
+        "reported: Dow futures 'almost 0.8%'",
+        noise=0.015,
+        tick_size=1.0,
+        shape=FUTURE,
+    ),
+    SymbolPath(
+        "NVDA",
+        142.62,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -13.0,
+        "reported: Nvidia 'dropping nearly 13% to $124'",
+        noise=0.06,
+        tick_size=0.01,
+        volume_per_min=600_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "AVGO",
+        240.66,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -12.9,
+        "reported: Broadcom 'slumped ... 12.9% in premarket'",
+        noise=0.06,
+        tick_size=0.01,
+        volume_per_min=120_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "AMD",
+        123.82,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -6.3,
+        "reported: AMD 'slumped 6.3% ... in premarket'",
+        noise=0.05,
+        tick_size=0.01,
+        volume_per_min=150_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "MSFT",
+        444.06,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -6.7,
+        "reported: Microsoft 'fell 6.7%'",
+        noise=0.04,
+        tick_size=0.01,
+        volume_per_min=60_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "GOOGL",
+        200.21,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -4.6,
+        "reported: Google 'fell ... 4.6%'",
+        noise=0.04,
+        tick_size=0.01,
+        volume_per_min=50_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "META",
+        647.49,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -5.5,
+        "reported: Meta 'fell ... 5.5%'",
+        noise=0.04,
+        tick_size=0.01,
+        volume_per_min=40_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "ASML",
+        741.40,
+        "USD",
+        "NASDAQ",
+        US_HOURS,
+        -10.6,
+        "reconstructed: the US ADR is not in the article; it follows ASML.AS's reported move",
+        noise=0.05,
+        tick_size=0.01,
+        volume_per_min=8_000,
+        shape=STOCK,
+    ),
+    SymbolPath(
+        "ASML.AS",
+        714.70,
+        "EUR",
+        "Euronext Amsterdam",
+        AMS_HOURS,
+        -10.62,
+        "reported: ASML 'saw a 10.62% decrease within two hours post-European market opening'",
+        shape=ASML_AS,
+        noise=0.05,
+        tick_size=0.01,
+        volume_per_min=20_000,
+    ),
+)
+
+OU_REVERSION = 0.15  # per minute; keeps the noise's spread near noise / sqrt(2 * 0.15)
+NOISE_FADE_MIN = 15.0  # minutes over which noise fades to zero at `by` and at the last tick
+
+NEWS = (
+    {
+        "time": "2025-01-26T12:00:00-05:00",
+        "title": "DeepSeek's iPhone app tops the U.S. App Store's free charts, passing ChatGPT",
+        "source": "seed article (paraphrased)",
+        "symbols": [],
+    },
+    {
+        "time": "2025-01-27T03:45:00-05:00",
+        "title": (
+            "Tech and AI stocks dive in premarket after Chinese startup DeepSeek's R1 model "
+            "rivals OpenAI on less powerful chips"
+        ),
+        "source": "seed article (paraphrased)",
+        "symbols": ["NVDA", "AVGO", "AMD", "MSFT", "GOOGL", "META", "ASML", "NQ=F"],
+    },
+    {
+        "time": "2025-01-27T05:00:00-05:00",
+        "title": "ASML falls 10.6% in Amsterdam within two hours of the European open",
+        "source": "seed article (paraphrased)",
+        "symbols": ["ASML.AS", "ASML"],
+    },
+    {
+        "time": "2025-01-27T07:00:00-05:00",
+        "title": (
+            "Challenging U.S. AI Dominance: Surge of Chinese Startup DeepSeek Threatens Tech "
+            "Shares, Competing Against OpenAI"
+        ),
+        "source": "seed article",
+        "symbols": [
+            "NVDA",
+            "MSFT",
+            "GOOGL",
+            "META",
+            "AMD",
+            "AVGO",
+            "ASML.AS",
+            "NQ=F",
+            "ES=F",
+            "YM=F",
+        ],
+    },
+)
+
+DEFAULT_WATCHES = (
+    "/watch NVDA drop 10%",
+    "/watch AVGO drop 10%",
+    "/watch AMD drop 5%",
+    "/watch MSFT drop 5%",
+)
+CONTEXT_SYMBOLS = ("NQ=F", "ES=F", "YM=F")
+
+
+def _minutes(a: datetime, b: datetime) -> float:
+    return (b - a).total_seconds() / 60.0
+
+
+def shape(p: SymbolPath, t: float) -> float:
+    """Fraction of the target move reached ``t`` minutes after the first tick."""
+    s = p.shape
+    span = _minutes(s.first, s.by)
+    if t >= span:
+        return 1.0
+    rest = s.weight * math.exp(-t / s.tau) + (1.0 - s.weight) * (1.0 - t / span)
+    return 1.0 - (1.0 - s.gap) * rest
+
+
+def _round_to(value: float, step: float) -> float:
+    digits = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
+    return round(round(value / step) * step, digits)
+
+
+def series(p: SymbolPath) -> list[list[float | int]]:
+    """1-minute points ``[seconds after START, price(, cumulative volume)]`` for one symbol."""
+    rng = random.Random(f"{NAME}:{p.symbol}")
+    total = int(_minutes(p.shape.first, LAST))
+    span = _minutes(p.shape.first, p.shape.by)
+    noise = 0.0
+    volume = 0
+    points: list[list[float | int]] = []
+    for m in range(total + 1):
+        fade = min(1.0, abs(m - span) / NOISE_FADE_MIN, (total - m) / NOISE_FADE_MIN)
+        pct = p.target_pct * shape(p, m) + noise * fade
+        price = _round_to(p.previous_close * (1.0 + pct / 100.0), p.tick_size)
+        offset = int((p.shape.first - START).total_seconds()) + 60 * m
+        point: list[float | int] = [offset, price]
+        if p.volume_per_min:
+            burst = 0.25 + 0.75 * math.exp(-m / 30.0)
+            volume += int(p.volume_per_min * burst * (0.6 + 0.8 * rng.random()))
+            point.append(volume)
+        points.append(point)
+        noise = noise * (1.0 - OU_REVERSION) + rng.gauss(0.0, p.noise)
+    return points
+
+
+def document() -> dict[str, object]:
+    notes = [
+        "Reported by the seed article (../shared/seed/000_c157d5d9cc4c01ba.txt): the percentage "
+        "moves in 'targets', NVDA's $124 and NQ's 20,950.",
+        "Reconstructed: the previous closes. NVDA 142.62 and NQ=F 21,891.25 are implied by the "
+        "reported figures (-13% = $124.08, -4.3% = 20,950); the other closes are plausible "
+        "Friday 2025-01-24 values, not looked up.",
+        "Reconstructed: every path between the first tick and the target, the ASML US ADR move "
+        "(set to ASML.AS's), the news times and wording (paraphrases of the article), and all "
+        "volumes (illustrative).",
+        "Shape: most of each move is there on the first tick (US premarket 04:00 ET; futures and "
+        "ASML.AS from 03:00 ET = 09:00 CET), the rest comes in a fast leg plus a drift; seeded "
+        "mean-reverting noise fades out where the target is met. US symbols and futures meet "
+        "their targets on the last premarket minute (09:29 ET); ASML.AS at 11:00 CET and then "
+        "holds. Regenerate with tools/make_deepseek_scenario.py.",
+    ]
+    return {
+        "format": 1,
+        "name": NAME,
+        "description": (
+            "Monday 2025-01-27: DeepSeek's R1 news takes Nasdaq-100 futures down 4.3% and NVDA "
+            "down 13% before the US open; ASML falls 10.6% in Amsterdam."
+        ),
+        "derivation": {
+            "summary": (
+                "Reported premarket moves from the seed article; previous closes, paths, news "
+                "times and volumes reconstructed (1-minute points, interpolated with seeded "
+                "noise) by tools/make_deepseek_scenario.py."
+            ),
+            "notes": notes,
+            "targets": {
+                p.symbol: {
+                    "change_pct": p.target_pct,
+                    "by": p.shape.by.isoformat(),
+                    "basis": p.basis,
+                }
+                for p in PATHS
+            },
+        },
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "reference": {
+            p.symbol: {
+                "previous_close": p.previous_close,
+                "currency": p.currency,
+                "exchange": p.exchange,
+                "session_hours": p.hours,
+            }
+            for p in PATHS
+        },
+        "news": list(NEWS),
+        "default_watches": list(DEFAULT_WATCHES),
+        "context_symbols": list(CONTEXT_SYMBOLS),
+        "ticks": {p.symbol: series(p) for p in PATHS},
+    }
+
+
+def render(doc: dict[str, object]) -> str:
+    """JSON with one line per 8 tick points: readable in a diff, small on disk."""
+    ticks = doc["ticks"]
+    assert isinstance(ticks, dict)
+    head = {k: v for k, v in doc.items() if k != "ticks"}
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    blocks = []
+    for symbol, points in ticks.items():
+        rows = [
+            "      " + ", ".join(json.dumps(pt, separators=(",", ":")) for pt in points[i : i + 8])
+            for i in range(0, len(points), 8)
+        ]
+        blocks.append(f"    {json.dumps(symbol)}: [\n" + ",\n".join(rows) + "\n    ]")
+    return text[:-2] + ',\n  "ticks": {\n' + ",\n".join(blocks) + "\n  }\n}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+
+    text = render(document())
+    sys.path.insert(0, str(ROOT))
+    from alerts.scenario import load_scenario  # validate before anything is written
+
+    load_scenario(json.loads(text))
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run tools/make_deepseek_scenario.py")
+            return 1
+        print(f"{args.output} is up to date")
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output} ({len(text.encode()) // 1024} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
