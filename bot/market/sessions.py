@@ -107,7 +107,7 @@ _FIAT = {"USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "CNY", "HKD", "KRW", "
 
 
 def listing(symbol: str) -> Listing:
-    """Classify a Yahoo symbol (``NVDA``, ``ASML.AS``, ``NQ=F``, ``EURUSD=X``, ``BTC-USD``, ``^VIX``)."""
+    """Classify a Yahoo symbol: NVDA, ASML.AS, NQ=F, EURUSD=X, BTC-USD, ^VIX."""
     sym = symbol.upper()
     if sym.endswith("=F"):
         return Listing(sym, Venue.CME_FUTURE, "CMES")
@@ -145,7 +145,8 @@ def _ts(value: object) -> datetime | None:
     if value is None or pd.isna(value):
         return None
     assert isinstance(value, pd.Timestamp)
-    return value.to_pydatetime().astimezone(UTC)
+    result: datetime = value.to_pydatetime().astimezone(UTC)
+    return result
 
 
 @functools.lru_cache(maxsize=16384)
@@ -157,7 +158,8 @@ def _day(cal_name: str, day: date) -> _Day | None:
         return None
     row = cal.schedule.loc[label]
     open_, close = _ts(row["open"]), _ts(row["close"])
-    assert open_ is not None and close is not None
+    assert open_ is not None
+    assert close is not None
     return _Day(open_, close, _ts(row["break_start"]), _ts(row["break_end"]))
 
 

@@ -21,7 +21,7 @@ def rewrite_url(url: str, base_url: str) -> str:
     return f"{base}/{rest}"
 
 
-class RewritingCurlSession(curl_cffi.requests.Session):  # type: ignore[misc]
+class RewritingCurlSession(curl_cffi.requests.Session[curl_cffi.requests.Response]):
     """curl_cffi session (what yfinance uses for real Yahoo) with the base-URL rewrite.
 
     yfinance hard-codes its hosts and only accepts a real Session (or subclass), so the
@@ -30,10 +30,11 @@ class RewritingCurlSession(curl_cffi.requests.Session):  # type: ignore[misc]
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.base_url = base_url
+        # Not ``base_url``: curl_cffi's Session already uses that name for relative URLs.
+        self.rewrite_base = base_url
 
     def request(self, method: Any, url: str, *args: Any, **kwargs: Any) -> Any:
-        return super().request(method, rewrite_url(url, self.base_url), *args, **kwargs)
+        return super().request(method, rewrite_url(url, self.rewrite_base), *args, **kwargs)
 
 
 class RewritingRequestsSession(requests.Session):
@@ -41,17 +42,16 @@ class RewritingRequestsSession(requests.Session):
 
     def __init__(self, base_url: str) -> None:
         super().__init__()
-        self.base_url = base_url
+        self.rewrite_base = base_url
 
-    def request(  # type: ignore[override]
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        if isinstance(url, bytes):
-            url = url.decode()
-        return super().request(method, rewrite_url(url, self.base_url), *args, **kwargs)
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        text = url.decode() if isinstance(url, bytes) else str(url)
+        return super().request(method, rewrite_url(text, self.rewrite_base), *args, **kwargs)
 
 
-def make_session(base_url: str | None) -> curl_cffi.requests.Session | requests.Session:
+def make_session(
+    base_url: str | None,
+) -> curl_cffi.requests.Session[curl_cffi.requests.Response] | requests.Session:
     """The session yfinance should use: real Chrome-like curl_cffi for Yahoo, or rewritten."""
     if base_url is None:
         return curl_cffi.requests.Session(impersonate="chrome")

@@ -1,0 +1,341 @@
+"""A loopback fake of Yahoo Finance's REST API (cookie, crumb, v7 quote, v8 chart) for yfinance.
+
+Paths arrive as ``/HOST/PATH?QUERY`` because the project's session rewrites
+``https://HOST/PATH`` to ``{base_url}/HOST/PATH`` (see ``bot.market.yahoo_session``).
+Responses are programmable (quotes, daily closes, faults) or come from recorded fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+CRUMB = "fakeCrumb123"
+
+
+@dataclass
+class Fault:
+    """A programmed failure for requests whose path contains ``match``."""
+
+    match: str
+    kind: str  # "status", "garbage", "empty"
+    status: int = 500
+    remaining: int = 1  # -1: until cleared
+
+
+def v7_quote(
+    symbol: str,
+    *,
+    price: float | None,
+    previous_close: float | None,
+    market_state: str = "REGULAR",
+    at: datetime | None = None,
+    pre_price: float | None = None,
+    pre_time: datetime | None = None,
+    post_price: float | None = None,
+    post_time: datetime | None = None,
+    currency: str = "USD",
+    exchange: str = "NMS",
+    quote_type: str = "EQUITY",
+    volume: float | None = None,
+    tz_name: str = "America/New_York",
+) -> dict[str, Any]:
+    """A ``/v7/finance/quote`` result entry shaped like Yahoo's (only the fields we read)."""
+    at = at or datetime.now(UTC)
+    q: dict[str, Any] = {
+        "symbol": symbol,
+        "quoteType": quote_type,
+        "currency": currency,
+        "exchange": exchange,
+        "fullExchangeName": exchange,
+        "exchangeTimezoneName": tz_name,
+        "marketState": market_state,
+        "regularMarketTime": int(at.timestamp()),
+        "triggerable": True,
+    }
+    if price is not None:
+        q["regularMarketPrice"] = price
+    if previous_close is not None:
+        q["regularMarketPreviousClose"] = previous_close
+        if price is not None and previous_close:
+            q["regularMarketChange"] = price - previous_close
+            q["regularMarketChangePercent"] = (price / previous_close - 1) * 100
+    if volume is not None:
+        q["regularMarketVolume"] = volume
+    if pre_price is not None:
+        q["preMarketPrice"] = pre_price
+        q["preMarketTime"] = int((pre_time or at).timestamp())
+        if previous_close:
+            q["preMarketChangePercent"] = (pre_price / previous_close - 1) * 100
+    if post_price is not None:
+        q["postMarketPrice"] = post_price
+        q["postMarketTime"] = int((post_time or at).timestamp())
+    return q
+
+
+def chart_body(
+    symbol: str,
+    closes: Iterable[tuple[date, float]],
+    *,
+    tz_name: str = "America/New_York",
+    currency: str = "USD",
+    exchange: str = "NMS",
+    instrument: str = "EQUITY",
+    close_time: time = time(16, 0),
+) -> dict[str, Any]:
+    """A daily ``/v8/finance/chart`` body with one bar per (day, close)."""
+    tz = ZoneInfo(tz_name)
+    rows = sorted(closes)
+    stamps = [int(datetime.combine(d, time(9, 30), tz).timestamp()) for d, _ in rows]
+    values = [c for _, c in rows]
+    last = rows[-1][0] if rows else date(2025, 1, 2)
+    start = int(datetime.combine(last, time(4, 0), tz).timestamp())
+    end = int(datetime.combine(last, close_time, tz).timestamp())
+    offset = int((datetime.combine(last, time(12), tz).utcoffset() or timedelta()).total_seconds())
+    period = {"timezone": "EST", "start": start, "end": end, "gmtoffset": offset}
+    meta = {
+        "currency": currency,
+        "symbol": symbol,
+        "exchangeName": exchange,
+        "fullExchangeName": exchange,
+        "instrumentType": instrument,
+        "firstTradeDate": 0,
+        "regularMarketTime": end,
+        "gmtoffset": offset,
+        "timezone": "EST",
+        "exchangeTimezoneName": tz_name,
+        "regularMarketPrice": values[-1] if values else None,
+        "chartPreviousClose": values[0] if values else None,
+        "priceHint": 2,
+        "currentTradingPeriod": {"pre": period, "regular": period, "post": period},
+        "dataGranularity": "1d",
+        "range": "",
+        "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
+    }
+    return {
+        "chart": {
+            "result": [
+                {
+                    "meta": meta,
+                    "timestamp": stamps,
+                    "indicators": {
+                        "quote": [
+                            {
+                                "open": values,
+                                "high": values,
+                                "low": values,
+                                "close": values,
+                                "volume": [1000] * len(values),
+                            }
+                        ],
+                        "adjclose": [{"adjclose": values}],
+                    },
+                }
+            ],
+            "error": None,
+        }
+    }
+
+
+class FakeYahoo:
+    """Serve Yahoo's REST shapes on 127.0.0.1; count every request by kind.
+
+    ``fixtures_dir`` (e.g. ``../shared/fixtures/yahoo``): recorded responses are served for
+    quote requests whose ``symbols`` match a recording, and for chart requests of a symbol
+    registered with :meth:`serve_chart_fixture`.
+    """
+
+    def __init__(self, fixtures_dir: Path | None = None) -> None:
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.charts: dict[str, dict[str, Any]] = {}
+        self.faults: list[Fault] = []
+        self.counts: Counter[str] = Counter()
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+        self._quote_fixtures: dict[str, tuple[int, bytes]] = {}
+        self._fixtures_dir = fixtures_dir
+        if fixtures_dir is not None:
+            self._index_fixtures(fixtures_dir)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- programming -------------------------------------------------------------------
+    def set_quote(self, symbol: str, **fields: Any) -> None:
+        with self._lock:
+            self.quotes[symbol] = v7_quote(symbol, **fields)
+
+    def set_raw_quote(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.quotes[entry["symbol"]] = entry
+
+    def set_closes(self, symbol: str, closes: Iterable[tuple[date, float]], **kw: Any) -> None:
+        with self._lock:
+            self.charts[symbol] = chart_body(symbol, closes, **kw)
+
+    def fail(self, match: str, kind: str = "status", *, status: int = 500, times: int = 1) -> None:
+        with self._lock:
+            self.faults.append(Fault(match, kind, status, times))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.paths.clear()
+
+    def serve_chart_fixture(self, name: str, symbol: str | None = None) -> str:
+        """Answer chart requests for the recording's symbol with fixture ``name``."""
+        assert self._fixtures_dir is not None
+        raw = json.loads((self._fixtures_dir / name).read_text())
+        path = urlsplit(raw["request"]["url"]).path
+        sym = symbol or path.rsplit("/", 1)[1]
+        body = raw["response"].get("bodyJson")
+        with self._lock:
+            self.charts[sym] = body if body is not None else {"_raw": raw["response"]["body"]}
+        return sym
+
+    def _index_fixtures(self, folder: Path) -> None:
+        for f in sorted(folder.glob("quote-*.json")):
+            raw = json.loads(f.read_text())
+            parts = urlsplit(raw["request"]["url"])
+            q = parse_qs(parts.query)
+            if "fields" in q:
+                continue  # field-restricted recordings would shadow the full ones
+            key = q.get("symbols", [""])[0]
+            resp = raw["response"]
+            body = resp.get("bodyJson")
+            data = json.dumps(body).encode() if body is not None else resp["body"].encode()
+            self._quote_fixtures[key] = (int(resp["status"]), data)
+
+    @property
+    def fixture_symbols(self) -> list[str]:
+        return sorted(self._quote_fixtures)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                status, ctype, body, headers = fake._answer(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeYahoo:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- answering ---------------------------------------------------------------------
+    def _kind(self, path: str) -> str:
+        if path.startswith("/fc.yahoo.com"):
+            return "cookie"
+        if "/v1/test/getcrumb" in path:
+            return "crumb"
+        if "/v7/finance/quote" in path:
+            return "quote"
+        if "/v8/finance/chart/" in path:
+            return "chart"
+        return "other"
+
+    def _fault_for(self, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.match in path and fault.remaining != 0:
+                if fault.remaining > 0:
+                    fault.remaining -= 1
+                return fault
+        return None
+
+    def _answer(self, raw_path: str) -> tuple[int, str, bytes, dict[str, str]]:
+        parts = urlsplit(raw_path)
+        path = parts.path
+        query = parse_qs(parts.query)
+        kind = self._kind(path)
+        with self._lock:
+            self.counts[kind] += 1
+            self.paths.append(raw_path)
+            fault = self._fault_for(path) if kind in ("quote", "chart", "crumb") else None
+        js = "application/json;charset=utf-8"
+        if fault is not None:
+            if fault.kind == "garbage":
+                return 200, js, b"<html>not json{", {}
+            if fault.kind == "empty":
+                if kind == "quote":
+                    return 200, js, b'{"quoteResponse":{"result":[],"error":null}}', {}
+                return 200, js, b'{"chart":{"result":null,"error":null}}', {}
+            msg = b"Too Many Requests" if fault.status == 429 else b'{"error":"fake failure"}'
+            return fault.status, "text/plain", msg, {}
+        if kind == "cookie":
+            # A real Yahoo answers 404 with the A3 cookie; yfinance only needs the round trip.
+            return 404, "text/html", b"<html></html>", {"Set-Cookie": "A3=fake; Path=/"}
+        if kind == "crumb":
+            return 200, "text/plain", CRUMB.encode(), {}
+        if kind == "quote":
+            return self._answer_quote(query)
+        if kind == "chart":
+            sym = path.rsplit("/", 1)[1]
+            with self._lock:
+                body = self.charts.get(sym)
+            if body is None:
+                err = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
+                return 404, js, json.dumps({"chart": {"result": None, "error": err}}).encode(), {}
+            if "_raw" in body:
+                return 200, js, str(body["_raw"]).encode(), {}
+            return 200, js, json.dumps(body).encode(), {}
+        return 404, "text/plain", b"not faked", {}
+
+    def _answer_quote(self, query: dict[str, list[str]]) -> tuple[int, str, bytes, dict[str, str]]:
+        js = "application/json;charset=utf-8"
+        wanted = query.get("symbols", [""])[0]
+        with self._lock:
+            fixture = self._quote_fixtures.get(wanted)
+            symbols = [s for s in wanted.split(",") if s]
+            result = [self.quotes[s] for s in symbols if s in self.quotes]
+        if fixture is not None and not result:
+            status, data = fixture
+            return status, js, data, {}
+        body = {"quoteResponse": {"result": result, "error": None}}
+        return 200, js, json.dumps(body).encode(), {}
