@@ -515,7 +515,10 @@ def _time_or_offset(raw: object, where: str, start: datetime) -> datetime:
     if isinstance(raw, str):
         return _aware_time(raw, where)
     seconds = _number(raw, where)
-    return start + timedelta(seconds=seconds)
+    try:
+        return start + timedelta(seconds=seconds)
+    except OverflowError:
+        raise ScenarioError(f"{where}: offset {seconds:g} s is out of range") from None
 
 
 def change_pct(price: float, previous_close: float) -> float:
