@@ -1,0 +1,166 @@
+"""The `marketbot` command line (Typer); heavy imports wait until a command actually runs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+app = typer.Typer(
+    name="marketbot",
+    help="Self-hosted market alerts for Slack, Discord and the terminal: premarket, futures, news.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="A TOML or JSON settings file (environment wins over it)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(config)
+    except SettingsError as exc:
+        typer.echo(f"marketbot: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"marketbot: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the bot: scheduler, market data, and every platform that has a token.
+
+    With no tokens it runs on the console: type commands such as `/watch NVDA` on stdin.
+    """
+    settings = _settings(config)
+    from bot.runner import run_bot
+
+    try:
+        asyncio.run(run_bot(settings))
+    except KeyboardInterrupt:
+        typer.echo("marketbot: stopped")
+
+
+@app.command()
+def replay(
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario file.")],
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Play at N times real speed (default: as fast as possible).", min=0.001),
+    ] = None,
+    cmd: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cmd", help='A command to run first, e.g. "/watch NVDA drop 10%" (repeatable).'
+        ),
+    ] = None,
+    render: Annotated[
+        str, typer.Option(help="How to show messages: console, slack (Block Kit JSON) or discord.")
+    ] = "console",
+    config: ConfigOption = None,
+) -> None:
+    """Play a recorded market day through the real pipeline into the console."""
+    if render not in ("console", "slack", "discord"):
+        raise _fail(f"--render must be console, slack or discord, not {render!r}")
+    settings = _settings(config)
+    from bot.replay import ReplayError, run_replay
+
+    try:
+        asyncio.run(run_replay(settings, scenario, speed=speed, commands=cmd or [], render=_render_kind(render)))
+    except ReplayError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _render_kind(value: str) -> Literal["console", "slack", "discord"]:
+    if value == "slack":
+        return "slack"
+    if value == "discord":
+        return "discord"
+    return "console"
+
+
+@app.command("cmd")
+def command(
+    text: Annotated[str, typer.Argument(help='The command, e.g. "/watch NVDA drop 10%".')],
+    channel: Annotated[str, typer.Option(help="The channel it acts on.")] = "console:default",
+    config: ConfigOption = None,
+) -> None:
+    """Run one command against the store, as if typed in a channel."""
+    settings = _settings(config)
+    from alerts.commands import CommandContext
+    from bot.runner import open_store, build_router
+
+    store = open_store(settings)
+    try:
+        router = build_router(store, settings)
+        reply = router.handle(text, CommandContext(channel=channel, user="cli", platform="console"))
+    finally:
+        store.close()
+    typer.echo(reply.text)
+    if not reply.ok:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply every pending database migration."""
+    settings = _settings(config)
+    from bot.runner import open_store
+
+    store = open_store(settings)
+    try:
+        typer.echo(f"database at revision {store.current_revision()}")
+    finally:
+        store.close()
+
+
+@app.command("slack-manifest")
+def slack_manifest(
+    prefix: Annotated[str, typer.Option(help="Command prefix, e.g. mb- for /mb-watch.")] = "",
+    name: Annotated[str, typer.Option(help="The app's display name.")] = "marketbot",
+) -> None:
+    """Print a Slack app manifest to paste into "Create app from manifest"."""
+    import json
+
+    from bot.slack.manifest import build_manifest
+
+    typer.echo(json.dumps(build_manifest(command_prefix=prefix, app_name=name), indent=2))
+
+
+@app.command("discord-invite")
+def discord_invite(
+    client_id: Annotated[str, typer.Argument(help="Your Discord application's client id.")],
+) -> None:
+    """Print the OAuth2 URL that adds the bot to a server with exactly the permissions it needs."""
+    from bot.discord.invite import invite_url
+
+    try:
+        typer.echo(invite_url(client_id))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def main() -> None:
+    # Typer's own exit codes: 2 for usage errors, as for invalid settings.
+    app(prog_name="marketbot")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

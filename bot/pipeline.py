@@ -1,0 +1,282 @@
+"""The alert pipeline: quotes and news in, engine decisions stored with their outbox, messages out."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from alerts.baskets import BUILTIN_BASKETS
+from alerts.compose import compose_message
+from alerts.context import context_lines
+from alerts.engine import Engine, Evaluation, RuleState
+from alerts.grouping import GroupingConfig, decide_groups
+from alerts.models import Alert, Mute, NewsItem, OpenGroup, Quote, Watch
+from alerts.mute import is_muted, summarize_missed
+from alerts.ports import ChatPlatform, Clock, DeliveryError
+from bot.store import Delivery, SqlStore
+
+log = logging.getLogger(__name__)
+
+NEWS_KEPT = 500
+HEADLINE_WINDOW = timedelta(hours=18)
+MAX_RETRY_DELAY = timedelta(minutes=5)
+
+
+@dataclass
+class PipelineStats:
+    evaluations: int = 0
+    alerts_stored: int = 0
+    duplicates_refused: int = 0
+    messages_sent: int = 0
+    messages_edited: int = 0
+    delivery_failures: int = 0
+    dead_letters: int = 0
+    by_platform: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Owns the engine and moves its decisions through the store to the platforms.
+
+    Every evaluation is written in one transaction (states, alerts, group, outbox), and a
+    message is marked sent only after its platform accepted it: a crash between the two can
+    at worst repeat a send, which the idempotency key lets the platform drop.
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        engine: Engine,
+        platforms: Sequence[ChatPlatform],
+        clock: Clock,
+        *,
+        grouping: GroupingConfig | None = None,
+        context_symbols: Sequence[str] = ("NQ=F", "ES=F", "YM=F"),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.platforms = list(platforms)
+        self.clock = clock
+        self.grouping = grouping or GroupingConfig()
+        self.context_symbols = tuple(context_symbols)
+        self.stats = PipelineStats()
+        self._latest: dict[str, Quote] = {}
+        self._news: deque[NewsItem] = deque(maxlen=NEWS_KEPT)
+        self._news_keys: set[str] = set()
+        self._loaded: dict[int, Watch] = {}
+        self._rng = rng or random.Random()
+
+    # -- state ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the engine from the store: watches, baskets, and every rule's saved state."""
+        watches = self.store.list_watches()
+        states = [RuleState.from_record(w, s, data) for w, s, data in self.store.load_states()]
+        self.engine.load(watches, states, self.store.all_baskets())
+        self._loaded = {watch.id: watch for watch in watches}
+
+    def sync_watches(self, channel: str | None = None) -> bool:
+        """Bring the engine in line with the store after commands (here or in another process)."""
+        current = {watch.id: watch for watch in self.store.list_watches(channel)}
+        loaded = {
+            wid: w for wid, w in self._loaded.items() if channel is None or w.channel == channel
+        }
+        changed = False
+        for watch_id in loaded.keys() - current.keys():
+            self.engine.remove_watch(watch_id)
+            del self._loaded[watch_id]
+            changed = True
+        for watch_id in current.keys() - loaded.keys():
+            self.engine.upsert_watch(current[watch_id])
+            self._loaded[watch_id] = current[watch_id]
+            changed = True
+        channels = [channel] if channel is not None else self.store.channels()
+        for name in channels:
+            self.engine.set_baskets(name, self.store.list_baskets(name))
+        return changed
+
+    def symbols(self) -> frozenset[str]:
+        """Every symbol the watches need, plus the market-context futures."""
+        return self.engine.symbols() | frozenset(self.context_symbols)
+
+    # -- market view (for /price, /digest, /news) -----------------------------------------
+
+    def latest_quote(self, symbol: str) -> Quote | None:
+        return self._latest.get(symbol)
+
+    def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]:
+        wanted = set(symbols)
+        items = [
+            item for item in reversed(self._news) if not wanted or wanted & set(item.symbols)
+        ]
+        return items[:limit]
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def ingest_quotes(
+        self, quotes: Sequence[Quote], unavailable: Mapping[str, str] | None = None
+    ) -> list[Alert]:
+        """Evaluate a batch of trusted quotes (and symbols the gate found unusable)."""
+        now = self.clock.now()
+        for quote in quotes:
+            self._latest[quote.symbol] = quote
+        evaluations = [self.engine.on_quotes(quotes, now)]
+        if unavailable:
+            for reason in set(unavailable.values()):
+                symbols = [s for s, r in unavailable.items() if r == reason]
+                evaluations.append(self.engine.mark_nodata(symbols, reason, now))
+        return self._record(evaluations, now)
+
+    def ingest_news(self, items: Iterable[NewsItem]) -> list[Alert]:
+        fresh = [item for item in items if item.key not in self._news_keys]
+        if not fresh:
+            return []
+        for item in fresh:
+            self._news.append(item)
+            self._news_keys.add(item.key)
+        if len(self._news_keys) > 4 * NEWS_KEPT:
+            self._news_keys = {item.key for item in self._news}
+        now = self.clock.now()
+        return self._record([self.engine.on_news(fresh, now)], now)
+
+    def _record(self, evaluations: Sequence[Evaluation], now: datetime) -> list[Alert]:
+        states = [state for evaluation in evaluations for state in evaluation.states]
+        alerts = [alert for evaluation in evaluations for alert in evaluation.alerts]
+        if not states and not alerts:
+            return []
+        self.stats.evaluations += 1
+        mutes_by_channel: dict[str, list[Mute]] = {}
+
+        def muted(alert: Alert) -> bool:
+            if alert.channel not in mutes_by_channel:
+                mutes_by_channel[alert.channel] = self.store.active_mutes(alert.channel, now)
+            baskets = self._baskets(alert.channel)
+            return is_muted(alert, mutes_by_channel[alert.channel], now, baskets)
+
+        def plan(open_groups: Mapping[str, OpenGroup], new: Sequence[Alert]) -> list:  # type: ignore[type-arg]
+            return decide_groups(open_groups, new, now, self.grouping)
+
+        fresh = self.store.record_evaluation(
+            [(s.watch_id, s.symbol, s.to_record()) for s in states],
+            alerts,
+            now=now,
+            plan_groups=plan,
+            is_muted=muted,
+        )
+        self.stats.alerts_stored += len(fresh)
+        self.stats.duplicates_refused += len(alerts) - len(fresh)
+        return fresh
+
+    def _baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
+        return {**BUILTIN_BASKETS, **self.store.list_baskets(channel)}
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def deliver_due(self) -> int:
+        """Send or edit every outbox row that is due; returns how many the platforms accepted."""
+        now = self.clock.now()
+        accepted = 0
+        for delivery in self.store.due_deliveries(now):
+            platform = self._platform_for(delivery.channel)
+            if platform is None:
+                self.store.mark_failed(
+                    delivery, f"no platform handles {delivery.channel}", retry_at=None, now=now
+                )
+                self.stats.dead_letters += 1
+                log.error("no platform for channel %s; outbox row %s kept as dead",
+                          delivery.channel, delivery.outbox_id)
+                continue
+            message = self._message_for(delivery)
+            try:
+                if delivery.message_id is None:
+                    ref = await platform.send(message, idempotency_key=delivery.idempotency_key)
+                    self.stats.messages_sent += 1
+                else:
+                    from alerts.ports import MessageRef
+
+                    ref = await platform.edit(
+                        MessageRef(channel=delivery.channel, message_id=delivery.message_id),
+                        message,
+                    )
+                    self.stats.messages_edited += 1
+            except DeliveryError as exc:
+                self._failed(delivery, str(exc), exc.retryable, exc.retry_after, now)
+                continue
+            except Exception as exc:  # an SDK bug or a network error we did not map
+                log.exception("delivery to %s failed", delivery.channel)
+                self._failed(delivery, repr(exc), True, None, now)
+                continue
+            self.store.mark_delivered(delivery, ref.message_id, self.clock.now())
+            self.stats.by_platform[platform.name] = self.stats.by_platform.get(platform.name, 0) + 1
+            accepted += 1
+        return accepted
+
+    def _failed(
+        self,
+        delivery: Delivery,
+        error: str,
+        retryable: bool,
+        retry_after: float | None,
+        now: datetime,
+    ) -> None:
+        self.stats.delivery_failures += 1
+        if not retryable:
+            self.stats.dead_letters += 1
+            log.error("outbox row %s to %s refused: %s", delivery.outbox_id, delivery.channel, error)
+            self.store.mark_failed(delivery, error, retry_at=None, now=now)
+            return
+        backoff = min(MAX_RETRY_DELAY.total_seconds(), 2.0 ** (delivery.attempts + 1))
+        delay = max(retry_after or 0.0, backoff * (0.5 + self._rng.random() / 2))
+        log.warning("delivery to %s failed (%s); retrying in %.1fs", delivery.channel, error, delay)
+        self.store.mark_failed(delivery, error, retry_at=now + timedelta(seconds=delay), now=now)
+
+    def _platform_for(self, channel: str) -> ChatPlatform | None:
+        return next((p for p in self.platforms if p.handles(channel)), None)
+
+    def _message_for(self, delivery: Delivery):  # type: ignore[no-untyped-def]
+        symbols = {alert.symbol for alert in delivery.alerts}
+        now = self.clock.now()
+        headlines = [
+            item
+            for item in reversed(self._news)
+            if symbols & set(item.symbols) and now - item.published <= HEADLINE_WINDOW
+        ][:3]
+        return compose_message(
+            delivery.channel,
+            delivery.alerts,
+            context=context_lines(self.context_symbols, self._latest),
+            headlines=headlines,
+            baskets=self._baskets(delivery.channel),
+            now=now,
+        )
+
+    # -- mutes ----------------------------------------------------------------------------
+
+    async def end_expired_mutes(self) -> int:
+        """Send one summary per ended mute of what the channel missed, then forget the mute."""
+        now = self.clock.now()
+        sent = 0
+        for mute in self.store.all_mutes():
+            if mute.until > now:
+                continue
+            baskets = self._baskets(mute.channel)
+            missed = self.store.take_muted_alerts(
+                mute.channel, lambda alert, m=mute: is_muted(alert, [m], m.until - timedelta(microseconds=1), baskets)
+            )
+            self.store.remove_mutes(mute.channel, mute.scope)
+            if not missed:
+                continue
+            platform = self._platform_for(mute.channel)
+            if platform is None:
+                continue
+            message = summarize_missed(mute.channel, missed, mute, now)
+            try:
+                await platform.send(message, idempotency_key=f"mb-mute-{int(mute.until.timestamp())}")
+                sent += 1
+            except Exception:
+                log.exception("could not send the mute summary to %s", mute.channel)
+        return sent

@@ -1,0 +1,74 @@
+"""Fixtures shared by the suite: clocks, stores on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from alerts.ports import ManualClock
+from bot.store import SqlStore
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+POSTGRES_URL_VAR = "MARKETBOT_TEST_POSTGRES_URL"
+
+# Monday 2025-01-27, 04:00 ET: the DeepSeek premarket.
+DEEPSEEK_PREMARKET = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(DEEPSEEK_PREMARKET)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqlStore]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'marketbot.db'}")
+    store.upgrade()
+    yield store
+    store.close()
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_VAR} is not set: no PostgreSQL to test against")
+    return url
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[SqlStore]:
+    """A store on a fresh, uniquely named PostgreSQL database, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(_postgres_admin_url())
+    name = f"marketbot_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # a configured but unreachable server is a failure, not a skip
+        admin.dispose()
+        raise RuntimeError(f"cannot create a test database at {admin_url!r}: {exc}") from exc
+    store = SqlStore(admin_url.set(database=name).render_as_string(hide_password=False))
+    try:
+        store.upgrade()
+        yield store
+    finally:
+        store.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> SqlStore:
+    """Every store test runs on SQLite, and on PostgreSQL where one is configured."""
+    fixture = "sqlite_store" if request.param == "sqlite" else "postgres_store"
+    result: SqlStore = request.getfixturevalue(fixture)
+    return result

@@ -1,0 +1,230 @@
+"""The SQLAlchemy store: migrations, watches, idempotent alert recording and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from alerts.models import (
+    Alert,
+    AlertKind,
+    GroupAction,
+    GroupDecision,
+    Mute,
+    OpenGroup,
+    Severity,
+)
+from bot.store import SqlStore
+
+T0 = datetime(2025, 1, 27, 9, 1, tzinfo=UTC)
+
+
+def _alert(key: str, symbol: str = "NVDA", channel: str = "console:default") -> Alert:
+    return Alert(
+        key=key,
+        channel=channel,
+        kind=AlertKind.FIRING,
+        symbol=symbol,
+        at=T0,
+        severity=Severity.CRITICAL,
+        watch_id=1,
+        rule_text="drop 10%",
+        price=124.0,
+        reference_price=142.62,
+        change_pct=-13.05,
+    )
+
+
+def _new_groups(
+    open_groups: Mapping[str, OpenGroup], alerts: Sequence[Alert]
+) -> list[GroupDecision]:
+    by_channel: dict[str, list[str]] = {}
+    for alert in alerts:
+        by_channel.setdefault(alert.channel, []).append(alert.key)
+    return [
+        GroupDecision(channel=c, action=GroupAction.NEW, alert_keys=tuple(k), not_before=T0)
+        for c, k in by_channel.items()
+    ]
+
+
+def _join_open(
+    open_groups: Mapping[str, OpenGroup], alerts: Sequence[Alert]
+) -> list[GroupDecision]:
+    decisions = []
+    for alert in alerts:
+        group = open_groups.get(alert.channel)
+        if group is None:
+            decisions.append(
+                GroupDecision(alert.channel, GroupAction.NEW, (alert.key,), not_before=T0)
+            )
+        else:
+            decisions.append(
+                GroupDecision(
+                    alert.channel,
+                    GroupAction.JOIN,
+                    (alert.key,),
+                    not_before=T0,
+                    group_id=group.group_id,
+                )
+            )
+    return decisions
+
+
+def test_migrations_create_every_table_on_a_fresh_sqlite(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert store.current_revision() is None
+    store.upgrade()
+    store.upgrade()  # a second upgrade is a no-op, as at every start
+    tables = set(inspect(store.engine).get_table_names())
+    assert {
+        "channels",
+        "watches",
+        "baskets",
+        "mutes",
+        "rule_states",
+        "alerts",
+        "alert_groups",
+        "outbox",
+        "alembic_version",
+    } <= tables
+    assert store.current_revision() == "0001"
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+    store.close()
+
+
+def test_watches_are_added_once_listed_and_removed(store: SqlStore) -> None:
+    watch, created = store.add_watch("slack:C1", "NVDA", "drop 10%", now=T0, created_by="U1")
+    again, created_again = store.add_watch("slack:C1", "NVDA", "drop 10%", now=T0)
+    store.add_watch("slack:C1", "NVDA", "above 150", now=T0)
+    store.add_watch("slack:C2", "AMD", "drop 5%", now=T0, note="earnings soon")
+    assert created and not created_again and again.id == watch.id
+    assert [w.rule_text for w in store.list_watches("slack:C1")] == ["drop 10%", "above 150"]
+    assert store.list_watches("slack:C2")[0].note == "earnings soon"
+    assert store.list_watches("slack:C1")[0].created_at == T0
+
+    removed = store.remove_watches("slack:C1", "NVDA", "above 150")
+    assert [w.rule_text for w in removed] == ["above 150"]
+    assert store.remove_watches("slack:C1", None, None)[0].target == "NVDA"
+    assert store.list_watches("slack:C1") == []
+    assert len(store.list_watches()) == 1
+
+
+def test_baskets_and_mutes(store: SqlStore) -> None:
+    store.save_basket("slack:C1", "ai", ["NVDA", "AMD"], now=T0)
+    store.save_basket("slack:C1", "ai", ["NVDA", "AMD", "AVGO"], now=T0)
+    assert store.list_baskets("slack:C1") == {"ai": ("NVDA", "AMD", "AVGO")}
+    assert store.all_baskets() == {"slack:C1": {"ai": ("NVDA", "AMD", "AVGO")}}
+    assert store.delete_basket("slack:C1", "ai") and not store.delete_basket("slack:C1", "ai")
+
+    store.add_mute(Mute("slack:C1", "NVDA", until=T0 + timedelta(hours=2), created_at=T0))
+    assert [m.scope for m in store.active_mutes("slack:C1", T0 + timedelta(hours=1))] == ["NVDA"]
+    assert store.active_mutes("slack:C1", T0 + timedelta(hours=3)) == []
+    assert store.remove_mutes("slack:C1", None) == 1
+
+
+def test_a_recorded_alert_is_never_recorded_or_queued_twice(store: SqlStore) -> None:
+    watch, _ = store.add_watch("console:default", "NVDA", "drop 10%", now=T0)
+    states = [(watch.id, "NVDA", {"status": "firing"})]
+    fresh = store.record_evaluation(states, [_alert("k1")], now=T0, plan_groups=_new_groups)
+    repeat = store.record_evaluation(states, [_alert("k1")], now=T0, plan_groups=_new_groups)
+    assert [a.key for a in fresh] == ["k1"]
+    assert repeat == []
+    assert store.outbox_counts() == {"pending": 1}
+    assert store.load_states() == [(watch.id, "NVDA", {"status": "firing"})]
+    assert store.recent_alerts("console:default", 5)[0] == _alert("k1")
+
+
+def test_state_of_a_removed_watch_is_not_written(store: SqlStore) -> None:
+    watch, _ = store.add_watch("console:default", "NVDA", "drop 10%", now=T0)
+    store.remove_watches("console:default", "NVDA", None)
+    store.record_evaluation([(watch.id, "NVDA", {"s": 1})], [], now=T0, plan_groups=_new_groups)
+    assert store.load_states() == []
+
+
+def test_outbox_delivers_then_edits_the_same_message(store: SqlStore) -> None:
+    store.record_evaluation([], [_alert("a1")], now=T0, plan_groups=_join_open)
+    [post] = store.due_deliveries(T0)
+    assert post.message_id is None and [a.key for a in post.alerts] == ["a1"]
+
+    # A second name joins while the first post is still pending: no separate edit is queued,
+    # the post itself will show both.
+    store.record_evaluation([], [_alert("a2", "AVGO")], now=T0, plan_groups=_join_open)
+    [post] = store.due_deliveries(T0)
+    assert [a.key for a in post.alerts] == ["a1", "a2"]
+    store.mark_delivered(post, "m-1", T0)
+    assert store.due_deliveries(T0) == []
+
+    # After the post went out, a joining name becomes an edit of message m-1.
+    store.record_evaluation([], [_alert("a3", "AMD")], now=T0, plan_groups=_join_open)
+    [edit] = store.due_deliveries(T0)
+    assert edit.message_id == "m-1"
+    assert [a.symbol for a in edit.alerts] == ["NVDA", "AVGO", "AMD"]
+    store.mark_delivered(edit, "m-1", T0)
+    assert store.outbox_counts() == {"sent": 2}
+    assert store.group_message_ids("console:default") == ["m-1"]
+
+
+def test_failed_delivery_waits_then_retries_and_a_refused_one_is_kept_dead(
+    store: SqlStore,
+) -> None:
+    store.record_evaluation([], [_alert("b1")], now=T0, plan_groups=_new_groups)
+    [delivery] = store.due_deliveries(T0)
+    store.mark_failed(delivery, "HTTP 500", retry_at=T0 + timedelta(seconds=4), now=T0)
+    assert store.due_deliveries(T0 + timedelta(seconds=3)) == []
+    [retry] = store.due_deliveries(T0 + timedelta(seconds=4))
+    assert retry.attempts == 1
+    store.mark_failed(retry, "channel_not_found", retry_at=None, now=T0)
+    assert store.due_deliveries(T0 + timedelta(days=1)) == []
+    assert store.outbox_counts() == {"dead": 1}
+
+
+def test_not_before_holds_a_group_back(store: SqlStore) -> None:
+    def later(open_groups: Mapping[str, OpenGroup], alerts: Sequence[Alert]) -> list[GroupDecision]:
+        return [
+            GroupDecision(
+                "console:default",
+                GroupAction.NEW,
+                tuple(a.key for a in alerts),
+                not_before=T0 + timedelta(seconds=2),
+            )
+        ]
+
+    store.record_evaluation([], [_alert("c1")], now=T0, plan_groups=later)
+    assert store.due_deliveries(T0 + timedelta(seconds=1)) == []
+    assert len(store.due_deliveries(T0 + timedelta(seconds=2))) == 1
+
+
+def test_muted_alerts_are_stored_not_queued_and_taken_once(store: SqlStore) -> None:
+    store.record_evaluation(
+        [], [_alert("m1"), _alert("m2", "AMD")], now=T0, plan_groups=_new_groups,
+        is_muted=lambda alert: alert.symbol == "NVDA",
+    )
+    [delivery] = store.due_deliveries(T0)
+    assert [a.symbol for a in delivery.alerts] == ["AMD"]
+    taken = store.take_muted_alerts("console:default", lambda alert: True)
+    assert [a.key for a in taken] == ["m1"]
+    assert store.take_muted_alerts("console:default", lambda alert: True) == []
+
+
+def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    first = SqlStore(url)
+    first.upgrade()
+    watch, _ = first.add_watch("console:default", "NVDA", "drop 10%", now=T0)
+    first.record_evaluation(
+        [(watch.id, "NVDA", {"status": "firing", "tier": 1})],
+        [_alert("r1")],
+        now=T0,
+        plan_groups=_new_groups,
+    )
+    first.close()
+    second = SqlStore(url)
+    second.upgrade()
+    assert second.load_states() == [(watch.id, "NVDA", {"status": "firing", "tier": 1})]
+    assert second.record_evaluation([], [_alert("r1")], now=T0, plan_groups=_new_groups) == []
+    second.close()
