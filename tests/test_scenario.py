@@ -6,6 +6,7 @@ import contextlib
 import copy
 import importlib.util
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -366,3 +367,18 @@ def test_unreadable_files_name_file_and_problem(tmp_path: Path) -> None:
     invalid.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"^invalid\.json: ticks\.AAA\[1\] price"):
         read_scenario(invalid)
+
+
+def test_deepseek_default_watches_cross_together_early(deepseek: Scenario) -> None:
+    # The demo's promise: the default watches fire at 04:0x ET, so they land in one message.
+    crossings = []
+    for line in deepseek.default_watches:
+        match = re.fullmatch(r"/watch (\S+) drop (\d+(?:\.\d+)?)%", line)
+        assert match is not None, line
+        symbol, threshold = match[1], -float(match[2])
+        close = deepseek.reference[symbol].previous_close
+        first = next(t for t in deepseek.ticks[symbol] if change_pct(t.price, close) <= threshold)
+        crossings.append(first.time)
+    assert crossings
+    assert max(crossings) < datetime(2025, 1, 27, 4, 10, tzinfo=ET)
+    assert max(crossings) - min(crossings) <= timedelta(minutes=2)
