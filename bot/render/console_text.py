@@ -47,3 +47,8 @@ def render_text(message: AlertMessage, tz: tzinfo | None = None) -> str:
     if message.footer:
         out.append(f"  {clean(message.footer)}")
     return "\n".join(out)
+
+
+def render_console(message: AlertMessage, tz: tzinfo | None = None) -> str:
+    """The console platform's renderer (same as ``render_text``)."""
+    return render_text(message, tz)

@@ -1,0 +1,1 @@
+"""Slack adapter: Bolt app (Socket Mode or HTTP), the Slack ChatPlatform, the app manifest."""
