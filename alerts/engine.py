@@ -1,0 +1,1054 @@
+"""The alert engine: turns quotes and headlines into alerts, once per crossing, by symbol."""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from alerts.baskets import BASKET_PREFIX, basket_name, is_basket_target, resolve_basket
+from alerts.lifecycle import RuleState, RuleStatus
+from alerts.models import Alert, AlertKind, MarketSession, NewsItem, Quote, Severity, Watch
+from alerts.rules import (
+    Basis,
+    BreadthRule,
+    ChangeRule,
+    Direction,
+    GapRule,
+    LevelRule,
+    NewsRule,
+    Rule,
+    RuleSyntaxError,
+    VolumeRule,
+    parse_rule,
+)
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "Evaluation",
+    "RuleState",
+    "RuleStatus",
+    "VolumeProfile",
+    "quote_problem",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How the engine decides. Percent figures are percentage points of the rule's metric."""
+
+    # Fire at -10%, re-arm only above -8%. Capped at half the threshold so "drop 1%" re-arms
+    # at -0.5% rather than needing a rise.
+    hysteresis_pct: float = 2.0
+    # Follow-ups at -15%, -20%, ... for a "drop 10%" rule.
+    escalation_step_pct: float = 5.0
+    # A regular-session quote older than this is stale: NoData. Pre/post-market quotes may
+    # legitimately be old (thin trading), so they are only not evaluated.
+    stale_after: timedelta = timedelta(minutes=15)
+    # Default for channels without their own setting (``Engine.set_resolved_notices``).
+    resolved_notices: bool = False
+    # While firing with no new tier, say it again after this long (None: never).
+    repeat_interval: timedelta | None = None
+    # After a fire, a fresh crossing of the same (watch, symbol) waits this long.
+    cooldown: timedelta = timedelta(0)
+    # A price more than this factor away from the previous close is a bad tick: NoData.
+    max_price_ratio: float = 20.0
+    # A first fire at least this multiple of the threshold is already critical.
+    critical_multiple: float = 2.0
+    # News older than this is not alerted (a new watch would otherwise get the backlog).
+    news_max_age: timedelta = timedelta(hours=12)
+    news_memory: int = 200
+    # A basket's average needs at least this share of its members to have good data.
+    basket_min_coverage: float = 0.5
+    # False evaluates every rule of every quoted symbol on every batch: the baseline the
+    # benchmark measures the index against. Results are identical either way.
+    indexed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What one engine call changed: the states to persist and the alerts to record."""
+
+    states: tuple[RuleState, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeProfile:
+    """Average cumulative regular-session volume by time of day, for ``volume Nx`` rules.
+
+    ``cumulative[i]`` is the average volume traded from the open to the end of bucket ``i``
+    (``bucket_minutes`` long) over recent sessions (e.g. 20 sessions of 5-minute bars).
+    """
+
+    tz: str
+    open_time: time
+    bucket_minutes: int
+    cumulative: tuple[float, ...]
+
+    def expected(self, at: datetime) -> float | None:
+        """The average volume by ``at``; None before the first bucket ends or without data."""
+        if not self.cumulative or self.bucket_minutes <= 0:
+            return None
+        local = at.astimezone(ZoneInfo(self.tz))
+        opened = local.replace(
+            hour=self.open_time.hour, minute=self.open_time.minute, second=0, microsecond=0
+        )
+        minutes = (local - opened).total_seconds() / 60.0
+        index = int(minutes // self.bucket_minutes) - 1
+        if index < 0:
+            return None
+        return self.cumulative[min(index, len(self.cumulative) - 1)]
+
+
+def quote_problem(quote: Quote, now: datetime, config: EngineConfig) -> str | None:
+    """Why a quote cannot be trusted (NoData), or None when it is usable."""
+    price, prev = quote.price, quote.previous_close
+    if price is None:
+        return "no price"
+    if not math.isfinite(price) or price <= 0:
+        return "bad price"
+    if prev is None:
+        return "no previous close"
+    if not math.isfinite(prev) or prev <= 1e-9:
+        return "bad previous close"
+    ratio = price / prev
+    if ratio > config.max_price_ratio or ratio < 1.0 / config.max_price_ratio:
+        return "implausible price"
+    if quote.session is MarketSession.REGULAR and now - quote.time > config.stale_after:
+        return "stale"
+    return None
+
+
+_LADDERS = ("close-drop", "close-rise", "close-move", "open-drop", "open-rise", "open-move")
+_ABOVE, _BELOW = "above", "below"
+_PCT_FAMILIES = frozenset(_LADDERS)
+_OTHER, _AGGREGATE, _NEWS = "other", "aggregate", "news"
+
+
+class _Binding:
+    """One rule applied to one symbol: the unit the lifecycle runs on."""
+
+    __slots__ = ("channel", "family", "key", "level", "rule", "symbol", "watch")
+
+    def __init__(self, watch: Watch, rule: Rule, symbol: str, family: str, level: float) -> None:
+        self.watch = watch
+        self.rule = rule
+        self.symbol = symbol
+        self.family = family
+        self.level = level
+        self.channel = watch.channel
+        self.key = (watch.id, symbol)
+
+
+class _Ladder:
+    """Rules of one family on one symbol, sorted by trigger level in metric space."""
+
+    __slots__ = ("items", "last", "levels")
+
+    def __init__(self) -> None:
+        self.levels: list[float] = []
+        self.items: list[_Binding] = []
+        self.last: float | None = None  # the metric when this ladder was last evaluated
+
+    def add(self, b: _Binding) -> None:
+        i = bisect_right(self.levels, b.level)
+        self.levels.insert(i, b.level)
+        self.items.insert(i, b)
+
+    def remove(self, b: _Binding) -> None:
+        i = bisect_left(self.levels, b.level)
+        while i < len(self.items):
+            if self.items[i] is b:
+                del self.levels[i]
+                del self.items[i]
+                return
+            i += 1
+
+
+class _SymbolIndex:
+    __slots__ = (
+        "active",
+        "aggregates",
+        "bindings",
+        "ladders",
+        "last_open",
+        "last_prev",
+        "max_window",
+        "others",
+    )
+
+    def __init__(self) -> None:
+        self.ladders: dict[str, _Ladder] = {}
+        # Bindings that must be looked at on every quote: not armed, or armed while the
+        # condition holds (held back by confirmation or cooldown). Every other armed binding
+        # has its level above the ladder's last metric, which is what makes bisect sound.
+        self.active: dict[tuple[int, str], _Binding] = {}
+        self.others: dict[tuple[int, str], _Binding] = {}
+        self.bindings: dict[tuple[int, str], _Binding] = {}
+        self.aggregates: dict[tuple[int, str], _Binding] = {}  # basket rules this symbol feeds
+        self.max_window: timedelta | None = None
+        self.last_prev: float | None = None
+        self.last_open: float | None = None
+
+    def reset_levels(self, prefix: str | None = None) -> None:
+        for name, ladder in self.ladders.items():
+            if prefix is None or name.startswith(prefix):
+                ladder.last = None
+
+
+@dataclass(slots=True)
+class _Out:
+    states: dict[tuple[int, str], RuleState] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+
+    def result(self) -> Evaluation:
+        return Evaluation(tuple(self.states.values()), tuple(self.alerts))
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One evaluation input for a binding: the condition and what an alert would show."""
+
+    metric: float
+    holds: bool
+    recovered: bool
+    tier: int
+    at: datetime
+    reference: float | None  # the day marker (previous close / open); None for day-free rules
+    price: float | None
+    reference_price: float | None
+    change_pct: float | None
+    session: MarketSession | None
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+
+
+def _directional(direction: Direction, change: float) -> float:
+    if direction is Direction.DROP:
+        return -change
+    if direction is Direction.RISE:
+        return change
+    return abs(change)
+
+
+class Engine:
+    """Holds the watches, their states and the last quotes; every call returns what changed.
+
+    Not thread-safe: the pipeline calls it from one task.
+    """
+
+    def __init__(self, config: EngineConfig = EngineConfig()) -> None:
+        self.config = config
+        self._reset()
+
+    def _reset(self) -> None:
+        self._watches: dict[int, Watch] = {}
+        self._rules: dict[int, Rule] = {}
+        self._bound: dict[int, list[_Binding]] = {}
+        self._index: dict[str, _SymbolIndex] = {}
+        self._aggregates: dict[tuple[int, str], _Binding] = {}
+        self._news: dict[tuple[int, str], _Binding] = {}
+        self._states: dict[tuple[int, str], RuleState] = {}
+        self._baskets: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._quotes: dict[str, Quote] = {}
+        self._history: dict[str, deque[tuple[datetime, float]]] = {}
+        self._profiles: dict[str, VolumeProfile] = {}
+        self._nodata: dict[str, tuple[datetime, str]] = {}
+        self._channel_nodata: dict[str, set[str]] = {}
+        self._outages: dict[str, datetime] = {}
+        self._resolved: dict[str, bool] = {}
+        self._parse_cache: dict[str, Rule] = {}
+        self.rejected: dict[int, str] = {}  # watch id -> why its rule could not be used
+
+    # ------------------------------------------------------------------ set-up
+
+    def load(
+        self,
+        watches: Iterable[Watch],
+        states: Iterable[RuleState],
+        baskets: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    ) -> None:
+        """Replace everything with what the store holds (at start-up or after a restart)."""
+        self._reset()
+        for channel, own in (baskets or {}).items():
+            self._baskets[channel] = {n.lower(): tuple(m) for n, m in own.items()}
+        for w in watches:
+            self._bind(w)
+        for st in states:
+            key = (st.watch_id, st.symbol)
+            self._states[key] = st
+            b = self._find_binding(key)
+            if b is None:
+                continue
+            if st.status is not RuleStatus.ARMED and b.family not in (_AGGREGATE, _NEWS):
+                idx = self._index.get(b.symbol)
+                if idx is not None and b.key not in idx.others:
+                    idx.active[b.key] = b
+            if st.nodata_since is not None and b.family not in (_AGGREGATE, _NEWS):
+                since = st.nodata_since
+                prior = self._nodata.get(st.symbol)
+                if prior is None or since < prior[0]:
+                    self._nodata[st.symbol] = (since, st.nodata_reason or "no data")
+                self._channel_nodata.setdefault(b.channel, set()).add(st.symbol)
+                start = self._outages.get(b.channel)
+                if start is None or since < start:
+                    self._outages[b.channel] = since
+
+    def upsert_watch(self, watch: Watch) -> None:
+        """Add or replace a watch. A new watch whose condition already holds fires on the
+        next quote of its symbol."""
+        old = self._watches.get(watch.id)
+        if old is not None:
+            same_rule = old.rule_text == watch.rule_text and old.target == watch.target
+            self._unbind(watch.id, keep_states=same_rule)
+        self._bind(watch)
+
+    def remove_watch(self, watch_id: int) -> None:
+        self._unbind(watch_id, keep_states=False)
+
+    def set_baskets(self, channel: str, baskets: Mapping[str, Sequence[str]]) -> None:
+        """Replace a channel's own baskets and re-bind the watches that use them."""
+        self._baskets[channel] = {n.lower(): tuple(m) for n, m in baskets.items()}
+        for w in [w for w in self._watches.values() if w.channel == channel]:
+            if is_basket_target(w.target):
+                before = {b.key for b in self._bound.get(w.id, [])}
+                self._unbind(w.id, keep_states=True)
+                self._bind(w)
+                after = {b.key for b in self._bound.get(w.id, [])}
+                for gone in before - after:
+                    self._states.pop(gone, None)
+
+    def set_resolved_notices(self, channel: str, enabled: bool) -> None:
+        self._resolved[channel] = enabled
+
+    def set_volume_profile(self, symbol: str, profile: VolumeProfile | None) -> None:
+        if profile is None:
+            self._profiles.pop(symbol, None)
+        else:
+            self._profiles[symbol] = profile
+
+    def symbols(self) -> frozenset[str]:
+        """Every symbol some watch needs quotes for, baskets expanded."""
+        return frozenset(s for s, idx in self._index.items() if idx.bindings or idx.aggregates)
+
+    def states(self) -> list[RuleState]:
+        return list(self._states.values())
+
+    def state(self, watch_id: int, symbol: str) -> RuleState | None:
+        return self._states.get((watch_id, symbol))
+
+    def watches(self) -> list[Watch]:
+        return list(self._watches.values())
+
+    def last_quote(self, symbol: str) -> Quote | None:
+        return self._quotes.get(symbol)
+
+    def nodata_symbols(self) -> dict[str, str]:
+        """Symbols currently in NoData, with the reason."""
+        return {s: reason for s, (_, reason) in self._nodata.items()}
+
+    # ------------------------------------------------------------------ binding
+
+    def _parse(self, text: str) -> Rule:
+        rule = self._parse_cache.get(text)
+        if rule is None:
+            rule = parse_rule(text)
+            self._parse_cache[text] = rule
+        return rule
+
+    def _find_binding(self, key: tuple[int, str]) -> _Binding | None:
+        for b in self._bound.get(key[0], ()):
+            if b.key == key:
+                return b
+        return None
+
+    def _symbol_index(self, symbol: str) -> _SymbolIndex:
+        idx = self._index.get(symbol)
+        if idx is None:
+            idx = self._index[symbol] = _SymbolIndex()
+        return idx
+
+    def _bind(self, watch: Watch) -> None:
+        try:
+            rule = self._parse(watch.rule_text)
+        except RuleSyntaxError as exc:
+            self.rejected[watch.id] = str(exc)
+            return
+        self._watches[watch.id] = watch
+        self._rules[watch.id] = rule
+        bound: list[_Binding] = []
+        target = watch.target
+        if isinstance(rule, NewsRule):
+            b = _Binding(watch, rule, target, _NEWS, 0.0)
+            self._news[b.key] = b
+            bound.append(b)
+        elif is_basket_target(target):
+            name = basket_name(target)
+            members = resolve_basket(name, self._baskets.get(watch.channel))
+            symbol = BASKET_PREFIX + name
+            aggregate = isinstance(rule, BreadthRule) or (
+                isinstance(rule, ChangeRule) and rule.window is None
+            )
+            if aggregate:
+                b = _Binding(watch, rule, symbol, _AGGREGATE, 0.0)
+                self._aggregates[b.key] = b
+                bound.append(b)
+                for m in members:
+                    self._symbol_index(m).aggregates[b.key] = b
+            if not isinstance(rule, BreadthRule):
+                for m in members:
+                    bound.append(self._bind_symbol(watch, rule, m))
+        elif not isinstance(rule, BreadthRule):
+            bound.append(self._bind_symbol(watch, rule, target))
+        self._bound[watch.id] = bound
+
+    def _bind_symbol(self, watch: Watch, rule: Rule, symbol: str) -> _Binding:
+        idx = self._symbol_index(symbol)
+        family, level = _OTHER, 0.0
+        if isinstance(rule, ChangeRule) and rule.window is None:
+            family = f"{rule.basis.value}-{rule.direction.value}"
+            level = rule.pct
+        elif isinstance(rule, LevelRule):
+            family = _ABOVE if rule.above else _BELOW
+            level = rule.price if rule.above else -rule.price
+        b = _Binding(watch, rule, symbol, family, level)
+        idx.bindings[b.key] = b
+        if family == _OTHER:
+            idx.others[b.key] = b
+            if isinstance(rule, ChangeRule) and rule.window is not None:
+                if idx.max_window is None or rule.window > idx.max_window:
+                    idx.max_window = rule.window
+                self._history.setdefault(symbol, deque())
+        else:
+            ladder = idx.ladders.get(family)
+            if ladder is None:
+                ladder = idx.ladders[family] = _Ladder()
+            ladder.add(b)
+            # It may already be past its level: look at it on the next quote.
+            idx.active[b.key] = b
+        st = self._states.get(b.key)
+        if st is None and symbol in self._nodata:
+            since, reason = self._nodata[symbol]
+            self._states[b.key] = RuleState(
+                watch.id, symbol, nodata_since=since, nodata_reason=reason
+            )
+            self._channel_nodata.setdefault(b.channel, set()).add(symbol)
+        return b
+
+    def _unbind(self, watch_id: int, *, keep_states: bool) -> None:
+        watch = self._watches.pop(watch_id, None)
+        self._rules.pop(watch_id, None)
+        self.rejected.pop(watch_id, None)
+        for b in self._bound.pop(watch_id, []):
+            if not keep_states:
+                self._states.pop(b.key, None)
+            if b.family == _NEWS:
+                self._news.pop(b.key, None)
+                continue
+            if b.family == _AGGREGATE:
+                self._aggregates.pop(b.key, None)
+                for member_idx in self._index.values():
+                    member_idx.aggregates.pop(b.key, None)
+                continue
+            found = self._index.get(b.symbol)
+            if found is None:
+                continue
+            idx = found
+            idx.bindings.pop(b.key, None)
+            idx.active.pop(b.key, None)
+            if idx.others.pop(b.key, None) is not None:
+                idx.max_window = max(
+                    (
+                        o.rule.window
+                        for o in idx.others.values()
+                        if isinstance(o.rule, ChangeRule) and o.rule.window is not None
+                    ),
+                    default=None,
+                )
+            ladder = idx.ladders.get(b.family)
+            if ladder is not None:
+                ladder.remove(b)
+        if watch is not None:
+            self._forget_channel_nodata(watch.channel)
+
+    def _forget_channel_nodata(self, channel: str) -> None:
+        # A channel that no longer watches a NoData symbol is not degraded by it.
+        bad = self._channel_nodata.get(channel)
+        if not bad:
+            return
+        still = {
+            s
+            for s in bad
+            if any(
+                b.channel == channel for b in self._index.get(s, _SymbolIndex()).bindings.values()
+            )
+        }
+        self._channel_nodata[channel] = still
+        if not still:
+            self._outages.pop(channel, None)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def on_quotes(self, quotes: Sequence[Quote], now: datetime) -> Evaluation:
+        """Evaluate a batch of quotes. Bad quotes put their symbol into NoData."""
+        out = _Out()
+        bad: list[tuple[str, str]] = []
+        fresh: list[tuple[_SymbolIndex, Quote]] = []
+        touched_aggregates: dict[tuple[int, str], _Binding] = {}
+        for q in quotes:
+            idx = self._index.get(q.symbol)
+            if idx is None:
+                continue
+            last = self._quotes.get(q.symbol)
+            if last is not None and q.time < last.time:
+                continue  # out of order: never let an older price overwrite a newer one
+            problem = quote_problem(q, now, self.config)
+            if problem is not None:
+                bad.append((q.symbol, problem))
+                continue
+            self._quotes[q.symbol] = q
+            if q.symbol in self._nodata:
+                self._leave_nodata(q.symbol, now, out)
+            if q.session is MarketSession.CLOSED or q.halted:
+                continue  # inhibited: a closed or halted market moves nothing
+            fresh.append((idx, q))
+            touched_aggregates.update(idx.aggregates)
+        if bad:
+            self._enter_nodata(bad, now, out)
+        if self.config.indexed:
+            for idx, q in fresh:
+                self._evaluate_symbol(idx, q, out, naive=False)
+        else:
+            for symbol, idx in self._index.items():
+                q2 = self._quotes.get(symbol)
+                if (
+                    q2 is not None
+                    and symbol not in self._nodata
+                    and q2.session is not MarketSession.CLOSED
+                    and not q2.halted
+                ):
+                    self._evaluate_symbol(idx, q2, out, naive=True)
+        for b in touched_aggregates.values():
+            self._evaluate_aggregate(b, out)
+        return out.result()
+
+    def mark_nodata(self, symbols: Iterable[str], reason: str, now: datetime) -> Evaluation:
+        """The market-data gate says these symbols cannot be trusted (suspect, unreachable)."""
+        out = _Out()
+        self._enter_nodata([(s, reason) for s in symbols if s in self._index], now, out)
+        return out.result()
+
+    def on_news(self, items: Sequence[NewsItem], now: datetime) -> Evaluation:
+        """Match headlines against news rules; each story is alerted once per watch."""
+        out = _Out()
+        if not self._news:
+            return out.result()
+        recent = [i for i in items if now - i.published <= self.config.news_max_age]
+        for b in self._news.values():
+            rule = b.rule
+            assert isinstance(rule, NewsRule)
+            pattern = _keyword_pattern(rule.keyword)
+            st = self._states.get(b.key) or RuleState(b.watch.id, b.symbol)
+            seen = list(st.seen)
+            new_alerts: list[Alert] = []
+            for item in recent:
+                if item.key in seen or not pattern.search(item.title):
+                    continue
+                target = b.watch.target
+                if target.lower() != "news" and item.symbols and target not in item.symbols:
+                    continue
+                seen.append(item.key)
+                new_alerts.append(
+                    Alert(
+                        key=f"{b.watch.id}:news:{item.key}",
+                        channel=b.channel,
+                        kind=AlertKind.NEWS,
+                        symbol=item.symbols[0] if item.symbols else target,
+                        at=now,
+                        severity=Severity.INFO,
+                        watch_id=b.watch.id,
+                        rule_text=rule.canonical,
+                        headline=item.title,
+                        url=item.url,
+                        note=b.watch.note,
+                    )
+                )
+            if new_alerts:
+                kept = tuple(seen[-self.config.news_memory :])
+                new_state = replace(st, seen=kept, last_alert_at=now)
+                self._states[b.key] = new_state
+                out.states[b.key] = new_state
+                out.alerts.extend(new_alerts)
+        return out.result()
+
+    # -- NoData
+
+    def _enter_nodata(self, bad: list[tuple[str, str]], now: datetime, out: _Out) -> None:
+        newly: dict[str, list[tuple[str, str]]] = {}
+        for symbol, reason in bad:
+            if symbol in self._nodata:
+                continue
+            self._nodata[symbol] = (now, reason)
+            idx = self._index[symbol]
+            idx.reset_levels()
+            idx.last_prev = idx.last_open = None
+            history = self._history.get(symbol)
+            if history is not None:
+                history.clear()
+            for b in idx.bindings.values():
+                st = self._states.get(b.key) or RuleState(b.watch.id, symbol)
+                new_state = replace(st, nodata_since=now, nodata_reason=reason)
+                self._states[b.key] = new_state
+                out.states[b.key] = new_state
+                channel_bad = self._channel_nodata.setdefault(b.channel, set())
+                if symbol not in channel_bad:
+                    channel_bad.add(symbol)
+                    newly.setdefault(b.channel, []).append((symbol, reason))
+        for channel, items in newly.items():
+            if channel in self._outages:
+                continue  # the same outage: one notice is enough
+            self._outages[channel] = now
+            symbols = sorted({s for s, _ in items})
+            reasons = sorted({r for _, r in items})
+            shown = ", ".join(symbols[:5]) + (
+                f" (+{len(symbols) - 5} more)" if len(symbols) > 5 else ""
+            )
+            out.alerts.append(
+                Alert(
+                    key=f"degraded:{channel}:{now.isoformat()}",
+                    channel=channel,
+                    kind=AlertKind.DEGRADED,
+                    symbol=symbols[0] if len(symbols) == 1 else "*",
+                    at=now,
+                    severity=Severity.WARNING,
+                    note=f"{'; '.join(reasons)}: {shown}",
+                )
+            )
+
+    def _leave_nodata(self, symbol: str, now: datetime, out: _Out) -> None:
+        self._nodata.pop(symbol, None)
+        idx = self._index[symbol]
+        channels: set[str] = set()
+        for b in idx.bindings.values():
+            channels.add(b.channel)
+            st = self._states.get(b.key)
+            if st is not None and st.nodata_since is not None:
+                new_state = replace(st, nodata_since=None, nodata_reason=None)
+                self._states[b.key] = new_state
+                out.states[b.key] = new_state
+        for channel in sorted(channels):
+            bad = self._channel_nodata.get(channel)
+            if bad is None:
+                continue
+            bad.discard(symbol)
+            if bad:
+                continue
+            start = self._outages.pop(channel, None)
+            if start is None:
+                continue
+            out.alerts.append(
+                Alert(
+                    key=f"recovered:{channel}:{start.isoformat()}",
+                    channel=channel,
+                    kind=AlertKind.RECOVERED,
+                    symbol=symbol,
+                    at=now,
+                    severity=Severity.INFO,
+                    note=f"data is back after {_short(now - start)}",
+                )
+            )
+
+    # -- price rules
+
+    def _evaluate_symbol(self, idx: _SymbolIndex, q: Quote, out: _Out, *, naive: bool) -> None:
+        price = q.price
+        prev = q.previous_close
+        assert price is not None
+        assert prev is not None
+        if idx.last_prev is not None and not _same(idx.last_prev, prev):
+            idx.reset_levels("close-")  # a new trading day: the old metric says nothing
+        idx.last_prev = prev
+        open_ = q.open if q.open is not None and math.isfinite(q.open) and q.open > 0 else None
+        if open_ is None or (idx.last_open is not None and not _same(idx.last_open, open_)):
+            idx.reset_levels("open-")
+        idx.last_open = open_
+        change = _pct(price, prev)
+        change_open = _pct(price, open_) if open_ is not None else None
+
+        history = self._history.get(q.symbol)
+        if history is not None and idx.max_window is not None:
+            if not history or history[-1][0] < q.time:
+                history.append((q.time, price))
+            horizon = q.time - idx.max_window
+            while history and history[0][0] < horizon:
+                history.popleft()
+
+        metrics: dict[str, float] = {}
+        for family in idx.ladders:
+            m = _family_metric(family, price, change, change_open)
+            if m is not None:
+                metrics[family] = m
+
+        done: set[tuple[int, str]] = set()
+        for b in list(idx.active.values()):
+            if b.family in metrics:
+                done.add(b.key)
+                self._advance(b, self._ladder_reading(b, metrics[b.family], q, change, open_), out)
+        for family, ladder in idx.ladders.items():
+            m1 = metrics.get(family)
+            if m1 is None:
+                continue
+            m0 = ladder.last
+            if naive or m0 is None:
+                candidates = ladder.items[: bisect_right(ladder.levels, m1)]
+            elif m1 > m0:
+                lo = bisect_right(ladder.levels, m0)
+                candidates = ladder.items[lo : bisect_right(ladder.levels, m1)]
+            else:
+                candidates = []
+            ladder.last = m1
+            for b in candidates:
+                if b.key not in done:
+                    self._advance(b, self._ladder_reading(b, m1, q, change, open_), out)
+        for b in idx.others.values():
+            reading = self._other_reading(b, q, change, open_)
+            if reading is not None:
+                self._advance(b, reading, out)
+
+    def _ladder_reading(
+        self, b: _Binding, m: float, q: Quote, change: float, open_: float | None
+    ) -> _Reading:
+        cfg = self.config
+        level = b.level
+        if b.family in _PCT_FAMILIES:
+            band = min(cfg.hysteresis_pct, level / 2.0)
+            step = cfg.escalation_step_pct
+            tier = int((m - level) // step) if step > 0 and m >= level else 0
+            is_open = b.family.startswith("open-")
+            reference = open_ if is_open else q.previous_close
+            shown = change_open_of(q, open_) if is_open else change
+            return _Reading(
+                m,
+                m >= level,
+                m < level - band,
+                tier,
+                q.time,
+                reference,
+                q.price,
+                reference,
+                shown,
+                q.session,
+            )
+        band = abs(level) * cfg.hysteresis_pct / 100.0
+        return _Reading(
+            m,
+            m >= level,
+            m < level - band,
+            0,
+            q.time,
+            None,
+            q.price,
+            q.previous_close,
+            change,
+            q.session,
+        )
+
+    def _other_reading(
+        self, b: _Binding, q: Quote, change: float, open_: float | None
+    ) -> _Reading | None:
+        rule = b.rule
+        cfg = self.config
+        price = q.price
+        assert price is not None
+        if isinstance(rule, ChangeRule) and rule.window is not None:
+            history = self._history.get(q.symbol)
+            if not history:
+                return None
+            horizon = q.time - rule.window
+            window = [p for t, p in history if t >= horizon]
+            hi, lo = max(window), min(window)
+            fall = -_pct(price, hi)
+            rise = _pct(price, lo)
+            if rule.direction is Direction.DROP:
+                m, ref = fall, hi
+            elif rule.direction is Direction.RISE:
+                m, ref = rise, lo
+            else:
+                m, ref = (fall, hi) if fall >= rise else (rise, lo)
+            band = min(cfg.hysteresis_pct, rule.pct / 2.0)
+            step = cfg.escalation_step_pct
+            tier = int((m - rule.pct) // step) if step > 0 and m >= rule.pct else 0
+            return _Reading(
+                m,
+                m >= rule.pct,
+                m < rule.pct - band,
+                tier,
+                q.time,
+                None,
+                price,
+                ref,
+                _pct(price, ref),
+                q.session,
+            )
+        if isinstance(rule, GapRule):
+            if open_ is None or q.session not in (MarketSession.REGULAR, MarketSession.POST):
+                return None
+            gap = _pct(open_, q.previous_close or open_)
+            m = _directional(rule.direction, gap)
+            return _Reading(
+                m,
+                m >= rule.pct,
+                False,
+                0,
+                q.time,
+                q.previous_close,
+                open_,
+                q.previous_close,
+                gap,
+                q.session,
+            )
+        if isinstance(rule, VolumeRule):
+            profile = self._profiles.get(q.symbol)
+            if profile is None or q.day_volume is None or q.session is not MarketSession.REGULAR:
+                return None
+            expected = profile.expected(q.time)
+            if expected is None or expected <= 0 or not math.isfinite(q.day_volume):
+                return None
+            ratio = q.day_volume / expected
+            return _Reading(
+                ratio,
+                ratio >= rule.multiple,
+                False,
+                0,
+                q.time,
+                q.previous_close,
+                price,
+                q.previous_close,
+                change,
+                q.session,
+            )
+        return None
+
+    def _evaluate_aggregate(self, b: _Binding, out: _Out) -> None:
+        rule = b.rule
+        name = b.symbol[len(BASKET_PREFIX) :]
+        members = resolve_basket(name, self._baskets.get(b.channel))
+        if not members:
+            return
+        changes: list[float] = []
+        latest: datetime | None = None
+        session: MarketSession | None = None
+        basis_open = isinstance(rule, ChangeRule) and rule.basis is Basis.OPEN
+        for member in members:
+            q = self._quotes.get(member)
+            if q is None or member in self._nodata or q.price is None or q.previous_close is None:
+                continue
+            if q.session is MarketSession.CLOSED or q.halted:
+                continue
+            base = q.open if basis_open else q.previous_close
+            if base is None or not math.isfinite(base) or base <= 0:
+                continue
+            changes.append(_pct(q.price, base))
+            if latest is None or q.time > latest:
+                latest, session = q.time, q.session
+        if latest is None or len(changes) < max(
+            1, math.ceil(len(members) * self.config.basket_min_coverage)
+        ):
+            return
+        average = sum(changes) / len(changes)
+        cfg = self.config
+        if isinstance(rule, ChangeRule):
+            m = _directional(rule.direction, average)
+            band = min(cfg.hysteresis_pct, rule.pct / 2.0)
+            step = cfg.escalation_step_pct
+            tier = int((m - rule.pct) // step) if step > 0 and m >= rule.pct else 0
+            reading = _Reading(
+                m,
+                m >= rule.pct,
+                m < rule.pct - band,
+                tier,
+                latest,
+                None,
+                None,
+                None,
+                average,
+                session,
+            )
+        elif isinstance(rule, BreadthRule):
+            band = min(cfg.hysteresis_pct, rule.pct / 2.0)
+            hit = sum(1 for c in changes if _directional(rule.direction, c) >= rule.pct)
+            near = sum(1 for c in changes if _directional(rule.direction, c) >= rule.pct - band)
+            reading = _Reading(
+                float(hit),
+                hit >= rule.count,
+                near < rule.count,
+                0,
+                latest,
+                None,
+                None,
+                None,
+                average,
+                session,
+            )
+        else:
+            return
+        self._advance(b, reading, out)
+
+    # -- the lifecycle
+
+    def _advance(self, b: _Binding, r: _Reading, out: _Out) -> None:
+        cfg = self.config
+        key = b.key
+        old = self._states.get(key)
+        st = old if old is not None else RuleState(b.watch.id, b.symbol)
+        if st.nodata_since is not None:
+            return  # never a crossing, never a recovery on NoData
+        if (
+            st.status is not RuleStatus.ARMED
+            and r.reference is not None
+            and st.reference is not None
+            and not _same(st.reference, r.reference)
+        ):
+            # A new trading day moved the baseline: the old episode ends without a "resolved".
+            st = replace(st, status=RuleStatus.ARMED, tier=0, episode=None, since=None, repeats=0)
+        confirm = getattr(b.rule, "confirm", None)
+        alert: tuple[AlertKind, int] | None = None
+        new = st
+        if st.status is RuleStatus.ARMED:
+            if r.holds:
+                cooling = (
+                    cfg.cooldown > timedelta(0)
+                    and st.fired_at is not None
+                    and r.at < st.fired_at + cfg.cooldown
+                )
+                if confirm:
+                    new = replace(st, status=RuleStatus.PENDING, since=r.at, reference=r.reference)
+                elif not cooling:
+                    new, alert = self._fire(st, r, r.at), (AlertKind.FIRING, r.tier)
+        elif st.status is RuleStatus.PENDING:
+            if not r.holds:
+                new = replace(st, status=RuleStatus.ARMED, since=None)
+            elif confirm and st.since is not None and r.at - st.since >= confirm:
+                new, alert = self._fire(st, r, st.since), (AlertKind.FIRING, r.tier)
+        else:  # FIRING
+            if r.recovered:
+                new = replace(st, status=RuleStatus.ARMED, since=r.at, repeats=0)
+                if self._resolved.get(b.channel, cfg.resolved_notices):
+                    alert = (AlertKind.RESOLVED, st.tier)
+            elif r.holds and r.tier > st.tier:
+                new = replace(st, tier=r.tier, last_alert_at=r.at, repeats=0)
+                alert = (AlertKind.ESCALATED, r.tier)
+            elif (
+                cfg.repeat_interval is not None
+                and st.last_alert_at is not None
+                and r.at - st.last_alert_at >= cfg.repeat_interval
+            ):
+                new = replace(st, last_alert_at=r.at, repeats=st.repeats + 1)
+                alert = (AlertKind.REPEAT, new.repeats)
+        if new != (old if old is not None else RuleState(b.watch.id, b.symbol)):
+            self._states[key] = new
+            out.states[key] = new
+        if b.family not in (_OTHER, _AGGREGATE):
+            idx = self._index[b.symbol]
+            if new.status is RuleStatus.ARMED and not r.holds:
+                idx.active.pop(key, None)
+            else:
+                idx.active[key] = b
+        if alert is not None:
+            out.alerts.append(self._alert(b, new, r, *alert))
+
+    def _fire(self, st: RuleState, r: _Reading, started: datetime) -> RuleState:
+        return replace(
+            st,
+            status=RuleStatus.FIRING,
+            tier=r.tier,
+            episode=started.isoformat(),
+            since=r.at,
+            reference=r.reference,
+            fired_at=r.at,
+            last_alert_at=r.at,
+            repeats=0,
+        )
+
+    def _alert(self, b: _Binding, st: RuleState, r: _Reading, kind: AlertKind, n: int) -> Alert:
+        if kind is AlertKind.RESOLVED:
+            severity = Severity.INFO
+        elif st.tier >= 1 or (
+            isinstance(b.rule, ChangeRule)
+            and r.metric >= self.config.critical_multiple * b.rule.pct
+        ):
+            severity = Severity.CRITICAL
+        else:
+            severity = Severity.WARNING
+        episode = st.episode or r.at.isoformat()
+        return Alert(
+            key=f"{b.watch.id}:{b.symbol}:{episode}:{kind.value}:{n}",
+            channel=b.channel,
+            kind=kind,
+            symbol=b.symbol,
+            at=r.at,
+            severity=severity,
+            watch_id=b.watch.id,
+            rule_text=b.rule.canonical,
+            price=r.price,
+            reference_price=r.reference_price,
+            change_pct=r.change_pct,
+            session=r.session,
+            tier=st.tier,
+            note=b.watch.note,
+        )
+
+
+def _pct(price: float, base: float) -> float:
+    # Rounded so that 90 against 100 is exactly -10%, not -9.999999999999998: a user's
+    # threshold must fire when the price sits exactly on it.
+    return round((price / base - 1.0) * 100.0, 9)
+
+
+def change_open_of(q: Quote, open_: float | None) -> float | None:
+    if open_ is None or q.price is None:
+        return None
+    return _pct(q.price, open_)
+
+
+def _family_metric(
+    family: str, price: float, change: float, change_open: float | None
+) -> float | None:
+    if family == _ABOVE:
+        return price
+    if family == _BELOW:
+        return -price
+    basis, _, direction = family.partition("-")
+    value = change if basis == "close" else change_open
+    if value is None:
+        return None
+    return _directional(Direction(direction), value)
+
+
+_KEYWORD_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _keyword_pattern(keyword: str) -> re.Pattern[str]:
+    pattern = _KEYWORD_CACHE.get(keyword)
+    if pattern is None:
+        pattern = re.compile(r"(?<!\w)" + re.escape(keyword) + r"(?!\w)", re.IGNORECASE)
+        _KEYWORD_CACHE[keyword] = pattern
+    return pattern
+
+
+def _short(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    if minutes < 1:
+        return f"{int(d.total_seconds())}s"
+    if minutes < 120:
+        return f"{minutes}m"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
