@@ -173,7 +173,8 @@ def load_settings(config_file: Path | None = None) -> Settings:
         loaded = SettingsWithFile()
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
-    return loaded
+    # Hand out the plain class: model_validate does not read the environment again.
+    return Settings.model_validate(dict(loaded))
 
 
 def describe_validation_error(exc: ValidationError) -> str:
