@@ -1,0 +1,1 @@
+"""Discord adapter: discord.py client and app commands, the Discord ChatPlatform, the invite."""
