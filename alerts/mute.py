@@ -1,0 +1,82 @@
+"""Mutes: whether a channel's mute covers an alert, and the summary of what it missed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from alerts.baskets import BASKET_PREFIX, basket_name, is_basket_target, resolve_basket
+from alerts.models import Alert, AlertMessage, Mute, Severity
+
+ALL = "all"
+
+
+def mute_covers(
+    mute: Mute, alert: Alert, baskets: Mapping[str, Sequence[str]] | None = None
+) -> bool:
+    """Whether ``mute``'s scope covers ``alert`` (ignoring time)."""
+    if mute.channel != alert.channel:
+        return False
+    scope = mute.scope.strip()
+    if scope.lower() == ALL:
+        return True
+    if is_basket_target(scope):
+        name = basket_name(scope)
+        if alert.symbol.lower() == BASKET_PREFIX + name:
+            return True
+        return alert.symbol.upper() in {m.upper() for m in resolve_basket(name, baskets)}
+    return alert.symbol.upper() == scope.upper()
+
+
+def is_muted(
+    alert: Alert,
+    mutes: Sequence[Mute],
+    now: datetime,
+    baskets: Mapping[str, Sequence[str]] | None = None,
+) -> bool:
+    """True when a mute of the alert's channel is in force at ``now`` and covers the alert.
+
+    Muting suppresses sending only: the engine still tracks the alert, and the channel gets a
+    summary when the mute ends (``summarize_missed``).
+    """
+    return any(m.created_at <= now < m.until and mute_covers(m, alert, baskets) for m in mutes)
+
+
+def summarize_missed(
+    channel: str, missed: Sequence[Alert], mute: Mute, now: datetime
+) -> AlertMessage:
+    """One short message: what fired while the channel had ``mute`` in force.
+
+    One line per symbol (its most severe, then latest alert), most severe first.
+    """
+    best: dict[str, Alert] = {}
+    for alert in missed:
+        held = best.get(alert.symbol)
+        if held is None or (alert.severity.rank, alert.tier, alert.at) >= (
+            held.severity.rank,
+            held.tier,
+            held.at,
+        ):
+            best[alert.symbol] = alert
+    lines = sorted(
+        best.values(),
+        key=lambda a: (-a.severity.rank, -abs(a.change_pct or 0.0), a.symbol),
+    )
+    n, k = len(missed), len(lines)
+    scope = "everything" if mute.scope.lower() == ALL else mute.scope
+    title = (
+        f"While {scope} was muted: {n} alert{'s' if n != 1 else ''}"
+        f" on {k} name{'s' if k != 1 else ''}"
+    )
+    severity = max((a.severity for a in lines), key=lambda s: s.rank, default=Severity.INFO)
+    started = mute.created_at.strftime("%H:%M")
+    ended = min(mute.until, now).strftime("%H:%M")
+    return AlertMessage(
+        channel=channel,
+        title=title,
+        alerts=tuple(lines),
+        at=now,
+        footer=f"Muted {started}-{ended} UTC; the alerts were tracked, not sent.",
+        severity=severity,
+        extra={"kind": "mute_summary", "scope": mute.scope},
+    )
