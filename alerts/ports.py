@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -128,3 +128,9 @@ class Store(Protocol):
     def active_mutes(self, channel: str, now: datetime) -> list[Mute]: ...
 
     def recent_alerts(self, channel: str, limit: int) -> list[Alert]: ...
+
+    def channel_settings(self, channel: str) -> dict[str, object]: ...
+
+    def update_channel_settings(
+        self, channel: str, values: Mapping[str, object], now: datetime
+    ) -> None: ...

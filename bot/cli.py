@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -83,7 +82,11 @@ def replay(
     from bot.replay import ReplayError, run_replay
 
     try:
-        asyncio.run(run_replay(settings, scenario, speed=speed, commands=cmd or [], render=_render_kind(render)))
+        asyncio.run(
+            run_replay(
+                settings, scenario, speed=speed, commands=cmd or [], render=_render_kind(render)
+            )
+        )
     except ReplayError as exc:
         raise _fail(str(exc)) from None
 
@@ -163,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -110,9 +110,7 @@ class Pipeline:
 
     def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]:
         wanted = set(symbols)
-        items = [
-            item for item in reversed(self._news) if not wanted or wanted & set(item.symbols)
-        ]
+        items = [item for item in reversed(self._news) if not wanted or wanted & set(item.symbols)]
         return items[:limit]
 
     # -- ingest ---------------------------------------------------------------------------
@@ -187,8 +185,11 @@ class Pipeline:
                     delivery, f"no platform handles {delivery.channel}", retry_at=None, now=now
                 )
                 self.stats.dead_letters += 1
-                log.error("no platform for channel %s; outbox row %s kept as dead",
-                          delivery.channel, delivery.outbox_id)
+                log.error(
+                    "no platform for channel %s; outbox row %s kept as dead",
+                    delivery.channel,
+                    delivery.outbox_id,
+                )
                 continue
             message = self._message_for(delivery)
             try:
@@ -226,7 +227,9 @@ class Pipeline:
         self.stats.delivery_failures += 1
         if not retryable:
             self.stats.dead_letters += 1
-            log.error("outbox row %s to %s refused: %s", delivery.outbox_id, delivery.channel, error)
+            log.error(
+                "outbox row %s to %s refused: %s", delivery.outbox_id, delivery.channel, error
+            )
             self.store.mark_failed(delivery, error, retry_at=None, now=now)
             return
         backoff = min(MAX_RETRY_DELAY.total_seconds(), 2.0 ** (delivery.attempts + 1))
@@ -256,6 +259,11 @@ class Pipeline:
 
     # -- mutes ----------------------------------------------------------------------------
 
+    def _within_mute(self, mute: Mute) -> Callable[[Alert], bool]:
+        baskets = self._baskets(mute.channel)
+        last_instant = mute.until - timedelta(microseconds=1)
+        return lambda alert: is_muted(alert, [mute], last_instant, baskets)
+
     async def end_expired_mutes(self) -> int:
         """Send one summary per ended mute of what the channel missed, then forget the mute."""
         now = self.clock.now()
@@ -263,10 +271,7 @@ class Pipeline:
         for mute in self.store.all_mutes():
             if mute.until > now:
                 continue
-            baskets = self._baskets(mute.channel)
-            missed = self.store.take_muted_alerts(
-                mute.channel, lambda alert, m=mute: is_muted(alert, [m], m.until - timedelta(microseconds=1), baskets)
-            )
+            missed = self.store.take_muted_alerts(mute.channel, self._within_mute(mute))
             self.store.remove_mutes(mute.channel, mute.scope)
             if not missed:
                 continue
@@ -275,7 +280,9 @@ class Pipeline:
                 continue
             message = summarize_missed(mute.channel, missed, mute, now)
             try:
-                await platform.send(message, idempotency_key=f"mb-mute-{int(mute.until.timestamp())}")
+                await platform.send(
+                    message, idempotency_key=f"mb-mute-{int(mute.until.timestamp())}"
+                )
                 sent += 1
             except Exception:
                 log.exception("could not send the mute summary to %s", mute.channel)

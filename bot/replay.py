@@ -40,7 +40,7 @@ class PayloadPrinter:
     """A platform that prints the exact payload Slack or Discord would receive."""
 
     def __init__(self, kind: Literal["slack", "discord"], console: Console) -> None:
-        self.name = kind
+        self.name: str = kind
         self._kind: Literal["slack", "discord"] = kind
         self._console = console
         self._next = 0
@@ -57,8 +57,10 @@ class PayloadPrinter:
         return self._emit(ref.message_id, message, "update")
 
     def _emit(self, message_id: str, message: AlertMessage, action: str) -> MessageRef:
-        verb = {"slack": {"post": "chat.postMessage", "update": "chat.update"},
-                "discord": {"post": "POST message", "update": "PATCH message"}}[self._kind][action]
+        verb = {
+            "slack": {"post": "chat.postMessage", "update": "chat.update"},
+            "discord": {"post": "POST message", "update": "PATCH message"},
+        }[self._kind][action]
         self._console.print(f"# {verb} #{message_id}", style="bold", highlight=False)
         self._console.print(render_payload(message, self._kind), highlight=False, soft_wrap=True)
         self.sent.append((message_id, message))
@@ -91,7 +93,9 @@ async def run_replay(
         store = SqlStore(f"sqlite:///{Path(tmp) / 'replay.db'}")
         try:
             store.upgrade()
-            return await _play(settings, scenario_name, scenario, store, speed, commands, render, out)
+            return await _play(
+                settings, scenario_name, scenario, store, speed, commands, render, out
+            )
         finally:
             store.close()
 

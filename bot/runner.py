@@ -54,12 +54,16 @@ def build_router(
     clock: Clock | None = None,
     on_change: Callable[[str], object] | None = None,
 ) -> CommandRouter:
+    def changed(channel: str) -> None:
+        if on_change is not None:
+            on_change(channel)
+
     return CommandRouter(
         store,
         clock or SystemClock(),
         market=market,
         default_rule=settings.alerts.default_rule,
-        on_change=(lambda channel: on_change(channel)) if on_change else None,
+        on_change=changed,
     )
 
 
@@ -92,7 +96,9 @@ async def run_bot(settings: Settings) -> None:
     """``marketbot run``: every enabled platform, the market-data loop and the scheduled jobs."""
     from bot.scheduler import JobScheduler
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     store = open_store(settings)
     clock = SystemClock()
     platforms = build_platforms(settings)
@@ -107,7 +113,15 @@ async def run_bot(settings: Settings) -> None:
         context_symbols=settings.alerts.context_symbols,
     )
     pipeline.load()
-    router = build_router(store, settings, market=pipeline, clock=clock, on_change=pipeline.sync_watches)
+    from bot.market.live import build_market_source, run_market_loop
+
+    source = build_market_source(settings, clock)
+
+    def watches_changed(channel: str | None = None) -> None:
+        pipeline.sync_watches(channel)
+        source.set_symbols(pipeline.symbols())
+
+    router = build_router(store, settings, market=pipeline, clock=clock, on_change=watches_changed)
 
     scheduler = JobScheduler(timezone=settings.timezone)
 
@@ -115,7 +129,7 @@ async def run_bot(settings: Settings) -> None:
         await pipeline.deliver_due()
 
     async def sync() -> None:
-        pipeline.sync_watches()
+        watches_changed()
 
     async def mutes() -> None:
         await pipeline.end_expired_mutes()
@@ -125,17 +139,13 @@ async def run_bot(settings: Settings) -> None:
     scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
 
     tasks: list[asyncio.Task[None]] = []
-    from bot.market.live import run_market_loop
-
-    tasks.append(asyncio.create_task(run_market_loop(settings, pipeline, clock), name="market"))
+    tasks.append(asyncio.create_task(run_market_loop(source, pipeline), name="market"))
     console = next((p for p in platforms if p.name == "console"), None)
     if console is not None:
         from bot.console import ConsolePlatform
 
         assert isinstance(console, ConsolePlatform)
-        console.reply(
-            "marketbot is running. Type /help, or /watch NVDA. Ctrl-C stops.", ok=True
-        )
+        console.reply("marketbot is running. Type /help, or /watch NVDA. Ctrl-C stops.", ok=True)
         tasks.append(
             asyncio.create_task(
                 read_console_commands(router, lambda text, ok: console.reply(text, ok=ok)),
@@ -143,8 +153,11 @@ async def run_bot(settings: Settings) -> None:
             )
         )
     scheduler.start()
-    log.info("marketbot started: %d watches, platforms: %s", len(store.list_watches()),
-             ", ".join(p.name for p in platforms) or "none")
+    log.info(
+        "marketbot started: %d watches, platforms: %s",
+        len(store.list_watches()),
+        ", ".join(p.name for p in platforms) or "none",
+    )
     try:
         await asyncio.Event().wait()
     finally:
@@ -154,4 +167,5 @@ async def run_bot(settings: Settings) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await source.close()
         store.close()
