@@ -19,6 +19,10 @@ MAX_NOTE_LENGTH = 200
 MAX_BASKET_SIZE = 50
 MAX_ALERTS_LISTED = 50
 NOTE_SEPARATOR = " -- "
+BASKET_USAGE = (
+    "Usage: `/basket create NAME SYMBOL...`, `/basket list`, `/basket show NAME`, "
+    "`/basket delete NAME`."
+)
 
 ArgKind = Literal["symbol", "target", "rule", "text", "integer", "duration", "scope", "choice"]
 
@@ -505,9 +509,7 @@ class CommandRouter:
 
     def _basket(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if not command.args:
-            raise CommandError(
-                "Usage: `/basket create NAME SYMBOL...`, `/basket list`, `/basket show NAME`, `/basket delete NAME`."
-            )
+            raise CommandError(BASKET_USAGE)
         action, rest = command.args[0].lower(), command.args[1:]
         if action == "list" and not rest:
             baskets = self._baskets(ctx.channel)
@@ -533,7 +535,8 @@ class CommandRouter:
                 raise CommandError(str(exc)) from None
             self._store.save_basket(ctx.channel, name, symbols, now=self._clock.now())
             return Reply(
-                f"Basket *basket:{name}*: {' '.join(symbols)}. Watch it with `/watch basket:{name} drop 5%`.",
+                f"Basket *basket:{name}*: {' '.join(symbols)}. "
+                f"Watch it with `/watch basket:{name} drop 5%`.",
                 changed=True,
             )
         if action == "delete" and len(rest) == 1:
@@ -543,9 +546,7 @@ class CommandRouter:
                     f"No basket `{name}` of this channel to delete (built-in baskets stay)."
                 )
             return Reply(f"Deleted *basket:{name}*.", changed=True)
-        raise CommandError(
-            "Usage: `/basket create NAME SYMBOL...`, `/basket list`, `/basket show NAME`, `/basket delete NAME`."
-        )
+        raise CommandError(BASKET_USAGE)
 
     def _help(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if command.args:
@@ -588,7 +589,8 @@ def _watch_line(watch: Watch) -> str:
 def _alert_line(alert: Alert) -> str:
     change = f" {alert.change_pct:+.2f}%" if alert.change_pct is not None else ""
     price = f" at {alert.price:,.2f}" if alert.price is not None else ""
-    return f"{_hhmm(alert.at)} UTC {alert.kind.value} *{alert.symbol}*{change}{price} `{alert.rule_text}`"
+    rule = f" `{alert.rule_text}`" if alert.rule_text else ""
+    return f"{_hhmm(alert.at)} UTC {alert.kind.value} *{alert.symbol}*{change}{price}{rule}"
 
 
 def _news_line(item: NewsItem) -> str:

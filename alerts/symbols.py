@@ -9,14 +9,78 @@ MAX_SYMBOL_LENGTH = 20
 # Yahoo's exchange suffixes (ASML.AS, VOD.L, SAP.DE, 7203.T, ...). A one-letter class suffix such
 # as BRK.B is not among them: Yahoo writes share classes with a dash (BRK-B).
 EXCHANGE_SUFFIXES = frozenset(
-    """AS AT AX BA BC BD BE BK BO BR CA CN CO CR DE DU F HA HE HK HM IC IL IR IS JK JO KL KQ KS
-    L LS MC ME MI MU MX NE NS NZ OL PA PR QA RG SA SG SI SN SR SS ST SW SZ T TA TL TO TW TWO V
-    VI VS WA XC""".split()
+    [
+        "AS",
+        "AT",
+        "AX",
+        "BA",
+        "BC",
+        "BD",
+        "BE",
+        "BK",
+        "BO",
+        "BR",
+        "CA",
+        "CN",
+        "CO",
+        "CR",
+        "DE",
+        "DU",
+        "F",
+        "HA",
+        "HE",
+        "HK",
+        "HM",
+        "IC",
+        "IL",
+        "IR",
+        "IS",
+        "JK",
+        "JO",
+        "KL",
+        "KQ",
+        "KS",
+        "L",
+        "LS",
+        "MC",
+        "ME",
+        "MI",
+        "MU",
+        "MX",
+        "NE",
+        "NS",
+        "NZ",
+        "OL",
+        "PA",
+        "PR",
+        "QA",
+        "RG",
+        "SA",
+        "SG",
+        "SI",
+        "SN",
+        "SR",
+        "SS",
+        "ST",
+        "SW",
+        "SZ",
+        "T",
+        "TA",
+        "TL",
+        "TO",
+        "TW",
+        "TWO",
+        "V",
+        "VI",
+        "VS",
+        "WA",
+        "XC",
+    ]
 )
 
 _EQUITY = r"[A-Z0-9]{1,10}(?:-[A-Z0-9]{1,5})?"
 _PATTERNS = (
-    re.compile(rf"^\^[A-Z0-9]{{1,10}}$"),  # indices: ^VIX, ^GSPC
+    re.compile(r"^\^[A-Z0-9]{1,10}$"),  # indices: ^VIX, ^GSPC
     re.compile(rf"^{_EQUITY}=[FX]$"),  # futures NQ=F, FX EURUSD=X
     re.compile(rf"^{_EQUITY}(?:\.(?P<suffix>[A-Z]{{1,3}}))?$"),  # NVDA, BRK-B, BTC-USD, ASML.AS
 )

@@ -15,7 +15,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def scripts(names: list[str]) -> list[Path]:
-    found = sorted(p for p in HERE.glob("*.py") if p.name != "run.py" and not p.name.startswith("_"))
+    found = sorted(
+        p for p in HERE.glob("*.py") if p.name != "run.py" and not p.name.startswith("_")
+    )
     if not names:
         return found
     chosen = [p for p in found if any(name in p.stem for name in names)]

@@ -108,7 +108,7 @@ def command(
     """Run one command against the store, as if typed in a channel."""
     settings = _settings(config)
     from alerts.commands import CommandContext
-    from bot.runner import open_store, build_router
+    from bot.runner import build_router, open_store
 
     store = open_store(settings)
     try:

@@ -1,4 +1,4 @@
-"""The alert pipeline: quotes and news in, engine decisions stored with their outbox, messages out."""
+"""The alert pipeline: quotes and news in, decisions stored with their outbox, messages out."""
 
 from __future__ import annotations
 
@@ -265,25 +265,27 @@ class Pipeline:
         return lambda alert: is_muted(alert, [mute], last_instant, baskets)
 
     async def end_expired_mutes(self) -> int:
-        """Send one summary per ended mute of what the channel missed, then forget the mute."""
+        """Send one summary per ended mute of what the channel missed, then forget the mute.
+
+        The mute and its alerts are released only after the platform accepted the summary, so
+        a failed send is tried again on the next run instead of being lost.
+        """
         now = self.clock.now()
         sent = 0
         for mute in self.store.all_mutes():
             if mute.until > now:
                 continue
-            missed = self.store.take_muted_alerts(mute.channel, self._within_mute(mute))
-            self.store.remove_mutes(mute.channel, mute.scope)
-            if not missed:
-                continue
+            missed = self.store.muted_alerts(mute.channel, self._within_mute(mute))
             platform = self._platform_for(mute.channel)
-            if platform is None:
-                continue
-            message = summarize_missed(mute.channel, missed, mute, now)
-            try:
-                await platform.send(
-                    message, idempotency_key=f"mb-mute-{int(mute.until.timestamp())}"
-                )
+            if missed and platform is not None:
+                message = summarize_missed(mute.channel, missed, mute, now)
+                key = f"mb-mute-{int(mute.until.timestamp())}"[:25]
+                try:
+                    await platform.send(message, idempotency_key=key)
+                except Exception:
+                    log.exception("could not send the mute summary to %s", mute.channel)
+                    continue
                 sent += 1
-            except Exception:
-                log.exception("could not send the mute summary to %s", mute.channel)
+            self.store.mark_summarized([alert.key for alert in missed])
+            self.store.remove_mutes(mute.channel, mute.scope)
         return sent

@@ -36,7 +36,9 @@ class Market:
 
 @pytest.fixture
 def router(sqlite_store: SqlStore, clock: ManualClock) -> CommandRouter:
-    quote = Quote("NVDA", 124.1, clock.now(), MarketSession.PRE, previous_close=142.62, currency="USD")
+    quote = Quote(
+        "NVDA", 124.1, clock.now(), MarketSession.PRE, previous_close=142.62, currency="USD"
+    )
     news = NewsItem("n1", "DeepSeek R1 rattles chip stocks", clock.now(), symbols=("NVDA",))
     return CommandRouter(sqlite_store, clock, market=Market([quote], [news]))
 
@@ -79,17 +81,23 @@ def test_bad_symbols_get_a_reason_and_an_example(typed: str, hint: str) -> None:
 
 def test_watch_defaults_to_a_ten_percent_drop_and_lists(router: CommandRouter) -> None:
     reply = router.handle("/watch nvda", CTX)
-    assert reply.ok and reply.changed
-    assert "NVDA" in reply.text and "drop 10%" in reply.text
+    assert reply.ok
+    assert reply.changed
+    assert "NVDA" in reply.text
+    assert "drop 10%" in reply.text
     listing = router.handle("/watchlist", CTX)
-    assert "NVDA" in listing.text and "drop 10%" in listing.text
+    assert "NVDA" in listing.text
+    assert "drop 10%" in listing.text
 
 
 def test_watch_with_rule_note_and_duplicate(router: CommandRouter) -> None:
     first = router.handle("/watch AMD drop 5% -- earnings Tuesday", CTX)
     again = router.handle("watch amd DROP 5", CTX)
-    assert first.ok and first.changed
-    assert again.ok and not again.changed and "Already" in again.text
+    assert first.ok
+    assert first.changed
+    assert again.ok
+    assert not again.changed
+    assert "Already" in again.text
     assert "earnings Tuesday" in router.handle("/watchlist", CTX).text
 
 
@@ -97,7 +105,8 @@ def test_watch_basket_and_news(router: CommandRouter) -> None:
     assert router.handle("/watch basket:ai drop 5%", CTX).ok
     assert router.handle("/watch news deepseek", CTX).ok
     missing = router.handle("/watch basket:nope drop 5%", CTX)
-    assert not missing.ok and "/basket create" in missing.text
+    assert not missing.ok
+    assert "/basket create" in missing.text
 
 
 @pytest.mark.parametrize(
@@ -155,13 +164,16 @@ def test_no_input_crashes_the_router(shared_router: CommandRouter, text: str) ->
 
 def test_readers_may_read_but_not_change(router: CommandRouter) -> None:
     denied = router.handle("/watch NVDA", READER)
-    assert not denied.ok and "Manage Channels" in denied.text
+    assert not denied.ok
+    assert "Manage Channels" in denied.text
     assert router.handle("/watchlist", READER).ok
     assert router.handle("/basket list", READER).ok
     assert not router.handle("/basket create ai2 NVDA", READER).ok
 
 
-def test_unwatch_one_rule_a_symbol_or_everything(router: CommandRouter, sqlite_store: SqlStore) -> None:
+def test_unwatch_one_rule_a_symbol_or_everything(
+    router: CommandRouter, sqlite_store: SqlStore
+) -> None:
     for line in ("/watch NVDA", "/watch NVDA above 150", "/watch AMD drop 5%"):
         assert router.handle(line, CTX).ok
     assert router.handle("/unwatch NVDA above 150", CTX).ok
@@ -173,7 +185,10 @@ def test_unwatch_one_rule_a_symbol_or_everything(router: CommandRouter, sqlite_s
 
 def test_price_digest_and_news_read_the_market_view(router: CommandRouter) -> None:
     price = router.handle("/price nvda", CTX)
-    assert price.ok and "124.10" in price.text and "-12.99%" in price.text and "pre" in price.text
+    assert price.ok
+    assert "124.10" in price.text
+    assert "-12.99%" in price.text
+    assert "pre" in price.text
     assert not router.handle("/price AMD", CTX).ok
     router.handle("/watch NVDA", CTX)
     assert "NVDA: 124.10 (-12.99%, pre)" in router.handle("/digest", CTX).text
@@ -190,7 +205,8 @@ def test_mute_and_unmute(router: CommandRouter, sqlite_store: SqlStore, clock: M
 
 def test_baskets(router: CommandRouter) -> None:
     created = router.handle("/basket create Chips nvda amd AVGO nvda", CTX)
-    assert created.ok and "NVDA AMD AVGO" in created.text
+    assert created.ok
+    assert "NVDA AMD AVGO" in created.text
     assert "basket:chips" in router.handle("/basket list", CTX).text
     assert "basket:ai" in router.handle("/basket list", CTX).text  # the built-in example
     assert router.handle("/basket delete chips", CTX).ok

@@ -25,7 +25,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_are_the_embedded_sqlite_and_console() -> None:
     settings = load_settings()
     assert settings.database_url == "sqlite:///marketbot.db"
-    assert settings.console and not settings.slack.enabled and not settings.discord.enabled
+    assert settings.console
+    assert not settings.slack.enabled
+    assert not settings.discord.enabled
     assert settings.alerts.default_rule == "drop 10%"
 
 
@@ -44,7 +46,8 @@ def test_environment_beats_file_and_nests_with_double_underscore(
     assert settings.digest_time == "07:30"
     assert settings.yahoo.poll_interval_seconds == 5
     assert settings.slack.enabled
-    assert "xoxb-secret-value" not in repr(settings) and "xoxb-secret-value" not in str(settings)
+    assert "xoxb-secret-value" not in repr(settings)
+    assert "xoxb-secret-value" not in str(settings)
 
 
 @pytest.mark.parametrize(
@@ -97,5 +100,6 @@ def test_cli_stops_with_exit_2_and_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "MARKETBOT_DIGEST_TIME" in lines[0]
+    assert len(lines) == 1
+    assert "MARKETBOT_DIGEST_TIME" in lines[0]
     assert "Traceback" not in result.stderr

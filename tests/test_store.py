@@ -102,7 +102,9 @@ def test_watches_are_added_once_listed_and_removed(store: SqlStore) -> None:
     again, created_again = store.add_watch("slack:C1", "NVDA", "drop 10%", now=T0)
     store.add_watch("slack:C1", "NVDA", "above 150", now=T0)
     store.add_watch("slack:C2", "AMD", "drop 5%", now=T0, note="earnings soon")
-    assert created and not created_again and again.id == watch.id
+    assert created
+    assert not created_again
+    assert again.id == watch.id
     assert [w.rule_text for w in store.list_watches("slack:C1")] == ["drop 10%", "above 150"]
     assert store.list_watches("slack:C2")[0].note == "earnings soon"
     assert store.list_watches("slack:C1")[0].created_at == T0
@@ -119,7 +121,8 @@ def test_baskets_and_mutes(store: SqlStore) -> None:
     store.save_basket("slack:C1", "ai", ["NVDA", "AMD", "AVGO"], now=T0)
     assert store.list_baskets("slack:C1") == {"ai": ("NVDA", "AMD", "AVGO")}
     assert store.all_baskets() == {"slack:C1": {"ai": ("NVDA", "AMD", "AVGO")}}
-    assert store.delete_basket("slack:C1", "ai") and not store.delete_basket("slack:C1", "ai")
+    assert store.delete_basket("slack:C1", "ai")
+    assert not store.delete_basket("slack:C1", "ai")
 
     store.add_mute(Mute("slack:C1", "NVDA", until=T0 + timedelta(hours=2), created_at=T0))
     assert [m.scope for m in store.active_mutes("slack:C1", T0 + timedelta(hours=1))] == ["NVDA"]
@@ -149,7 +152,8 @@ def test_state_of_a_removed_watch_is_not_written(store: SqlStore) -> None:
 def test_outbox_delivers_then_edits_the_same_message(store: SqlStore) -> None:
     store.record_evaluation([], [_alert("a1")], now=T0, plan_groups=_join_open)
     [post] = store.due_deliveries(T0)
-    assert post.message_id is None and [a.key for a in post.alerts] == ["a1"]
+    assert post.message_id is None
+    assert [a.key for a in post.alerts] == ["a1"]
 
     # A second name joins while the first post is still pending: no separate edit is queued,
     # the post itself will show both.
@@ -199,16 +203,21 @@ def test_not_before_holds_a_group_back(store: SqlStore) -> None:
     assert len(store.due_deliveries(T0 + timedelta(seconds=2))) == 1
 
 
-def test_muted_alerts_are_stored_not_queued_and_taken_once(store: SqlStore) -> None:
+def test_muted_alerts_are_stored_not_queued_and_summarised_once(store: SqlStore) -> None:
     store.record_evaluation(
-        [], [_alert("m1"), _alert("m2", "AMD")], now=T0, plan_groups=_new_groups,
+        [],
+        [_alert("m1"), _alert("m2", "AMD")],
+        now=T0,
+        plan_groups=_new_groups,
         is_muted=lambda alert: alert.symbol == "NVDA",
     )
     [delivery] = store.due_deliveries(T0)
     assert [a.symbol for a in delivery.alerts] == ["AMD"]
-    taken = store.take_muted_alerts("console:default", lambda alert: True)
-    assert [a.key for a in taken] == ["m1"]
-    assert store.take_muted_alerts("console:default", lambda alert: True) == []
+    missed = store.muted_alerts("console:default", lambda alert: True)
+    assert [a.key for a in missed] == ["m1"]
+    assert store.muted_alerts("console:default", lambda alert: alert.symbol == "AMD") == []
+    store.mark_summarized(["m1"])
+    assert store.muted_alerts("console:default", lambda alert: True) == []
 
 
 def test_state_survives_reopening_the_database(tmp_path: Path) -> None:

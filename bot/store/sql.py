@@ -399,27 +399,26 @@ class SqlStore:
             )
             return [alert_from_record(row.data) for row in rows]
 
-    def take_muted_alerts(self, channel: str, scope_filter: Callable[[Alert], bool]) -> list[Alert]:
-        """Muted, not yet summarised alerts of a channel that ``scope_filter`` picks; marks them."""
+    def muted_alerts(self, channel: str, scope_filter: Callable[[Alert], bool]) -> list[Alert]:
+        """Muted alerts of a channel not yet summarised, those ``scope_filter`` picks."""
         with self._tx() as session:
-            rows = list(
-                session.scalars(
-                    select(AlertRow)
-                    .where(
-                        AlertRow.channel_id == channel,
-                        AlertRow.muted.is_(True),
-                        AlertRow.summarized.is_(False),
-                    )
-                    .order_by(AlertRow.id)
+            rows = session.scalars(
+                select(AlertRow)
+                .where(
+                    AlertRow.channel_id == channel,
+                    AlertRow.muted.is_(True),
+                    AlertRow.summarized.is_(False),
                 )
+                .order_by(AlertRow.id)
             )
-            taken: list[Alert] = []
-            for row in rows:
-                alert = alert_from_record(row.data)
-                if scope_filter(alert):
-                    row.summarized = True
-                    taken.append(alert)
-            return taken
+            alerts = (alert_from_record(row.data) for row in rows)
+            return [alert for alert in alerts if scope_filter(alert)]
+
+    def mark_summarized(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with self._tx() as session:
+            session.execute(update(AlertRow).where(AlertRow.key.in_(keys)).values(summarized=True))
 
     # -- delivery --------------------------------------------------------------------------
 

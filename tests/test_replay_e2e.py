@@ -1,0 +1,93 @@
+"""The DeepSeek morning through the whole pipeline: scenario -> engine -> store -> console."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from alerts.models import AlertKind
+from bot.replay import ReplayError, run_replay
+from bot.scenarios import open_scenario
+from bot.settings import Settings
+
+SCENARIO = "deepseek-2025-01-27"
+
+
+def _console() -> Console:
+    return Console(file=io.StringIO(), width=100, color_system=None)
+
+
+async def test_default_watches_give_one_grouped_premarket_alert() -> None:
+    out = _console()
+    result = await run_replay(Settings(), SCENARIO, console=out)
+    assert len(result.messages) == 1, "one grouped message, never a second for the same crossing"
+    _, message = result.messages[0]
+    scenario = open_scenario(SCENARIO)
+    watched = {line.split()[1] for line in scenario.default_watches}
+    assert {alert.symbol for alert in message.alerts} == watched
+    for alert in message.alerts:
+        assert alert.kind is AlertKind.FIRING
+        assert alert.session is not None
+        assert alert.session.value == "pre"
+        reference = scenario.reference[alert.symbol].previous_close
+        assert alert.reference_price == pytest.approx(reference)
+        assert alert.price is not None
+        assert alert.change_pct is not None
+        assert alert.change_pct == pytest.approx((alert.price / reference - 1) * 100)
+        # Within minutes of 04:00 ET (09:00 UTC), not at the open.
+        assert alert.at.hour == 9
+        assert alert.at.minute < 10
+    assert [line.symbol for line in message.context] == ["NQ=F", "ES=F", "YM=F"]
+    assert any("DeepSeek" in item.title for item in message.headlines)
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    for symbol in watched:
+        assert symbol in text
+    assert "Nasdaq-100 futures" in text
+
+
+async def test_cmd_replaces_the_default_watches() -> None:
+    result = await run_replay(
+        Settings(), SCENARIO, commands=["/watch AMD drop 5%"], console=_console()
+    )
+    symbols = [alert.symbol for _, message in result.messages for alert in message.alerts]
+    assert symbols == ["AMD"]
+    assert result.replies == ["Watching *AMD*: alert on `drop 5%` (watch #1)."]
+
+
+async def test_escalation_is_a_follow_up_not_a_repeat() -> None:
+    # NVDA goes from -10% at 04:02 to -13% by the open: one fire, then one follow-up at -12.5%
+    # (a 2.5-point step), and nothing else.
+    settings = Settings.model_validate({"alerts": {"escalation_step_pct": 2.5}})
+    result = await run_replay(
+        settings, SCENARIO, commands=["/watch NVDA drop 10%"], console=_console()
+    )
+    kinds = [alert.kind for _, message in result.messages for alert in message.alerts]
+    assert kinds.count(AlertKind.FIRING) == 1
+    assert 1 <= kinds.count(AlertKind.ESCALATED) <= 2
+    keys = [alert.key for _, message in result.messages for alert in message.alerts]
+    assert len(set(keys)) == len(keys)
+
+
+async def test_render_slack_prints_block_kit_json() -> None:
+    out = _console()
+    await run_replay(Settings(), SCENARIO, render="slack", console=out)
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    payload = text[text.index("{") : text.rindex("}") + 1]
+    assert "chat.postMessage" in text
+    assert json.loads(payload)["blocks"][0]["type"] == "header"
+
+
+async def test_an_unknown_scenario_is_a_clear_error() -> None:
+    with pytest.raises(ReplayError, match="built-in scenarios: deepseek-2025-01-27"):
+        await run_replay(Settings(), "no-such-day", console=_console())
+
+
+async def test_a_broken_scenario_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"name": "x"}')
+    with pytest.raises(ReplayError, match=r"broken\.json"):
+        await run_replay(Settings(), str(path), console=_console())
