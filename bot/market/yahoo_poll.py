@@ -269,9 +269,11 @@ class YahooPoller:
         with self._lock:
             self.requests += 1
             try:
+                # ``end`` one day past the trading day: yfinance memoises responses for
+                # ranges wholly in the past (errors included) for the process lifetime.
                 frame = yf.Ticker(symbol, session=self.session).history(
                     start=ref_day - timedelta(days=7),
-                    end=before,
+                    end=before + timedelta(days=1),
                     interval="1d",
                     auto_adjust=False,
                     timeout=self.timeout,
