@@ -649,7 +649,8 @@ class DiscordSpecValidator:
         validator = Draft202012Validator(
             {"$ref": f"urn:discord-openapi#/{pointer}"}, registry=self.registry
         )
-        errors = sorted(validator.iter_errors(req.json), key=lambda e: list(e.path))
+        body_json = _snowflakes_as_strings(req.json)
+        errors = sorted(validator.iter_errors(body_json), key=lambda e: list(e.path))
         if errors:
             best = errors[0]
             raise ValueError(f"{'/'.join(map(str, best.path))}: {best.message}")
@@ -659,3 +660,31 @@ class DiscordSpecValidator:
 def _template_pattern(template: str) -> re.Pattern[str]:
     parts = [r"[^/]+" if seg.startswith("{") else re.escape(seg) for seg in template.split("/")]
     return re.compile("^" + "/".join(parts) + "$")
+
+
+# discord.py writes these ids as JSON numbers, which Discord accepts; its OpenAPI types every
+# snowflake as a string, so they are compared as strings.
+_SNOWFLAKE_LISTS = (("allowed_mentions", "roles"), ("allowed_mentions", "users"))
+_SNOWFLAKE_FIELDS = ("message_id", "channel_id", "guild_id", "id")
+
+
+def _snowflakes_as_strings(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    out = dict(body)
+    for parent, key in _SNOWFLAKE_LISTS:
+        inner = out.get(parent)
+        if isinstance(inner, dict) and isinstance(inner.get(key), list):
+            out[parent] = {**inner, key: [str(v) if isinstance(v, int) else v for v in inner[key]]}
+    reference = out.get("message_reference")
+    if isinstance(reference, dict):
+        out["message_reference"] = {
+            k: str(v) if k in _SNOWFLAKE_FIELDS and isinstance(v, int) else v
+            for k, v in reference.items()
+        }
+    if isinstance(out.get("attachments"), list):
+        out["attachments"] = [
+            {**a, "id": str(a["id"])} if isinstance(a, dict) and isinstance(a.get("id"), int) else a
+            for a in out["attachments"]
+        ]
+    return out
