@@ -327,17 +327,27 @@ def build_discord_client(
     *,
     suggest: Suggest | None = None,
     answer_within: float = ANSWER_WITHIN,
+    guild_ready_timeout: float = 2.0,
 ) -> MarketbotClient | MarketbotShardedClient:
-    """The client for both jobs: serving commands (gateway) and posting alerts (REST)."""
+    """The client for both jobs: serving commands (gateway) and posting alerts (REST).
+
+    ``guild_ready_timeout`` is how long discord.py waits after the last GUILD_CREATE before
+    it calls itself ready (its default, 2 s; tests against the fake use less).
+    """
     configure_endpoints(settings.api_url, settings.gateway_url)
     bridge = CommandBridge(
         router, manage_role=settings.manage_role, suggest=suggest, answer_within=answer_within
     )
     if settings.shard_count is not None:
         return MarketbotShardedClient(
-            bridge, dev_guild_id=settings.dev_guild_id, shard_count=settings.shard_count
+            bridge,
+            dev_guild_id=settings.dev_guild_id,
+            shard_count=settings.shard_count,
+            guild_ready_timeout=guild_ready_timeout,
         )
-    return MarketbotClient(bridge, dev_guild_id=settings.dev_guild_id)
+    return MarketbotClient(
+        bridge, dev_guild_id=settings.dev_guild_id, guild_ready_timeout=guild_ready_timeout
+    )
 
 
 async def run_discord(

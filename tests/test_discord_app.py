@@ -1,0 +1,235 @@
+"""Discord front end end to end: fake gateway + REST driving the real discord.py client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+# discord.py imports the stdlib `audioop` (voice), deprecated since 3.11; pytest turns that into
+# an error at import. Remove once pyproject's filterwarnings ignores it.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+
+import pytest
+from discord.gateway import DiscordWebSocket
+from pydantic import SecretStr
+
+from alerts.commands import COMMANDS, CommandContext, CommandSpec, Reply
+from bot.discord.app import build_discord_client, run_discord
+from bot.fakes.discord_server import (
+    MANAGE_CHANNELS,
+    MEMBER_PERMISSIONS,
+    DiscordSpecValidator,
+    FakeDiscord,
+)
+from bot.settings import DiscordSettings
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "discord-openapi.json"
+EPHEMERAL = 64
+
+
+class RecordingRouter:
+    """The command layer's shape (our boundary): records calls, refuses changes without rights."""
+
+    def __init__(self, answer: str = "Watching *NVDA*: alert on `drop 10%`.") -> None:
+        self.calls: list[tuple[str, CommandContext]] = []
+        self.answer = answer
+        self.release: threading.Event | None = None
+
+    def handle(self, text: str, ctx: CommandContext) -> Reply:
+        self.calls.append((text, ctx))
+        if self.release is not None:
+            self.release.wait(5)
+        spec = next(s for s in COMMANDS if s.name == text.split()[0])
+        if spec.changes_channel and not ctx.can_manage:
+            return Reply("You need the Manage Channels permission.", ok=False)
+        return Reply(self.answer, changed=spec.changes_channel)
+
+    def command_names(self) -> Sequence[CommandSpec]:
+        return COMMANDS
+
+
+@pytest.fixture(autouse=True)
+def _restore_endpoints() -> Iterator[None]:
+    base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    yield
+    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    validator = DiscordSpecValidator(SPEC) if SPEC.exists() else None
+    async with FakeDiscord(validator=validator) as server:
+        yield server
+    assert server.validation_errors == []
+
+
+def _settings(fake: FakeDiscord, **extra: object) -> DiscordSettings:
+    return DiscordSettings(
+        token=SecretStr(fake.token),
+        api_url=fake.rest_base,
+        gateway_url=fake.gateway_url,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@asynccontextmanager
+async def running(
+    settings: DiscordSettings, router: RecordingRouter, **kwargs: float
+) -> AsyncIterator[discord.Client]:
+    # A short guild_ready_timeout: the fake sends its only GUILD_CREATE right after READY.
+    client = build_discord_client(settings, router, guild_ready_timeout=0.2, **kwargs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_discord(settings, router, client=client, stop=stop))
+    ready = asyncio.create_task(client.wait_until_ready())
+    done, _ = await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()
+    assert ready in done, "the client never became ready"
+    try:
+        yield client
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _answer(fake: FakeDiscord, interaction_id: str) -> dict[str, object]:
+    await fake.wait_for(lambda: interaction_id in fake.callbacks)
+    return fake.callbacks[interaction_id][0]
+
+
+async def test_slash_command_end_to_end(fake: FakeDiscord) -> None:
+    router = RecordingRouter()
+    settings = _settings(fake, dev_guild_id=int(fake.guild_id))
+    async with running(settings, router):
+        assert {c["name"] for c in fake.commands[fake.guild_id]} == {s.name for s in COMMANDS}
+        iid, _ = await fake.interact(
+            "watch",
+            {"target": "NVDA", "rule": "drop 10%", "note": "earnings soon"},
+            permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
+        )
+        callback = await _answer(fake, iid)
+    assert fake.identify_payloads[0]["token"] == fake.token
+    text, ctx = router.calls[0]
+    assert text == "watch NVDA drop 10% -- earnings soon"
+    assert ctx.channel == f"discord:{fake.channel_id}"
+    assert ctx.platform == "discord"
+    assert ctx.can_manage
+    assert callback["type"] == 4
+    data = callback["data"]
+    assert isinstance(data, dict)
+    assert data["content"] == "Watching **NVDA**: alert on `drop 10%`."
+    assert not (data.get("flags") or 0) & EPHEMERAL  # a change is announced to the channel
+    assert data["allowed_mentions"] == {"parse": []}
+
+
+async def test_member_without_manage_channels_is_refused(fake: FakeDiscord) -> None:
+    router = RecordingRouter()
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):
+        iid, _ = await fake.interact("unwatch", {"target": "NVDA"}, permissions=MEMBER_PERMISSIONS)
+        callback = await _answer(fake, iid)
+        read_id, _ = await fake.interact("watchlist", permissions=MEMBER_PERMISSIONS)
+        read = await _answer(fake, read_id)
+    assert [ctx.can_manage for _, ctx in router.calls] == [False, False]
+    data = callback["data"]
+    assert isinstance(data, dict)
+    assert "Manage Channels" in str(data["content"])
+    assert data["flags"] & EPHEMERAL
+    read_data = read["data"]
+    assert isinstance(read_data, dict)
+    assert read_data["content"].startswith("Watching")  # reading is for everyone
+
+
+async def test_configured_role_may_change_without_manage_channels(fake: FakeDiscord) -> None:
+    router = RecordingRouter()
+    settings = _settings(fake, dev_guild_id=int(fake.guild_id), manage_role="alerts-admin")
+    async with running(settings, router):
+        iid, _ = await fake.interact(
+            "mute",
+            {"scope": "NVDA", "duration": "2h"},
+            permissions=MEMBER_PERMISSIONS,
+            roles=[fake.manager_role_id],
+        )
+        await _answer(fake, iid)
+    assert router.calls[0][0] == "mute NVDA 2h"
+    assert router.calls[0][1].can_manage
+
+
+async def test_symbol_autocomplete(fake: FakeDiscord) -> None:
+    router = RecordingRouter()
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):
+        iid, _ = await fake.interact("price", {"symbol": "nv"}, autocomplete="symbol")
+        callback = await _answer(fake, iid)
+    assert callback["type"] == 8
+    data = callback["data"]
+    assert isinstance(data, dict)
+    values = [c["value"] for c in data["choices"]]
+    assert values[0] == "NV"
+    assert "NVDA" in values
+    assert router.calls == []
+
+
+async def test_slow_command_is_deferred_then_followed_up(fake: FakeDiscord) -> None:
+    router = RecordingRouter()
+    router.release = threading.Event()
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router, answer_within=0):
+        iid, token = await fake.interact("alerts", {"count": 5})
+        callback = await _answer(fake, iid)
+        router.release.set()
+        await fake.wait_for(lambda: token in fake.followups)
+    assert callback["type"] == 5
+    assert router.calls[0][0] == "alerts 5"
+    assert fake.followups[token][0]["content"].startswith("Watching")
+
+
+async def test_reply_cannot_ping(fake: FakeDiscord) -> None:
+    router = RecordingRouter(answer="Basket @everyone <@&123456789012345678> saved")
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):
+        iid, _ = await fake.interact("basket", {"action": "list"})
+        callback = await _answer(fake, iid)
+    data = callback["data"]
+    assert isinstance(data, dict)
+    assert "@everyone" not in data["content"]
+    assert "<@&" not in data["content"]
+    assert data["allowed_mentions"] == {"parse": []}
+
+
+async def test_global_sync_without_dev_guild(fake: FakeDiscord) -> None:
+    async with running(_settings(fake), RecordingRouter()):
+        pass
+    assert {c["name"] for c in fake.commands["global"]} == {s.name for s in COMMANDS}
+    watch = next(c for c in fake.commands["global"] if c["name"] == "watch")
+    assert int(watch["default_member_permissions"]) == MANAGE_CHANNELS
+
+
+async def test_sharded_client_connects_each_shard(fake: FakeDiscord) -> None:
+    # One shard: discord.py spaces shard logins 5 s apart, too slow for a unit test.
+    async with running(_settings(fake, shard_count=1), RecordingRouter()) as client:
+        assert isinstance(client, discord.AutoShardedClient)
+    assert [p["shard"] for p in fake.identify_payloads] == [[0, 1]]
+
+
+async def test_rate_limited_command_sync_is_retried(fake: FakeDiscord) -> None:
+    fake.fail("PUT", r"/applications/\d+/guilds/\d+/commands", retry_after=0.01)
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), RecordingRouter()):
+        pass
+    assert len(fake.calls("PUT", r"/applications/\d+/guilds/\d+/commands")) == 2
+    assert fake.commands[fake.guild_id]
+
+
+async def test_requests_match_discord_openapi(fake: FakeDiscord) -> None:
+    if not SPEC.exists():
+        pytest.skip("../shared/specs/discord-openapi.json not present")
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), RecordingRouter()):
+        iid, _ = await fake.interact("help")
+        await _answer(fake, iid)
+    assert isinstance(fake.validator, DiscordSpecValidator)
+    checked = set(fake.validator.checked)
+    assert "PUT /applications/{application_id}/guilds/{guild_id}/commands" in checked
+    assert "POST /interactions/{interaction_id}/{interaction_token}/callback" in checked
