@@ -82,6 +82,7 @@ class AlertKind(StrEnum):
     DEGRADED = "degraded"  # the data behind a watch stopped being trustworthy
     RECOVERED = "recovered"  # ... and came back
     NEWS = "news"  # a headline matched a news rule
+    DIGEST = "digest"  # a line of the premarket digest: where a watched symbol stands
 
 
 class Severity(StrEnum):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from alerts.baskets import BUILTIN_BASKETS
+from alerts.baskets import BUILTIN_BASKETS, is_basket_target
 from alerts.compose import compose_message
 from alerts.context import context_lines
+from alerts.digest import compose_digest, digest_key
 from alerts.engine import Engine, Evaluation, RuleState
 from alerts.grouping import GroupingConfig, decide_groups
 from alerts.models import Alert, Mute, NewsItem, OpenGroup, Quote, Watch
@@ -20,6 +22,12 @@ from alerts.ports import ChatPlatform, Clock, DeliveryError
 from bot.store import Delivery, SqlStore
 
 log = logging.getLogger(__name__)
+
+
+def short_key(text: str) -> str:
+    """A stable idempotency key that fits Discord's 25-character nonce."""
+    return "mb-" + hashlib.sha256(text.encode()).hexdigest()[:20]
+
 
 NEWS_KEPT = 500
 HEADLINE_WINDOW = timedelta(hours=18)
@@ -257,6 +265,40 @@ class Pipeline:
             now=now,
         )
 
+    # -- digest ---------------------------------------------------------------------------
+
+    async def send_digest(self, channel: str, day: date) -> bool:
+        """Post the channel's premarket digest for ``day`` once; False if already sent or failed.
+
+        The day is recorded only after the platform accepted the digest: a failure is retried
+        by the next run, and a crash in between at worst repeats it under the same
+        idempotency key.
+        """
+        if self.store.channel_settings(channel).get("digest_sent") == day.isoformat():
+            return False
+        platform = self._platform_for(channel)
+        if platform is None:
+            return False
+        targets = {w.target for w in self.store.list_watches(channel)} - {"news"}
+        symbols = sorted(t for t in targets if not is_basket_target(t))
+        now = self.clock.now()
+        message = compose_digest(
+            channel,
+            symbols,
+            self._latest,
+            day=day,
+            now=now,
+            context=context_lines(self.context_symbols, self._latest),
+            headlines=self.recent_news(symbols, 3),
+        )
+        try:
+            await platform.send(message, idempotency_key=short_key(digest_key(channel, day)))
+        except Exception:
+            log.exception("could not send the digest to %s", channel)
+            return False
+        self.store.update_channel_settings(channel, {"digest_sent": day.isoformat()}, now)
+        return True
+
     # -- mutes ----------------------------------------------------------------------------
 
     def _within_mute(self, mute: Mute) -> Callable[[Alert], bool]:
@@ -279,7 +321,7 @@ class Pipeline:
             platform = self._platform_for(mute.channel)
             if missed and platform is not None:
                 message = summarize_missed(mute.channel, missed, mute, now)
-                key = f"mb-mute-{int(mute.until.timestamp())}"[:25]
+                key = short_key(f"mute:{mute.channel}:{mute.scope}:{mute.until.isoformat()}")
                 try:
                     await platform.send(message, idempotency_key=key)
                 except Exception:

@@ -6,15 +6,22 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from alerts.commands import CommandContext, CommandRouter, MarketView
 from alerts.engine import Engine, EngineConfig
 from alerts.grouping import GroupingConfig
 from alerts.ports import ChatPlatform, Clock, SystemClock
+from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.settings import Settings
 from bot.store import SqlStore
+
+if TYPE_CHECKING:
+    from bot.pipeline import Pipeline
+    from bot.scheduler import JobScheduler
 
 log = logging.getLogger("marketbot")
 
@@ -70,20 +77,25 @@ def build_router(
 def build_platforms(settings: Settings) -> list[ChatPlatform]:
     platforms: list[ChatPlatform] = []
     if settings.console:
-        from bot.console import ConsolePlatform
         from bot.render.console_text import render_console
 
         platforms.append(ConsolePlatform(render_console))
     return platforms
 
 
-async def read_console_commands(router: CommandRouter, reply: Callable[[str, bool], None]) -> None:
-    """Commands typed on stdin act on ``console:default``; EOF ends reading, not the bot."""
-    from bot.console import CONSOLE_CHANNEL
+async def stdin_line() -> str:
+    return await asyncio.to_thread(sys.stdin.readline)
 
+
+async def read_console_commands(
+    router: CommandRouter,
+    reply: Callable[[str, bool], None],
+    read_line: Callable[[], Awaitable[str]] = stdin_line,
+) -> None:
+    """Commands typed on stdin act on ``console:default``; EOF ends reading, not the bot."""
     ctx = CommandContext(channel=CONSOLE_CHANNEL, user="console", platform="console")
     while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
+        line = await read_line()
         if not line:
             return
         if not line.strip():
@@ -92,80 +104,141 @@ async def read_console_commands(router: CommandRouter, reply: Callable[[str, boo
         reply(answer.text, answer.ok)
 
 
+DIGEST_JOB_PREFIX = "digest:"
+DIGEST_CALENDAR_SYMBOL = "SPY"  # any US equity: the NYSE calendar decides what a trading day is
+
+
+def digest_job(pipeline: Pipeline, channel: str, timezone: str) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        from bot.market.sessions import regular_session_bounds
+
+        day = pipeline.clock.now().astimezone(ZoneInfo(timezone)).date()
+        if regular_session_bounds(DIGEST_CALENDAR_SYMBOL, day) is None:
+            return  # weekends, holidays: no premarket to digest
+        await pipeline.send_digest(channel, day)
+
+    return run
+
+
+def sync_digest_jobs(scheduler: JobScheduler, pipeline: Pipeline, timezone: str) -> None:
+    """One daily job per channel that asked for a digest; ids are stable across restarts."""
+    wanted: dict[str, str] = {}
+    for channel in pipeline.store.channels():
+        at = pipeline.store.channel_settings(channel).get("digest")
+        if isinstance(at, str):
+            wanted[DIGEST_JOB_PREFIX + channel] = at
+    for job_id in scheduler.job_ids():
+        if job_id.startswith(DIGEST_JOB_PREFIX) and job_id not in wanted:
+            scheduler.remove(job_id)
+    for job_id, at in wanted.items():
+        hour, minute = (int(part) for part in at.split(":"))
+        channel = job_id.removeprefix(DIGEST_JOB_PREFIX)
+        scheduler.daily(
+            job_id, hour, minute, digest_job(pipeline, channel, timezone), timezone=timezone
+        )
+
+
+class Runtime:
+    """Everything ``marketbot run`` runs, built from settings; tests inject clock and data."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        platforms: list[ChatPlatform] | None = None,
+        commands_in: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        from bot.market.live import build_market_source
+        from bot.pipeline import Pipeline
+        from bot.scheduler import JobScheduler
+
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.store = open_store(settings)
+        self.platforms = platforms if platforms is not None else build_platforms(settings)
+        self.pipeline = Pipeline(
+            self.store,
+            build_engine(settings),
+            self.platforms,
+            self.clock,
+            grouping=grouping_config(settings),
+            context_symbols=settings.alerts.context_symbols,
+        )
+        self.pipeline.load()
+        self.source = build_market_source(settings, self.clock)
+        self.router = build_router(
+            self.store, settings, market=self.pipeline, clock=self.clock, on_change=self.changed
+        )
+        self.scheduler = JobScheduler(timezone=settings.timezone)
+        self._commands_in = commands_in
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def changed(self, channel: str | None = None) -> None:
+        """A channel's watches, baskets or digest changed (here or via `marketbot cmd`)."""
+        self.pipeline.sync_watches(channel)
+        self.source.set_symbols(self.pipeline.symbols())
+        sync_digest_jobs(self.scheduler, self.pipeline, self.settings.timezone)
+
+    async def start(self) -> None:
+        from bot.market.live import run_market_loop
+
+        pipeline = self.pipeline
+
+        async def deliver() -> None:
+            await pipeline.deliver_due()
+
+        async def sync() -> None:
+            self.changed()
+
+        async def mutes() -> None:
+            await pipeline.end_expired_mutes()
+
+        self.scheduler.every("deliver", DELIVERY_INTERVAL, deliver)
+        self.scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
+        self.scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
+        sync_digest_jobs(self.scheduler, pipeline, self.settings.timezone)
+        self._spawn(run_market_loop(self.source, pipeline), "market")
+        console = next((p for p in self.platforms if isinstance(p, ConsolePlatform)), None)
+        if console is not None:
+            console.reply("marketbot is running. Type /help, or /watch NVDA. Ctrl-C stops.")
+            self._spawn(
+                read_console_commands(
+                    self.router,
+                    lambda text, ok: console.reply(text, ok=ok),
+                    self._commands_in or stdin_line,
+                ),
+                "console",
+            )
+        self.scheduler.start()
+        log.info(
+            "marketbot started: %d watches, platforms: %s",
+            len(self.store.list_watches()),
+            ", ".join(p.name for p in self.platforms) or "none",
+        )
+
+    def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(job, name=name))
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.source.close()
+        self.store.close()
+
+
 async def run_bot(settings: Settings) -> None:
     """``marketbot run``: every enabled platform, the market-data loop and the scheduled jobs."""
-    from bot.scheduler import JobScheduler
-
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    store = open_store(settings)
-    clock = SystemClock()
-    platforms = build_platforms(settings)
-    from bot.pipeline import Pipeline
-
-    pipeline = Pipeline(
-        store,
-        build_engine(settings),
-        platforms,
-        clock,
-        grouping=grouping_config(settings),
-        context_symbols=settings.alerts.context_symbols,
-    )
-    pipeline.load()
-    from bot.market.live import build_market_source, run_market_loop
-
-    source = build_market_source(settings, clock)
-
-    def watches_changed(channel: str | None = None) -> None:
-        pipeline.sync_watches(channel)
-        source.set_symbols(pipeline.symbols())
-
-    router = build_router(store, settings, market=pipeline, clock=clock, on_change=watches_changed)
-
-    scheduler = JobScheduler(timezone=settings.timezone)
-
-    async def deliver() -> None:
-        await pipeline.deliver_due()
-
-    async def sync() -> None:
-        watches_changed()
-
-    async def mutes() -> None:
-        await pipeline.end_expired_mutes()
-
-    scheduler.every("deliver", DELIVERY_INTERVAL, deliver)
-    scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
-    scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
-
-    tasks: list[asyncio.Task[None]] = []
-    tasks.append(asyncio.create_task(run_market_loop(source, pipeline), name="market"))
-    console = next((p for p in platforms if p.name == "console"), None)
-    if console is not None:
-        from bot.console import ConsolePlatform
-
-        assert isinstance(console, ConsolePlatform)
-        console.reply("marketbot is running. Type /help, or /watch NVDA. Ctrl-C stops.", ok=True)
-        tasks.append(
-            asyncio.create_task(
-                read_console_commands(router, lambda text, ok: console.reply(text, ok=ok)),
-                name="console",
-            )
-        )
-    scheduler.start()
-    log.info(
-        "marketbot started: %d watches, platforms: %s",
-        len(store.list_watches()),
-        ", ".join(p.name for p in platforms) or "none",
-    )
+    runtime = Runtime(settings)
+    await runtime.start()
     try:
         await asyncio.Event().wait()
     finally:
-        scheduler.shutdown()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await source.close()
-        store.close()
+        await runtime.stop()

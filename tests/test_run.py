@@ -1,0 +1,120 @@
+"""`marketbot run` end to end on the embedded default, against the loopback fake Yahoo."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yfinance as yf
+
+from alerts.models import AlertMessage
+from alerts.ports import ManualClock, MessageRef
+from bot.console import ConsolePlatform
+from bot.fakes.yahoo_server import FakeYahoo
+from bot.runner import Runtime
+from bot.settings import Settings
+
+# Monday 2025-01-27 04:05 ET: premarket.
+PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
+
+
+class WatchedConsole(ConsolePlatform):
+    """The real console platform, which also signals each message it shows."""
+
+    def __init__(self) -> None:
+        import io
+
+        from rich.console import Console
+
+        from bot.render.console_text import render_console
+
+        super().__init__(render_console, Console(file=io.StringIO(), width=100))
+        self.replies: list[str] = []
+        self.arrived = asyncio.Event()
+
+    async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef:
+        ref = await super().send(message, idempotency_key=idempotency_key)
+        self.arrived.set()
+        return ref
+
+    def reply(self, text: str, *, ok: bool = True) -> None:
+        self.replies.append(text)
+
+
+@pytest.fixture
+def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
+    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
+    with FakeYahoo() as fake:
+        yield fake
+
+
+def _settings(tmp_path: Path, fake: FakeYahoo) -> Settings:
+    return Settings.model_validate(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
+            "yahoo": {
+                "base_url": fake.base_url,
+                "stream_enabled": False,
+                "poll_interval_seconds": 0.05,
+            },
+            # No group wait: the first alert goes out on the next delivery run, so the test
+            # need not move the clock (which would age the fake's quotes into staleness).
+            "alerts": {"context_symbols": ["NQ=F"], "group_wait_seconds": 0},
+        }
+    )
+
+
+async def _run_once(settings: Settings, clock: ManualClock, lines: list[str]) -> WatchedConsole:
+    console = WatchedConsole()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for line in lines:
+        queue.put_nowait(line + "\n")
+    runtime = Runtime(settings, clock=clock, platforms=[console], commands_in=queue.get)
+    await runtime.start()
+    try:
+        # Until a message arrived, or several polls went by (then run delivery once more so a
+        # pending message could not be missed), bounded in time.
+        for _ in range(250):
+            if console.arrived.is_set() or runtime.source.counters["poll_cycles"] >= 5:
+                break
+            await asyncio.sleep(0.02)
+        await runtime.pipeline.deliver_due()
+    finally:
+        await runtime.stop()
+    return console
+
+
+async def test_watch_typed_at_the_console_fires_on_a_premarket_drop(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    clock = ManualClock(PREMARKET)
+    fake_yahoo.set_quote(
+        "NVDA",
+        price=142.62,
+        previous_close=142.62,
+        market_state="PRE",
+        pre_price=124.07,
+        at=PREMARKET - timedelta(days=3),
+        pre_time=PREMARKET,
+    )
+    fake_yahoo.set_quote(
+        "NQ=F", price=20950.0, previous_close=21891.25, at=PREMARKET, exchange="CME"
+    )
+    fake_yahoo.set_closes("NVDA", [(date(2025, 1, 24), 142.62)])
+    console = await _run_once(_settings(tmp_path, fake_yahoo), clock, ["/watch nvda"])
+
+    assert any("Watching *NVDA*" in reply for reply in console.replies)
+    [(_, message)] = console.sent
+    [alert] = message.alerts
+    assert alert.symbol == "NVDA"
+    assert alert.change_pct == pytest.approx(-13.0, abs=0.05)
+    assert alert.session is not None
+    assert alert.session.value == "pre"
+    assert [line.symbol for line in message.context] == ["NQ=F"]
+
+    # Restart on the same database, same crossing: nothing is sent again.
+    again = await _run_once(_settings(tmp_path, fake_yahoo), clock, [])
+    assert again.sent == []
