@@ -233,3 +233,30 @@ async def test_requests_match_discord_openapi(fake: FakeDiscord) -> None:
     checked = set(fake.validator.checked)
     assert "PUT /applications/{application_id}/guilds/{guild_id}/commands" in checked
     assert "POST /interactions/{interaction_id}/{interaction_token}/callback" in checked
+
+
+async def test_real_command_router_refuses_and_allows(fake: FakeDiscord, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from alerts.commands import CommandRouter
+    from alerts.ports import ManualClock
+    from bot.store.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'mb.db'}")
+    store.upgrade()
+    router = CommandRouter(store, ManualClock(datetime(2025, 1, 27, 9, tzinfo=UTC)))
+    try:
+        async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):  # type: ignore[arg-type]
+            denied, _ = await fake.interact("watch", {"target": "nvda"})
+            await _answer(fake, denied)
+            allowed, _ = await fake.interact(
+                "watch", {"target": "nvda"}, permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS
+            )
+            await _answer(fake, allowed)
+        watches = store.list_watches(f"discord:{fake.channel_id}")
+    finally:
+        store.close()
+    refused = fake.callbacks[denied][0]["data"]
+    assert refused["flags"] & EPHEMERAL
+    assert "Manage" in refused["content"]
+    assert [(w.target, w.rule_text) for w in watches] == [("NVDA", "drop 10%")]

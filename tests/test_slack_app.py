@@ -217,3 +217,18 @@ async def test_requests_match_slack_openapi(slack: FakeSlack) -> None:
         await service.close()
     assert isinstance(slack.validator, SlackSpecValidator)
     assert "auth.test" in slack.validator.checked
+
+
+async def test_run_slack_serves_until_stopped(slack: FakeSlack) -> None:
+    import asyncio
+
+    from bot.slack.app import run_slack
+
+    router = RecordingRouter()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_slack(_settings(slack), router, stop=stop))
+    await slack.slash_command("/watchlist", "")
+    await slack.wait_for_responses(1)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert [text for text, _ in router.calls] == ["watchlist"]
