@@ -57,6 +57,8 @@ class YahooMarketData:
         self.counters: Counter[str] = Counter()
         self._queue: asyncio.Queue[QuoteBatch] = asyncio.Queue()
         self._changed = asyncio.Event()
+        # Set while the poll loop waits for its next cycle: simulations advance time then.
+        self.parked = asyncio.Event()
         self._last_stream: dict[str, datetime] = {}
         self._refs: dict[tuple[str, date], float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -263,6 +265,8 @@ class YahooMarketData:
 
     async def _poll_loop(self) -> None:
         while True:
+            # Cleared here, not in _wait: a watch change during a poll must still wake us.
+            self._changed.clear()
             now = self.clock.now()
             open_syms = self._open_symbols(now)
             if self.live is not None:
@@ -296,7 +300,6 @@ class YahooMarketData:
 
     async def _wait(self, seconds: float | None) -> None:
         """Sleep ``seconds`` (None: until the watches change), cut short by a watch change."""
-        self._changed.clear()
         changed = asyncio.ensure_future(self._changed.wait())
         waiters: set[asyncio.Future[object]] = {changed}  # type: ignore[arg-type]
         sleeper = None
@@ -304,8 +307,11 @@ class YahooMarketData:
             sleeper = asyncio.ensure_future(self.sleep(seconds))
             waiters.add(sleeper)  # type: ignore[arg-type]
         try:
+            await asyncio.sleep(0)  # let the timer register before announcing we are parked
+            self.parked.set()
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.parked.clear()
             for w in waiters:
                 w.cancel()
             for w in waiters:
