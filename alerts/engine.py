@@ -207,6 +207,7 @@ class _SymbolIndex:
 class _Out:
     states: dict[tuple[int, str], RuleState] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
+    degraded: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def result(self) -> Evaluation:
         return Evaluation(tuple(self.states.values()), tuple(self.alerts))
@@ -499,10 +500,10 @@ class Engine:
     # ------------------------------------------------------------------ evaluation
 
     def on_quotes(self, quotes: Sequence[Quote], now: datetime) -> Evaluation:
-        """Evaluate a batch of quotes. Bad quotes put their symbol into NoData."""
+        """Evaluate a batch of quotes in order. Bad quotes put their symbol into NoData."""
         out = _Out()
-        bad: list[tuple[str, str]] = []
-        fresh: list[tuple[_SymbolIndex, Quote]] = []
+        naive = not self.config.indexed
+        quoted: set[str] = set()
         touched_aggregates: dict[tuple[int, str], _Binding] = {}
         for q in quotes:
             idx = self._index.get(q.symbol)
@@ -511,27 +512,24 @@ class Engine:
             last = self._quotes.get(q.symbol)
             if last is not None and q.time < last.time:
                 continue  # out of order: never let an older price overwrite a newer one
+            touched_aggregates.update(idx.aggregates)
             problem = quote_problem(q, now, self.config)
             if problem is not None:
-                bad.append((q.symbol, problem))
+                self._enter_nodata(q.symbol, problem, now, out)
                 continue
             self._quotes[q.symbol] = q
             if q.symbol in self._nodata:
                 self._leave_nodata(q.symbol, now, out)
             if q.session is MarketSession.CLOSED or q.halted:
                 continue  # inhibited: a closed or halted market moves nothing
-            fresh.append((idx, q))
-            touched_aggregates.update(idx.aggregates)
-        if bad:
-            self._enter_nodata(bad, now, out)
-        if self.config.indexed:
-            for idx, q in fresh:
-                self._evaluate_symbol(idx, q, out, naive=False)
-        else:
+            quoted.add(q.symbol)
+            self._evaluate_symbol(idx, q, out, naive=naive)
+        if naive:
             for symbol, idx in self._index.items():
                 q2 = self._quotes.get(symbol)
                 if (
-                    q2 is not None
+                    symbol not in quoted
+                    and q2 is not None
                     and symbol not in self._nodata
                     and q2.session is not MarketSession.CLOSED
                     and not q2.halted
@@ -539,12 +537,16 @@ class Engine:
                     self._evaluate_symbol(idx, q2, out, naive=True)
         for b in touched_aggregates.values():
             self._evaluate_aggregate(b, out)
+        self._flush_degraded(now, out)
         return out.result()
 
     def mark_nodata(self, symbols: Iterable[str], reason: str, now: datetime) -> Evaluation:
         """The market-data gate says these symbols cannot be trusted (suspect, unreachable)."""
         out = _Out()
-        self._enter_nodata([(s, reason) for s in symbols if s in self._index], now, out)
+        for symbol in symbols:
+            if symbol in self._index:
+                self._enter_nodata(symbol, reason, now, out)
+        self._flush_degraded(now, out)
         return out.result()
 
     def on_news(self, items: Sequence[NewsItem], now: datetime) -> Evaluation:
@@ -592,51 +594,55 @@ class Engine:
 
     # -- NoData
 
-    def _enter_nodata(self, bad: list[tuple[str, str]], now: datetime, out: _Out) -> None:
-        newly: dict[str, list[tuple[str, str]]] = {}
-        for symbol, reason in bad:
-            if symbol in self._nodata:
+    def _enter_nodata(self, symbol: str, reason: str, now: datetime, out: _Out) -> None:
+        if symbol in self._nodata:
+            return
+        self._nodata[symbol] = (now, reason)
+        idx = self._index[symbol]
+        idx.reset_levels()
+        idx.last_prev = idx.last_open = None
+        history = self._history.get(symbol)
+        if history is not None:
+            history.clear()
+        for b in idx.bindings.values():
+            st = self._states.get(b.key) or RuleState(b.watch.id, symbol)
+            new_state = replace(st, nodata_since=now, nodata_reason=reason)
+            self._states[b.key] = new_state
+            out.states[b.key] = new_state
+            channel_bad = self._channel_nodata.setdefault(b.channel, set())
+            if symbol not in channel_bad:
+                channel_bad.add(symbol)
+                if b.channel not in self._outages:
+                    # A new outage for this channel: one notice, sent when the call ends.
+                    self._outages[b.channel] = now
+                    out.degraded[b.channel] = []
+                if b.channel in out.degraded:
+                    out.degraded[b.channel].append((symbol, reason))
+
+    def _flush_degraded(self, now: datetime, out: _Out) -> None:
+        for channel, items in out.degraded.items():
+            if not items or channel not in self._outages:
                 continue
-            self._nodata[symbol] = (now, reason)
-            idx = self._index[symbol]
-            idx.reset_levels()
-            idx.last_prev = idx.last_open = None
-            history = self._history.get(symbol)
-            if history is not None:
-                history.clear()
-            for b in idx.bindings.values():
-                st = self._states.get(b.key) or RuleState(b.watch.id, symbol)
-                new_state = replace(st, nodata_since=now, nodata_reason=reason)
-                self._states[b.key] = new_state
-                out.states[b.key] = new_state
-                channel_bad = self._channel_nodata.setdefault(b.channel, set())
-                if symbol not in channel_bad:
-                    channel_bad.add(symbol)
-                    newly.setdefault(b.channel, []).append((symbol, reason))
-        for channel, items in newly.items():
-            if channel in self._outages:
-                continue  # the same outage: one notice is enough
-            self._outages[channel] = now
             symbols = sorted({s for s, _ in items})
             reasons = sorted({r for _, r in items})
-            shown = ", ".join(symbols[:5]) + (
-                f" (+{len(symbols) - 5} more)" if len(symbols) > 5 else ""
-            )
+            more = f" (+{len(symbols) - 5} more)" if len(symbols) > 5 else ""
             out.alerts.append(
                 Alert(
-                    key=f"degraded:{channel}:{now.isoformat()}",
+                    key=f"degraded:{channel}:{self._outages[channel].isoformat()}",
                     channel=channel,
                     kind=AlertKind.DEGRADED,
                     symbol=symbols[0] if len(symbols) == 1 else "*",
                     at=now,
                     severity=Severity.WARNING,
-                    note=f"{'; '.join(reasons)}: {shown}",
+                    note=f"{'; '.join(reasons)}: {', '.join(symbols[:5])}{more}",
                 )
             )
+        out.degraded.clear()
 
     def _leave_nodata(self, symbol: str, now: datetime, out: _Out) -> None:
         self._nodata.pop(symbol, None)
         idx = self._index[symbol]
+        idx.reset_levels()
         channels: set[str] = set()
         for b in idx.bindings.values():
             channels.add(b.channel)
@@ -655,6 +661,8 @@ class Engine:
             start = self._outages.pop(channel, None)
             if start is None:
                 continue
+            if out.degraded.pop(channel, None) is not None:
+                continue  # degraded and back within one call: say nothing
             out.alerts.append(
                 Alert(
                     key=f"recovered:{channel}:{start.isoformat()}",
@@ -860,9 +868,12 @@ class Engine:
             changes.append(_pct(q.price, base))
             if latest is None or q.time > latest:
                 latest, session = q.time, q.session
-        if latest is None or len(changes) < max(
-            1, math.ceil(len(members) * self.config.basket_min_coverage)
-        ):
+        # An average over too few names is one stock's move in disguise; breadth only
+        # counts names that moved, so it needs no coverage.
+        needed = 1
+        if not isinstance(rule, BreadthRule):
+            needed = max(1, math.ceil(len(members) * self.config.basket_min_coverage))
+        if latest is None or len(changes) < needed:
             return
         average = sum(changes) / len(changes)
         cfg = self.config
@@ -919,7 +930,7 @@ class Engine:
             and not _same(st.reference, r.reference)
         ):
             # A new trading day moved the baseline: the old episode ends without a "resolved".
-            st = replace(st, status=RuleStatus.ARMED, tier=0, episode=None, since=None, repeats=0)
+            st = replace(st, status=RuleStatus.ARMED, tier=0, since=None, repeats=0)
         confirm = getattr(b.rule, "confirm", None)
         alert: tuple[AlertKind, int] | None = None
         new = st
@@ -967,11 +978,16 @@ class Engine:
             out.alerts.append(self._alert(b, new, r, *alert))
 
     def _fire(self, st: RuleState, r: _Reading, started: datetime) -> RuleState:
+        episode = started.isoformat()
+        if st.episode is not None and st.episode.partition("#")[0] == episode:
+            # Fired, re-armed and fired again at one timestamp: keep the keys distinct.
+            _, _, n = st.episode.partition("#")
+            episode = f"{episode}#{int(n or 1) + 1}"
         return replace(
             st,
             status=RuleStatus.FIRING,
             tier=r.tier,
-            episode=started.isoformat(),
+            episode=episode,
             since=r.at,
             reference=r.reference,
             fired_at=r.at,
