@@ -13,7 +13,7 @@ import pytest
 
 from alerts.mentions import has_ping
 from alerts.models import NewsItem
-from bot.fakes.alert_samples import deepseek_message, storm_message
+from bot.fakes.alert_samples import deepseek_digest, deepseek_message, storm_message
 from bot.render import render_payload
 from bot.render.discord_embeds import embed_chars, render_embed_payload
 from bot.render.slack_blocks import render_blocks
@@ -31,6 +31,17 @@ def test_deepseek_golden(platform: str) -> None:
         path.write_text(rendered + "\n", encoding="utf-8")
     assert path.exists(), "run with MARKETBOT_REGEN_GOLDEN=1 to create the golden file"
     assert rendered + "\n" == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("platform", ["slack", "discord", "console"])
+def test_deepseek_digest_golden(platform: str) -> None:
+    path = GOLDEN / f"deepseek-2025-01-27-digest.{platform}.{SUFFIX[platform]}"
+    rendered = render_payload(deepseek_digest(), platform)  # type: ignore[arg-type]
+    if REGENERATE:
+        path.write_text(rendered + "\n", encoding="utf-8")
+    assert path.exists(), "run with MARKETBOT_REGEN_GOLDEN=1 to create the golden file"
+    assert rendered + "\n" == path.read_text(encoding="utf-8")
+    assert "TSLA" in rendered  # named as missing a quote
 
 
 @pytest.mark.parametrize("platform", ["slack", "discord", "console"])

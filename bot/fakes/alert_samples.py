@@ -116,3 +116,36 @@ def storm_message(count: int, channel: str = "console:default") -> AlertMessage:
         footer="f" * 3000,
         severity=Severity.CRITICAL,
     )
+
+
+def deepseek_digest(channel: str = "console:default") -> AlertMessage:
+    """The 08:00 ET premarket digest of that Monday, through the core's own composer."""
+    from datetime import date
+
+    from alerts.digest import compose_digest
+    from alerts.models import Quote
+
+    at = datetime(2025, 1, 27, 13, 0, tzinfo=UTC)  # 08:00 ET
+    latest = {
+        sym: Quote(
+            symbol=sym,
+            price=round(close * (1 + chg / 100), 2),
+            time=at,
+            session=MarketSession.PRE,
+            previous_close=close,
+        )
+        for sym, close, chg in DEEPSEEK_MOVES
+    }
+    context = tuple(
+        ContextLine(symbol=sym, label=label, price=round(close * (1 + chg / 100)), change_pct=chg)
+        for sym, label, close, chg in DEEPSEEK_CONTEXT
+    )
+    return compose_digest(
+        channel,
+        [*latest, "TSLA"],  # TSLA has no quote yet: the digest names it
+        latest,
+        day=date(2025, 1, 27),
+        now=at,
+        context=context,
+        headlines=(DEEPSEEK_HEADLINE,),
+    )
