@@ -184,6 +184,13 @@ async def test_chart_upload_is_a_multipart_attachment(
     assert call.json["allowed_mentions"]["parse"] == []
 
 
+async def test_sending_before_login_is_retryable() -> None:
+    platform = DiscordPlatform(discord.Client(intents=discord.Intents.none()))
+    with pytest.raises(DeliveryError) as caught:
+        await platform.send(deepseek_message("discord:1"), idempotency_key="k")
+    assert caught.value.retryable
+
+
 def test_channel_ids() -> None:
     platform = DiscordPlatform(discord.Client(intents=discord.Intents.none()))
     assert platform.handles("discord:1")

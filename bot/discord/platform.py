@@ -80,7 +80,13 @@ class DiscordPlatform:
             )
         return payload["content"] or None, embeds, allowed
 
+    def _logged_in(self) -> None:
+        # Before login every request would be a 401, which must not count as permanent.
+        if self.client.user is None:
+            raise DeliveryError("discord: not logged in yet", retryable=True, retry_after=5.0)
+
     async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef:
+        self._logged_in()
         channel = self.client.get_partial_messageable(discord_channel_id(message.channel))
         content, embeds, allowed = self._payload(message)
         try:
@@ -97,6 +103,7 @@ class DiscordPlatform:
         return MessageRef(channel=message.channel, message_id=str(sent.id))
 
     async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef:
+        self._logged_in()
         channel = self.client.get_partial_messageable(discord_channel_id(ref.channel))
         content, embeds, allowed = self._payload(message)
         if not ref.message_id.isdigit():
