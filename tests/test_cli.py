@@ -1,0 +1,85 @@
+"""The `marketbot` command line as a user types it (subprocesses, the installed entry point)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def marketbot(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MARKETBOT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(ROOT), "COLUMNS": "100", **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["replay"], ["cmd"], ["db", "upgrade"], ["slack-manifest"], ["discord-invite"]],
+)
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    result = marketbot(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_cmd_and_db_upgrade_use_the_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
+    assert "revision 0001" in marketbot("db", "upgrade", cwd=tmp_path).stdout
+    added = marketbot("cmd", "/watch nvda drop 5%", cwd=tmp_path)
+    assert added.returncode == 0
+    assert "Watching *NVDA*" in added.stdout
+    assert (tmp_path / "marketbot.db").is_file()
+    listed = marketbot("cmd", "/watchlist", cwd=tmp_path)
+    assert "NVDA" in listed.stdout
+    assert "drop 5%" in listed.stdout
+    other = marketbot("cmd", "/watchlist", "--channel", "slack:C9", cwd=tmp_path)
+    assert "watches nothing" in other.stdout
+
+
+def test_a_bad_command_exits_1_with_one_line(tmp_path: Path) -> None:
+    result = marketbot("cmd", "/watch BRK.B", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.strip().count("\n") == 0
+    assert "BRK-B" in result.stdout
+
+
+def test_replay_prints_one_grouped_alert(tmp_path: Path) -> None:
+    result = marketbot("replay", "deepseek-2025-01-27", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("#1 console:default") == 1
+    assert "#2 console:default" not in result.stdout
+    for symbol in ("NVDA", "AVGO", "MSFT"):
+        assert symbol in result.stdout
+    assert "1 messages" in result.stdout
+    assert not (tmp_path / "marketbot.db").exists()  # a replay never touches the real database
+
+
+def test_replay_of_an_unknown_scenario_exits_2(tmp_path: Path) -> None:
+    result = marketbot("replay", "no-such-day", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "deepseek-2025-01-27" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
+    entry = shutil.which("marketbot") or str(Path(sys.executable).parent / "marketbot")
+    if not Path(entry).exists():
+        pytest.skip("marketbot is not installed in this environment (pip install -e .)")
+    result = subprocess.run([entry, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "replay" in result.stdout
