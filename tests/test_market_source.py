@@ -172,8 +172,12 @@ async def test_stream_drop_mid_premarket_polling_covers_the_gap(
     # The stream drops; the crossing happens during the gap and polling sees it.
     await streamer.drop_all()
     await streamer.wait_for(lambda f: f.open_connections == 0)
-    while p.md.live is not None and p.md.live.healthy:
-        await asyncio.sleep(0.01)
+    live = p.md.live
+    assert live is not None
+    async with asyncio.timeout(5):
+        while live.healthy:
+            live.health_changed.clear()
+            await live.health_changed.wait()
     set_rest(rest, p.clock, nvda=127.5, amd=122.0)  # NVDA -10.6% vs Friday's close
     await p.tick(timedelta(seconds=15))
     gap = await p.next_batch("poll")

@@ -52,6 +52,12 @@ class Harness:
         self.got.clear()
         return self.quotes[-1]
 
+    async def unhealthy(self) -> None:
+        async with asyncio.timeout(5):
+            while self.stream.healthy:
+                self.stream.health_changed.clear()
+                await self.stream.health_changed.wait()
+
     def start(self, symbols: set[str]) -> None:
         self.stream.set_symbols(symbols)
         self.task = asyncio.create_task(self.stream.run())
@@ -121,8 +127,8 @@ async def test_drop_reconnects_with_backoff_and_resubscribes(
     for round_ in range(1, 4):
         await streamer.drop_all(abrupt=round_ != 2)
         await streamer.wait_for(lambda f: f.open_connections == 0)
-        while harness.stream.healthy or harness.sleeper.pending == 0:
-            await asyncio.sleep(0.01)  # the client notices the drop and starts its backoff
+        await harness.unhealthy()
+        await harness.sleeper.wait_pending()  # its backoff timer
         assert harness.stream.last_backoff > 0
         await harness.sleeper.advance(timedelta(seconds=harness.stream.last_backoff + 0.01))
         await streamer.wait_for(lambda f: f.subscribed == {"NVDA", "AMD"})
@@ -181,8 +187,7 @@ async def test_refused_connections_back_off_exponentially(streamer: FakeStreamer
     h.start({"NVDA"})
     ceilings = []
     for _ in range(5):
-        while h.sleeper.pending == 0:
-            await asyncio.sleep(0.01)
+        await h.sleeper.wait_pending()
         ceilings.append(h.stream.last_backoff)
         await h.sleeper.advance(timedelta(seconds=h.stream.last_backoff + 0.01))
     assert h.stream.counters["faults"] >= 5
@@ -190,8 +195,7 @@ async def test_refused_connections_back_off_exponentially(streamer: FakeStreamer
     assert ceilings[4] >= 8.0
     assert ceilings[0] <= 1.0
     streamer.refuse = False
-    while h.sleeper.pending == 0:
-        await asyncio.sleep(0.01)
+    await h.sleeper.wait_pending()
     await h.sleeper.advance(timedelta(seconds=h.stream.last_backoff + 0.01))
     await streamer.wait_for(lambda f: f.subscribed == {"NVDA"})
     await h.stop()

@@ -28,13 +28,22 @@ class VirtualSleeper:
         self.clock = clock
         self._waiters: list[tuple[object, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._registered = asyncio.Event()
         self.wakeups = 0
 
     async def sleep(self, seconds: float) -> None:
         due = self.clock.now() + timedelta(seconds=max(0.0, seconds))
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (due, next(self._seq), fut))
+        self._registered.set()
         await fut
+
+    async def wait_pending(self, count: int = 1, limit: float = 5.0) -> None:
+        """Wait (real time, bounded) until at least ``count`` sleepers are waiting."""
+        async with asyncio.timeout(limit):
+            while self.pending < count:
+                self._registered.clear()
+                await self._registered.wait()
 
     @property
     def pending(self) -> int:

@@ -147,6 +147,7 @@ class YahooStream:
         self._ws: ClientConnection | None = None
         self._sent: frozenset[str] = frozenset()
         self._wake = asyncio.Event()
+        self.health_changed = asyncio.Event()  # set on every change; for supervisors and tests
         self._closed = False
         self._failures = 0
 
@@ -169,6 +170,7 @@ class YahooStream:
     def _set_health(self, healthy: bool, why: str) -> None:
         if healthy != self.healthy:
             self.healthy = healthy
+            self.health_changed.set()
             self.counters["became_healthy" if healthy else "became_unhealthy"] += 1
             if self.on_health is not None:
                 self.on_health(healthy, why)
