@@ -156,6 +156,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = open_store(settings)
+        self._injected_platforms = platforms is not None
         self.platforms = platforms if platforms is not None else build_platforms(settings)
         self.pipeline = Pipeline(
             self.store,
@@ -173,9 +174,22 @@ class Runtime:
         self.scheduler = JobScheduler(timezone=settings.timezone)
         self._commands_in = commands_in
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
 
     def changed(self, channel: str | None = None) -> None:
-        """A channel's watches, baskets or digest changed (here or via `marketbot cmd`)."""
+        """A channel's watches, baskets or digest changed (here or via `marketbot cmd`).
+
+        Commands run in worker threads (the store is synchronous), while the engine belongs to
+        the event loop: the change is applied there, never from the command's thread.
+        """
+        loop = self._loop
+        if loop is not None and not _in_loop(loop):
+            loop.call_soon_threadsafe(self._apply_change, channel)
+        else:
+            self._apply_change(channel)
+
+    def _apply_change(self, channel: str | None) -> None:
         self.pipeline.sync_watches(channel)
         self.source.set_symbols(self.pipeline.symbols())
         sync_digest_jobs(self.scheduler, self.pipeline, self.settings.timezone)
@@ -183,6 +197,7 @@ class Runtime:
     async def start(self) -> None:
         from bot.market.live import run_market_loop
 
+        self._loop = asyncio.get_running_loop()
         pipeline = self.pipeline
 
         async def deliver() -> None:
@@ -210,6 +225,7 @@ class Runtime:
                 ),
                 "console",
             )
+        self._start_chat_platforms()
         self.scheduler.start()
         log.info(
             "marketbot started: %d watches, platforms: %s",
@@ -217,10 +233,34 @@ class Runtime:
             ", ".join(p.name for p in self.platforms) or "none",
         )
 
+    def _start_chat_platforms(self) -> None:
+        """Slack and Discord, each when its token is set; both serve the same command router."""
+        settings = self.settings
+        if settings.slack.enabled and not self._injected_platforms:
+            from bot.slack.app import create_slack_platform, run_slack
+
+            self._add_platform(create_slack_platform(settings.slack, timezone=settings.timezone))
+            self._spawn(run_slack(settings.slack, self.router, stop=self._stop), "slack")
+        if settings.discord.enabled and not self._injected_platforms:
+            from bot.discord.app import build_discord_client, run_discord
+            from bot.discord.platform import DiscordPlatform
+
+            client = build_discord_client(settings.discord, self.router)
+            self._add_platform(DiscordPlatform(client, timezone=settings.timezone))
+            self._spawn(
+                run_discord(settings.discord, self.router, client=client, stop=self._stop),
+                "discord",
+            )
+
+    def _add_platform(self, platform: ChatPlatform) -> None:
+        self.platforms.append(platform)
+        self.pipeline.platforms.append(platform)
+
     def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(job, name=name))
 
     async def stop(self) -> None:
+        self._stop.set()
         self.scheduler.shutdown()
         for task in self._tasks:
             task.cancel()
@@ -229,6 +269,13 @@ class Runtime:
                 await task
         await self.source.close()
         self.store.close()
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 async def run_bot(settings: Settings) -> None:

@@ -153,6 +153,46 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(self._values)
 
 
+SECTIONS: dict[str, type[BaseModel]] = {
+    "slack": SlackSettings,
+    "discord": DiscordSettings,
+    "yahoo": YahooSettings,
+    "alerts": AlertSettings,
+}
+
+
+class _FlatEnvSource(PydanticBaseSettingsSource):
+    """Also accepts the single-underscore spelling, ``MARKETBOT_SLACK_BOT_TOKEN``.
+
+    The canonical form nests with ``__`` (``MARKETBOT_SLACK__BOT_TOKEN``), but the flat form is
+    what people type from the docs of most bots; both work, and the ``__`` form wins.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        found: dict[str, Any] = {}
+        for section, model in SECTIONS.items():
+            for name in model.model_fields:
+                value = os.environ.get(f"{ENV_PREFIX}{section}_{name}".upper())
+                if value is not None:
+                    found.setdefault(section, {})[name] = _maybe_json(value)
+        return found
+
+
+def _maybe_json(value: str) -> Any:
+    # Lists such as CONTEXT_SYMBOLS come as JSON, as pydantic-settings reads them when nested.
+    if value.startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
 def load_settings(config_file: Path | None = None) -> Settings:
     """Environment beats the file, the file beats defaults. Raises SettingsError on bad input."""
     file_values = _read_file(config_file) if config_file else {}
@@ -167,7 +207,12 @@ def load_settings(config_file: Path | None = None) -> Settings:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _FileSource(settings_cls, file_values))
+            return (
+                init_settings,
+                env_settings,
+                _FlatEnvSource(settings_cls),
+                _FileSource(settings_cls, file_values),
+            )
 
     try:
         loaded = SettingsWithFile()

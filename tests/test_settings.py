@@ -103,3 +103,18 @@ def test_cli_stops_with_exit_2_and_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "MARKETBOT_DIGEST_TIME" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_the_flat_spelling_of_nested_settings_works_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARKETBOT_SLACK_BOT_TOKEN", "xoxb-flat")
+    monkeypatch.setenv("MARKETBOT_YAHOO_STREAM_URL", "ws://127.0.0.1:9/")
+    monkeypatch.setenv("MARKETBOT_ALERTS_CONTEXT_SYMBOLS", '["NQ=F"]')
+    monkeypatch.setenv("MARKETBOT_DISCORD_TOKEN", "flat")
+    monkeypatch.setenv("MARKETBOT_DISCORD__TOKEN", "nested")
+    settings = load_settings()
+    assert settings.slack.bot_token is not None
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-flat"
+    assert settings.yahoo.stream_url == "ws://127.0.0.1:9/"
+    assert settings.alerts.context_symbols == ["NQ=F"]
+    assert settings.discord.token is not None
+    assert settings.discord.token.get_secret_value() == "nested"

@@ -1,0 +1,86 @@
+"""`marketbot run` with a Slack token: a slash command over Socket Mode to an alert in the channel.
+
+Everything is real but the far ends: Bolt and slack_sdk talk to the loopback fake Slack,
+yfinance talks to the loopback fake Yahoo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yfinance as yf
+
+from alerts.ports import ManualClock
+from bot.fakes.slack_server import FakeSlack
+from bot.fakes.yahoo_server import FakeYahoo
+from bot.runner import Runtime
+from bot.settings import Settings
+
+PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
+    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
+    with FakeYahoo() as fake:
+        fake.set_quote(
+            "NVDA",
+            price=142.62,
+            previous_close=142.62,
+            market_state="PRE",
+            pre_price=124.07,
+            at=PREMARKET - timedelta(days=3),
+            pre_time=PREMARKET,
+        )
+        fake.set_closes("NVDA", [(date(2025, 1, 24), 142.62)])
+        yield fake
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+async def test_slash_command_in_slack_then_alert_posted_there(
+    tmp_path: Path, fake_yahoo: FakeYahoo, slack: FakeSlack
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
+            "console": False,
+            "slack": {
+                "bot_token": slack.bot_token,
+                "app_token": slack.app_token,
+                "api_url": slack.api_url,
+            },
+            "yahoo": {
+                "base_url": fake_yahoo.base_url,
+                "stream_enabled": False,
+                "poll_interval_seconds": 0.05,
+            },
+            "alerts": {"context_symbols": [], "group_wait_seconds": 0},
+        }
+    )
+    runtime = Runtime(settings, clock=ManualClock(PREMARKET))
+    await runtime.start()
+    try:
+        await slack.slash_command("/watch", "nvda drop 10%", channel_id="C0MARKETS")
+        [response] = await slack.wait_for_responses(1)
+        assert "Watching" in str(response)
+        async with asyncio.timeout(10):
+            while not slack.messages:
+                await asyncio.sleep(0.05)
+    finally:
+        await runtime.stop()
+    [posted] = slack.messages.values()
+    assert posted.channel == "C0MARKETS"
+    assert posted.text is not None
+    assert "NVDA" in posted.text
+    assert "−13.0%" in posted.text
+    assert posted.metadata is not None  # carries the idempotency key
+    assert [w.channel for w in runtime.store.list_watches()] == ["slack:C0MARKETS"]
