@@ -72,9 +72,7 @@ async def test_slash_command_in_slack_then_alert_posted_there(
         await slack.slash_command("/watch", "nvda drop 10%", channel_id="C0MARKETS")
         [response] = await slack.wait_for_responses(1)
         assert "Watching" in str(response)
-        async with asyncio.timeout(10):
-            while not slack.messages:
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(slack.message_posted.wait(), timeout=10)
     finally:
         await runtime.stop()
     [posted] = slack.messages.values()

@@ -77,6 +77,7 @@ class FakeSlack:
         self.acks: dict[str, dict[str, Any]] = {}  # envelope_id -> the client's ack frame
         self.uploads: dict[str, bytes] = {}
         self.connected = asyncio.Event()
+        self.message_posted = asyncio.Event()  # set by every accepted chat.postMessage
         self._failures: dict[str, list[_Failure]] = {}
         self._ts = itertools.count(1)
         self._envelopes = itertools.count(1)
@@ -232,6 +233,7 @@ class FakeSlack:
         ts = f"1737968700.{next(self._ts):06d}"
         metadata = _maybe_json(req.params.get("metadata"))
         self.messages[(channel, ts)] = PostedMessage(channel, ts, text, blocks, metadata)
+        self.message_posted.set()
         return {
             "ok": True,
             "channel": channel,
