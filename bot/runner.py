@@ -256,6 +256,10 @@ class Runtime:
         self.platforms.append(platform)
         self.pipeline.platforms.append(platform)
 
+    def running(self) -> list[str]:
+        """Names of the long-running tasks still alive (market, console, slack, discord)."""
+        return [task.get_name() for task in self._tasks if not task.done()]
+
     def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(job, name=name))
 

@@ -118,3 +118,48 @@ async def test_watch_typed_at_the_console_fires_on_a_premarket_drop(
     # Restart on the same database, same crossing: nothing is sent again.
     again = await _run_once(_settings(tmp_path, fake_yahoo), clock, [])
     assert again.sent == []
+
+
+async def test_with_no_data_source_it_keeps_running_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    settings = Settings.model_validate(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
+            "yahoo": {
+                "base_url": f"http://127.0.0.1:{dead_port}",
+                "stream_enabled": False,
+                "poll_interval_seconds": 0.05,
+                "timeout_seconds": 1,
+            },
+            "alerts": {"context_symbols": ["NQ=F"]},
+        }
+    )
+    clock = ManualClock(PREMARKET)
+    console = WatchedConsole()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    queue.put_nowait("/watch NVDA\n")
+    runtime = Runtime(settings, clock=clock, platforms=[console], commands_in=queue.get)
+    caplog.set_level("WARNING", logger="bot.market.live")
+    await runtime.start()
+    try:
+        for _ in range(300):
+            if runtime.source.counters["poll_cycles"] >= 3:
+                break
+            clock.advance(timedelta(minutes=10))  # lets each backoff run out at once
+            await asyncio.sleep(0.02)
+        assert "market" in runtime.running()
+    finally:
+        await runtime.stop()
+    assert runtime.source.counters["poll_cycles"] >= 3
+    unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(unreachable) == 1
+    # The channel hears once that its data is degraded, not once per failed poll.
+    [(_, notice)] = console.sent
+    assert [a.kind.value for a in notice.alerts] == ["degraded"]
+    assert "unreachable" in notice.title
