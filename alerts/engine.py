@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from alerts.baskets import BASKET_PREFIX, basket_name, is_basket_target, resolve_basket
@@ -180,6 +181,7 @@ class _SymbolIndex:
         "ladders",
         "last_open",
         "last_prev",
+        "last_seen",
         "max_window",
         "others",
     )
@@ -196,8 +198,10 @@ class _SymbolIndex:
         self.max_window: timedelta | None = None
         self.last_prev: float | None = None
         self.last_open: float | None = None
+        self.last_seen: tuple[float, float, float | None, MarketSession] | None = None
 
     def reset_levels(self, prefix: str | None = None) -> None:
+        self.last_seen = None
         for name, ladder in self.ladders.items():
             if prefix is None or name.startswith(prefix):
                 ladder.last = None
@@ -213,8 +217,7 @@ class _Out:
         return Evaluation(tuple(self.states.values()), tuple(self.alerts))
 
 
-@dataclass(frozen=True, slots=True)
-class _Reading:
+class _Reading(NamedTuple):
     """One evaluation input for a binding: the condition and what an alert would show."""
 
     metric: float
@@ -227,6 +230,33 @@ class _Reading:
     reference_price: float | None
     change_pct: float | None
     session: MarketSession | None
+
+
+def _evolve(
+    st: RuleState,
+    status: RuleStatus,
+    tier: int,
+    since: datetime | None,
+    reference: float | None,
+    last_alert_at: datetime | None,
+    repeats: int,
+) -> RuleState:
+    # dataclasses.replace is several times slower, and this runs for every crossing.
+    return RuleState(
+        st.watch_id,
+        st.symbol,
+        status,
+        tier,
+        st.episode,
+        since,
+        reference,
+        st.fired_at,
+        last_alert_at,
+        repeats,
+        st.nodata_since,
+        st.nodata_reason,
+        st.seen,
+    )
 
 
 def _same(a: float, b: float) -> bool:
@@ -503,16 +533,36 @@ class Engine:
         """Evaluate a batch of quotes in order. Bad quotes put their symbol into NoData."""
         out = _Out()
         naive = not self.config.indexed
+        fresh_after = now - self.config.stale_after
+        index, last_quotes = self._index, self._quotes
         quoted: set[str] = set()
         touched_aggregates: dict[tuple[int, str], _Binding] = {}
         for q in quotes:
-            idx = self._index.get(q.symbol)
+            idx = index.get(q.symbol)
             if idx is None:
                 continue
-            last = self._quotes.get(q.symbol)
-            if last is not None and q.time < last.time:
-                continue  # out of order: never let an older price overwrite a newer one
-            touched_aggregates.update(idx.aggregates)
+            last = last_quotes.get(q.symbol)
+            if last is not None:
+                if q.time < last.time:
+                    continue  # out of order: never let an older price overwrite a newer one
+                if (
+                    not naive
+                    and q.price == last.price
+                    and q.previous_close == last.previous_close
+                    and q.open == last.open
+                    and q.session is last.session
+                    and q.halted == last.halted
+                    and not idx.active
+                    and not idx.others
+                    and not idx.aggregates
+                    and (q.session is not MarketSession.REGULAR or q.time >= fresh_after)
+                ):
+                    # Most of a batch is unchanged prices; they can cross nothing. (A NaN
+                    # never compares equal, so bad quotes always take the full path.)
+                    self._quotes[q.symbol] = q
+                    continue
+            if idx.aggregates:
+                touched_aggregates.update(idx.aggregates)
             problem = quote_problem(q, now, self.config)
             if problem is not None:
                 self._enter_nodata(q.symbol, problem, now, out)
@@ -682,6 +732,10 @@ class Engine:
         prev = q.previous_close
         assert price is not None
         assert prev is not None
+        seen = (price, prev, q.open, q.session)
+        if not naive and seen == idx.last_seen and not idx.active and not idx.others:
+            return  # nothing moved and nothing waits on time: no rule can change
+        idx.last_seen = seen
         if idx.last_prev is not None and not _same(idx.last_prev, prev):
             idx.reset_levels("close-")  # a new trading day: the old metric says nothing
         idx.last_prev = prev
@@ -716,7 +770,9 @@ class Engine:
             if m1 is None:
                 continue
             m0 = ladder.last
-            if naive or m0 is None:
+            if naive:
+                candidates = ladder.items  # the baseline: every rule, every time
+            elif m0 is None:
                 candidates = ladder.items[: bisect_right(ladder.levels, m1)]
             elif m1 > m0:
                 lo = bisect_right(ladder.levels, m0)
@@ -930,7 +986,7 @@ class Engine:
             and not _same(st.reference, r.reference)
         ):
             # A new trading day moved the baseline: the old episode ends without a "resolved".
-            st = replace(st, status=RuleStatus.ARMED, tier=0, since=None, repeats=0)
+            st = _evolve(st, RuleStatus.ARMED, 0, None, st.reference, st.last_alert_at, 0)
         confirm = getattr(b.rule, "confirm", None)
         alert: tuple[AlertKind, int] | None = None
         new = st
@@ -942,28 +998,34 @@ class Engine:
                     and r.at < st.fired_at + cfg.cooldown
                 )
                 if confirm:
-                    new = replace(st, status=RuleStatus.PENDING, since=r.at, reference=r.reference)
+                    new = _evolve(
+                        st, RuleStatus.PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0
+                    )
                 elif not cooling:
                     new, alert = self._fire(st, r, r.at), (AlertKind.FIRING, r.tier)
         elif st.status is RuleStatus.PENDING:
             if not r.holds:
-                new = replace(st, status=RuleStatus.ARMED, since=None)
+                new = _evolve(
+                    st, RuleStatus.ARMED, st.tier, None, st.reference, st.last_alert_at, 0
+                )
             elif confirm and st.since is not None and r.at - st.since >= confirm:
                 new, alert = self._fire(st, r, st.since), (AlertKind.FIRING, r.tier)
         else:  # FIRING
             if r.recovered:
-                new = replace(st, status=RuleStatus.ARMED, since=r.at, repeats=0)
+                new = _evolve(
+                    st, RuleStatus.ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0
+                )
                 if self._resolved.get(b.channel, cfg.resolved_notices):
                     alert = (AlertKind.RESOLVED, st.tier)
             elif r.holds and r.tier > st.tier:
-                new = replace(st, tier=r.tier, last_alert_at=r.at, repeats=0)
+                new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, 0)
                 alert = (AlertKind.ESCALATED, r.tier)
             elif (
                 cfg.repeat_interval is not None
                 and st.last_alert_at is not None
                 and r.at - st.last_alert_at >= cfg.repeat_interval
             ):
-                new = replace(st, last_alert_at=r.at, repeats=st.repeats + 1)
+                new = _evolve(st, st.status, st.tier, st.since, st.reference, r.at, st.repeats + 1)
                 alert = (AlertKind.REPEAT, new.repeats)
         if new != (old if old is not None else RuleState(b.watch.id, b.symbol)):
             self._states[key] = new
@@ -983,16 +1045,21 @@ class Engine:
             # Fired, re-armed and fired again at one timestamp: keep the keys distinct.
             _, _, n = st.episode.partition("#")
             episode = f"{episode}#{int(n or 1) + 1}"
-        return replace(
-            st,
-            status=RuleStatus.FIRING,
-            tier=r.tier,
-            episode=episode,
-            since=r.at,
-            reference=r.reference,
-            fired_at=r.at,
-            last_alert_at=r.at,
-            repeats=0,
+        # Built directly rather than with dataclasses.replace: this is the hot path of a storm.
+        return RuleState(
+            st.watch_id,
+            st.symbol,
+            RuleStatus.FIRING,
+            r.tier,
+            episode,
+            r.at,
+            r.reference,
+            r.at,
+            r.at,
+            0,
+            st.nodata_since,
+            st.nodata_reason,
+            st.seen,
         )
 
     def _alert(self, b: _Binding, st: RuleState, r: _Reading, kind: AlertKind, n: int) -> Alert:
@@ -1043,11 +1110,14 @@ def _family_metric(
         return price
     if family == _BELOW:
         return -price
-    basis, _, direction = family.partition("-")
+    basis, direction = _FAMILY_PARTS[family]
     value = change if basis == "close" else change_open
     if value is None:
         return None
-    return _directional(Direction(direction), value)
+    return _directional(direction, value)
+
+
+_FAMILY_PARTS = {f: (f.partition("-")[0], Direction(f.partition("-")[2])) for f in _LADDERS}
 
 
 _KEYWORD_CACHE: dict[str, re.Pattern[str]] = {}

@@ -440,3 +440,14 @@ def parse_rule(text: str) -> Rule:
 
 def is_price_rule(rule: Rule) -> bool:
     return not isinstance(rule, NewsRule)
+
+
+def rule_target_problem(rule: Rule, target: str) -> str | None:
+    """Why ``rule`` cannot watch ``target`` (one friendly line), or None when it fits."""
+    is_basket = target.lower().startswith("basket:")
+    if isinstance(rule, BreadthRule) and not is_basket:
+        return (
+            f'"breadth" counts the names of a basket, and {target} is one symbol. '
+            'Try for example: "/watch basket:ai breadth 5 of 8 drop 5%".'
+        )
+    return None

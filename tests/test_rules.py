@@ -21,6 +21,7 @@ from alerts.rules import (
     RuleSyntaxError,
     VolumeRule,
     parse_rule,
+    rule_target_problem,
 )
 
 M = timedelta(minutes=1)
@@ -146,3 +147,12 @@ _rules = st.one_of(
 @given(_rules)
 def test_canonical_round_trip(rule: Rule) -> None:
     assert parse_rule(rule.canonical) == rule
+
+
+def test_breadth_needs_a_basket() -> None:
+    rule = parse_rule("breadth 5 of 8 drop 5%")
+    problem = rule_target_problem(rule, "NVDA")
+    assert problem is not None
+    assert "basket:ai breadth" in problem
+    assert rule_target_problem(rule, "basket:ai") is None
+    assert rule_target_problem(parse_rule("drop 5%"), "NVDA") is None
