@@ -1,0 +1,104 @@
+"""`marketbot run` with a Discord token: /watch in a server, then the alert posted as an embed.
+
+Real discord.py against the loopback fake gateway and REST; real yfinance against fake Yahoo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import discord
+import pytest
+import yfinance as yf
+from discord.gateway import DiscordWebSocket
+
+from alerts.ports import ManualClock
+from bot.fakes.discord_server import MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeDiscord
+from bot.fakes.yahoo_server import FakeYahoo
+from bot.runner import Runtime
+from bot.settings import Settings
+
+PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _restore_endpoints() -> Iterator[None]:
+    base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    yield
+    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture
+def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
+    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
+    with FakeYahoo() as fake:
+        fake.set_quote(
+            "AVGO",
+            price=240.66,
+            previous_close=240.66,
+            market_state="PRE",
+            pre_price=209.6,
+            at=PREMARKET - timedelta(days=3),
+            pre_time=PREMARKET,
+        )
+        fake.set_closes("AVGO", [(date(2025, 1, 24), 240.66)])
+        yield fake
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as fake:
+        yield fake
+
+
+async def test_watch_in_discord_then_the_alert_is_posted_without_pings(
+    tmp_path: Path, fake_yahoo: FakeYahoo, discord_fake: FakeDiscord
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
+            "console": False,
+            "discord": {
+                "token": discord_fake.token,
+                "api_url": discord_fake.rest_base,
+                "gateway_url": discord_fake.gateway_url,
+                "dev_guild_id": int(discord_fake.guild_id),
+            },
+            "yahoo": {
+                "base_url": fake_yahoo.base_url,
+                "stream_enabled": False,
+                "poll_interval_seconds": 0.05,
+            },
+            "alerts": {"context_symbols": [], "group_wait_seconds": 0},
+        }
+    )
+    runtime = Runtime(settings, clock=ManualClock(PREMARKET))
+    await runtime.start()
+    try:
+        await discord_fake.wait_for(lambda: discord_fake.guild_id in discord_fake.commands, 10)
+        denied, _ = await discord_fake.interact(
+            "watch", {"target": "AVGO"}, permissions=MEMBER_PERMISSIONS
+        )
+        allowed, _ = await discord_fake.interact(
+            "watch",
+            {"target": "AVGO", "rule": "drop 10%", "note": "@everyone look"},
+            permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
+        )
+        await discord_fake.wait_for(lambda: allowed in discord_fake.callbacks, 10)
+        await discord_fake.wait_for(lambda: bool(discord_fake.messages), 10)
+    finally:
+        await runtime.stop()
+    assert "Manage Channels" in str(discord_fake.callbacks[denied])
+    [request] = discord_fake.calls("POST", r"/channels/\d+/messages$")
+    posted = request.json
+    assert posted is not None
+    assert posted["allowed_mentions"] == {"parse": []}
+    assert posted["enforce_nonce"] is True
+    embed_text = str(posted["embeds"])
+    assert "AVGO" in embed_text
+    assert "−12.9%" in embed_text
+    assert "@everyone" not in embed_text  # the note is shown, neutralised
+    [watch] = runtime.store.list_watches()
+    assert watch.channel == f"discord:{discord_fake.channel_id}"
