@@ -16,9 +16,18 @@ from alerts.context import context_lines
 from alerts.digest import compose_digest, digest_key
 from alerts.engine import Engine, Evaluation, RuleState
 from alerts.grouping import GroupingConfig, decide_groups
-from alerts.models import Alert, Mute, NewsItem, OpenGroup, Quote, Watch
+from alerts.models import (
+    Alert,
+    AlertMessage,
+    GroupDecision,
+    Mute,
+    NewsItem,
+    OpenGroup,
+    Quote,
+    Watch,
+)
 from alerts.mute import is_muted, summarize_missed
-from alerts.ports import ChatPlatform, Clock, DeliveryError
+from alerts.ports import ChatPlatform, Clock, DeliveryError, MessageRef
 from bot.store import Delivery, SqlStore
 
 log = logging.getLogger(__name__)
@@ -163,7 +172,7 @@ class Pipeline:
             baskets = self._baskets(alert.channel)
             return is_muted(alert, mutes_by_channel[alert.channel], now, baskets)
 
-        def plan(open_groups: Mapping[str, OpenGroup], new: Sequence[Alert]) -> list:  # type: ignore[type-arg]
+        def plan(open_groups: Mapping[str, OpenGroup], new: Sequence[Alert]) -> list[GroupDecision]:
             return decide_groups(open_groups, new, now, self.grouping)
 
         fresh = self.store.record_evaluation(
@@ -205,8 +214,6 @@ class Pipeline:
                     ref = await platform.send(message, idempotency_key=delivery.idempotency_key)
                     self.stats.messages_sent += 1
                 else:
-                    from alerts.ports import MessageRef
-
                     ref = await platform.edit(
                         MessageRef(channel=delivery.channel, message_id=delivery.message_id),
                         message,
@@ -248,7 +255,7 @@ class Pipeline:
     def _platform_for(self, channel: str) -> ChatPlatform | None:
         return next((p for p in self.platforms if p.handles(channel)), None)
 
-    def _message_for(self, delivery: Delivery):  # type: ignore[no-untyped-def]
+    def _message_for(self, delivery: Delivery) -> AlertMessage:
         symbols = {alert.symbol for alert in delivery.alerts}
         now = self.clock.now()
         headlines = [
