@@ -20,6 +20,7 @@ from bot.settings import Settings
 from bot.store import SqlStore
 
 if TYPE_CHECKING:
+    from bot.metrics import MetricsServer
     from bot.pipeline import Pipeline
     from bot.scheduler import JobScheduler
 
@@ -175,6 +176,7 @@ class Runtime:
         self._commands_in = commands_in
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.metrics: MetricsServer | None = None
         self._stop = asyncio.Event()
 
     def changed(self, channel: str | None = None) -> None:
@@ -226,6 +228,15 @@ class Runtime:
                 "console",
             )
         self._start_chat_platforms()
+        if self.settings.metrics_port is not None:
+            from bot.metrics import MetricsServer
+
+            self.metrics = MetricsServer(
+                self.settings.metrics_port,
+                pipeline,
+                self.source.stats,
+                addr=self.settings.metrics_addr,
+            )
         self.scheduler.start()
         log.info(
             "marketbot started: %d watches, platforms: %s",
@@ -265,6 +276,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.metrics is not None:
+            self.metrics.close()
         self.scheduler.shutdown()
         for task in self._tasks:
             task.cancel()

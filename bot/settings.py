@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     console: bool = True  # the terminal channel console:default
     timezone: str = "America/New_York"  # how times are shown
     digest_time: str = "08:00"  # daily premarket digest, in `timezone`, trading days only
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port
+    metrics_addr: str = "0.0.0.0"
     slack: SlackSettings = Field(default_factory=SlackSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)

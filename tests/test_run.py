@@ -163,3 +163,39 @@ async def test_with_no_data_source_it_keeps_running_and_says_so_once(
     [(_, notice)] = console.sent
     assert [a.kind.value for a in notice.alerts] == ["degraded"]
     assert "unreachable" in notice.title
+
+
+async def test_prometheus_metrics_are_served_from_the_pipeline_counters(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    import urllib.request
+
+    clock = ManualClock(PREMARKET)
+    fake_yahoo.set_quote(
+        "NVDA",
+        price=142.62,
+        previous_close=142.62,
+        market_state="PRE",
+        pre_price=124.07,
+        at=PREMARKET - timedelta(days=3),
+        pre_time=PREMARKET,
+    )
+    settings = _settings(tmp_path, fake_yahoo).model_copy(
+        update={"metrics_port": 0, "metrics_addr": "127.0.0.1"}
+    )
+    console = WatchedConsole()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    queue.put_nowait("/watch NVDA\n")
+    runtime = Runtime(settings, clock=clock, platforms=[console], commands_in=queue.get)
+    await runtime.start()
+    try:
+        await asyncio.wait_for(console.arrived.wait(), timeout=5)
+        assert runtime.metrics is not None
+        url = f"http://127.0.0.1:{runtime.metrics.port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    finally:
+        await runtime.stop()
+    text = body.decode()
+    assert "marketbot_messages_sent_total 1.0" in text
+    assert 'marketbot_outbox_rows{status="sent"} 1.0' in text
+    assert "marketbot_market_events_total" in text
