@@ -93,7 +93,9 @@ def test_pricing_roundtrip_decodes_engine_fields() -> None:
     assert q.price == pytest.approx(124.5)
     assert q.time == T0
     assert q.session is S.PRE  # proto3 omits 0 on the wire: absent means premarket
-    assert q.previous_close == pytest.approx(142.62)
+    # Exactly the decimal the REST side reports, not float32's 142.6199951171875: the engine
+    # reads any change of reference as a new trading day.
+    assert q.previous_close == 142.62
     assert q.day_volume == 1_234_567
     assert q.source == "stream"
     change = q.change_pct()

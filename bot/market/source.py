@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import date, datetime, timedelta
 
-from alerts.models import Quote
+from alerts.models import MarketSession, Quote
 from alerts.ports import Clock, MarketDataError
 from alerts.quality import QualityGate, QuoteBatch
 from bot.market import sessions
@@ -61,6 +61,7 @@ class YahooMarketData:
         self.parked = asyncio.Event()
         self._last_stream: dict[str, datetime] = {}
         self._refs: dict[tuple[str, date], float] = {}
+        self._session_cache: dict[str, tuple[datetime, MarketSession, date]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self.live: YahooStream | None = None
@@ -198,7 +199,7 @@ class YahooMarketData:
                 q,
                 now=now,
                 expected_interval=self.expected_interval,
-                session=sessions.session_at(q.symbol, now),
+                session=self._session_now(q.symbol, now),
             )
             if verdict.ok:
                 good.append(q)
@@ -210,27 +211,50 @@ class YahooMarketData:
                 QuoteBatch(at=now, quotes=tuple(good), unavailable=bad, source="stream")
             )
 
+    def _calendar_now(self, symbol: str, now: datetime) -> tuple[MarketSession, date]:
+        """Session and trading day, memoised per minute: every boundary is on a whole minute."""
+        minute = now.replace(second=0, microsecond=0)
+        hit = self._session_cache.get(symbol)
+        if hit is not None and hit[0] == minute:
+            return hit[1], hit[2]
+        session = sessions.session_at(symbol, now)
+        day = sessions.trading_day(symbol, now)
+        self._session_cache[symbol] = (minute, session, day)
+        return session, day
+
+    def _session_now(self, symbol: str, now: datetime) -> MarketSession:
+        return self._calendar_now(symbol, now)[0]
+
     def _remember_reference(self, q: Quote, now: datetime) -> None:
         if q.previous_close is not None and q.previous_close > 0:
-            day = sessions.trading_day(q.symbol, now)
+            day = self._calendar_now(q.symbol, now)[1]
             self._refs[(q.symbol, day)] = q.previous_close
 
     def _with_reference(self, q: Quote, now: datetime) -> Quote:
-        """Streams often omit previous_close; fill it from polls or the chart backfill."""
-        if q.previous_close is not None and q.previous_close > 0:
-            self._remember_reference(q, now)
-            return q
-        day = sessions.trading_day(q.symbol, now)
-        ref = self._refs.get((q.symbol, day))
-        if ref is None:
+        """One reference per symbol and trading day, whichever source delivered it first.
+
+        Streams often omit previous_close (filled from polls or the chart backfill), and the
+        engine treats any change of reference as a new trading day, so a value that agrees
+        with the known one up to float32 precision is replaced by the known one.
+        """
+        day = self._calendar_now(q.symbol, now)[1]
+        known = self._refs.get((q.symbol, day))
+        pc = q.previous_close
+        if pc is not None and pc > 0:
+            if known is None or abs(pc - known) > 1e-6 * known:
+                self._refs[(q.symbol, day)] = pc
+                return q
+        elif known is None:
             self._start_backfill(q.symbol, day)
+            return q
+        if pc == known:
             return q
         return Quote(
             symbol=q.symbol,
             price=q.price,
             time=q.time,
             session=q.session,
-            previous_close=ref,
+            previous_close=known,
             open=q.open,
             day_volume=q.day_volume,
             currency=q.currency,

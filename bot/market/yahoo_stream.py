@@ -17,11 +17,9 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from yfinance.pricing_pb2 import PricingData
@@ -41,54 +39,60 @@ _MARKET_HOURS: dict[int, MarketSession] = {
 }
 
 
-def decode_pricing(b64: str) -> dict[str, Any]:
-    """base64 ``PricingData`` -> dict with proto field names (ints as in the message)."""
+def decode_pricing(b64: str) -> PricingData:
+    """base64 text of a ``PricingData`` protobuf -> the message (yfinance's own schema)."""
     msg = PricingData()
     msg.ParseFromString(base64.b64decode(b64, validate=True))
-    decoded: dict[str, Any] = MessageToDict(msg, preserving_proto_field_name=True)
-    return decoded
+    return msg
 
 
-def _f(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
+def _f32(value: float) -> float:
+    """Undo float32 widening (142.62 arrives as 142.6199951171875): Yahoo quotes carry at
+    most 7 significant digits, and the REST side sends the exact decimal, so both sources
+    must agree on a reference to the last bit for the engine to see the same trading day."""
+    if not math.isfinite(value):
+        return float("nan")
+    return float(f"{value:.7g}")
+
+
+def _f(value: float) -> float | None:
+    # proto3 floats have no presence: 0 means "not sent", never a real price or close.
+    if value == 0:
         return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else float("nan")
+    return _f32(value)
 
 
-def quote_from_pricing(data: Mapping[str, Any], *, received: datetime) -> Quote | None:
-    """A decoded PricingData dict -> Quote (``source="stream"``); None without a symbol."""
-    symbol = data.get("id")
-    if not isinstance(symbol, str) or not symbol:
+def quote_from_pricing(msg: PricingData, *, received: datetime) -> Quote | None:
+    """A decoded PricingData -> Quote (``source="stream"``); None without a symbol.
+
+    Read straight from the message: ``MessageToDict`` costs more than everything else
+    on this path at thousands of messages per second.
+    """
+    symbol = msg.id
+    if not symbol:
         return None
-    raw_time = data.get("time")
     when = received
-    if raw_time is not None:
+    stamp = msg.time
+    if stamp:
         try:
-            stamp = int(raw_time)
             when = datetime.fromtimestamp(stamp / 1000 if stamp > 10**11 else stamp, UTC)
-        except (TypeError, ValueError, OverflowError, OSError):
+        except (OverflowError, OSError, ValueError):
             when = received
-    hours = data.get("market_hours", 0)
-    session = _MARKET_HOURS.get(int(hours)) if isinstance(hours, int | str) else None
+    session = _MARKET_HOURS.get(msg.market_hours)
     if session is None:  # extended-hours or unknown codes: trust the calendar
         session = sessions.session_at(symbol, when)
-    volume = _f(data.get("day_volume"))
-    currency = data.get("currency")
-    exchange = data.get("exchange")
+    price = msg.price
     return Quote(
         symbol=symbol,
-        price=_f(data.get("price")),
+        # A zero price is kept as 0.0 so the quality gate reports it rather than "missing".
+        price=_f32(price),
         time=when,
         session=session,
-        previous_close=_f(data.get("previous_close")),
-        open=_f(data.get("open_price")),
-        day_volume=volume,
-        currency=currency if isinstance(currency, str) else None,
-        exchange=exchange if isinstance(exchange, str) else None,
+        previous_close=_f(msg.previous_close),
+        open=_f(msg.open_price),
+        day_volume=float(msg.day_volume) if msg.day_volume else None,
+        currency=msg.currency or None,
+        exchange=msg.exchange or None,
         source="stream",
     )
 
