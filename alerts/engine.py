@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,6 +12,18 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from alerts.baskets import BASKET_PREFIX, basket_name, is_basket_target, resolve_basket
+from alerts.index import (
+    ABOVE,
+    AGGREGATE,
+    BELOW,
+    LADDER_FAMILIES,
+    NEWS,
+    OTHER,
+    PCT_FAMILIES,
+    Binding,
+    Ladder,
+    SymbolIndex,
+)
 from alerts.lifecycle import RuleState, RuleStatus
 from alerts.models import Alert, AlertKind, MarketSession, NewsItem, Quote, Severity, Watch
 from alerts.rules import (
@@ -127,86 +138,6 @@ def quote_problem(quote: Quote, now: datetime, config: EngineConfig) -> str | No
     return None
 
 
-_LADDERS = ("close-drop", "close-rise", "close-move", "open-drop", "open-rise", "open-move")
-_ABOVE, _BELOW = "above", "below"
-_PCT_FAMILIES = frozenset(_LADDERS)
-_OTHER, _AGGREGATE, _NEWS = "other", "aggregate", "news"
-
-
-class _Binding:
-    """One rule applied to one symbol: the unit the lifecycle runs on."""
-
-    __slots__ = ("channel", "family", "key", "level", "rule", "symbol", "watch")
-
-    def __init__(self, watch: Watch, rule: Rule, symbol: str, family: str, level: float) -> None:
-        self.watch = watch
-        self.rule = rule
-        self.symbol = symbol
-        self.family = family
-        self.level = level
-        self.channel = watch.channel
-        self.key = (watch.id, symbol)
-
-
-class _Ladder:
-    """Rules of one family on one symbol, sorted by trigger level in metric space."""
-
-    __slots__ = ("items", "last", "levels")
-
-    def __init__(self) -> None:
-        self.levels: list[float] = []
-        self.items: list[_Binding] = []
-        self.last: float | None = None  # the metric when this ladder was last evaluated
-
-    def add(self, b: _Binding) -> None:
-        i = bisect_right(self.levels, b.level)
-        self.levels.insert(i, b.level)
-        self.items.insert(i, b)
-
-    def remove(self, b: _Binding) -> None:
-        i = bisect_left(self.levels, b.level)
-        while i < len(self.items):
-            if self.items[i] is b:
-                del self.levels[i]
-                del self.items[i]
-                return
-            i += 1
-
-
-class _SymbolIndex:
-    __slots__ = (
-        "active",
-        "aggregates",
-        "bindings",
-        "ladders",
-        "last_open",
-        "last_prev",
-        "last_seen",
-        "max_window",
-        "others",
-    )
-
-    def __init__(self) -> None:
-        self.ladders: dict[str, _Ladder] = {}
-        # Bindings that must be looked at on every quote: not armed, or armed while the
-        # condition holds (held back by confirmation or cooldown). Every other armed binding
-        # has its level above the ladder's last metric, which is what makes bisect sound.
-        self.active: dict[tuple[int, str], _Binding] = {}
-        self.others: dict[tuple[int, str], _Binding] = {}
-        self.bindings: dict[tuple[int, str], _Binding] = {}
-        self.aggregates: dict[tuple[int, str], _Binding] = {}  # basket rules this symbol feeds
-        self.max_window: timedelta | None = None
-        self.last_prev: float | None = None
-        self.last_open: float | None = None
-        self.last_seen: tuple[float, float, float | None, MarketSession] | None = None
-
-    def reset_levels(self, prefix: str | None = None) -> None:
-        self.last_seen = None
-        for name, ladder in self.ladders.items():
-            if prefix is None or name.startswith(prefix):
-                ladder.last = None
-
-
 @dataclass(slots=True)
 class _Out:
     states: dict[tuple[int, str], RuleState] = field(default_factory=dict)
@@ -284,10 +215,10 @@ class Engine:
     def _reset(self) -> None:
         self._watches: dict[int, Watch] = {}
         self._rules: dict[int, Rule] = {}
-        self._bound: dict[int, list[_Binding]] = {}
-        self._index: dict[str, _SymbolIndex] = {}
-        self._aggregates: dict[tuple[int, str], _Binding] = {}
-        self._news: dict[tuple[int, str], _Binding] = {}
+        self._bound: dict[int, list[Binding]] = {}
+        self._index: dict[str, SymbolIndex] = {}
+        self._aggregates: dict[tuple[int, str], Binding] = {}
+        self._news: dict[tuple[int, str], Binding] = {}
         self._states: dict[tuple[int, str], RuleState] = {}
         self._baskets: dict[str, dict[str, tuple[str, ...]]] = {}
         self._quotes: dict[str, Quote] = {}
@@ -320,11 +251,11 @@ class Engine:
             b = self._find_binding(key)
             if b is None:
                 continue
-            if st.status is not RuleStatus.ARMED and b.family not in (_AGGREGATE, _NEWS):
+            if st.status is not RuleStatus.ARMED and b.family not in (AGGREGATE, NEWS):
                 idx = self._index.get(b.symbol)
                 if idx is not None and b.key not in idx.others:
                     idx.active[b.key] = b
-            if st.nodata_since is not None and b.family not in (_AGGREGATE, _NEWS):
+            if st.nodata_since is not None and b.family not in (AGGREGATE, NEWS):
                 since = st.nodata_since
                 prior = self._nodata.get(st.symbol)
                 if prior is None or since < prior[0]:
@@ -396,16 +327,16 @@ class Engine:
             self._parse_cache[text] = rule
         return rule
 
-    def _find_binding(self, key: tuple[int, str]) -> _Binding | None:
+    def _find_binding(self, key: tuple[int, str]) -> Binding | None:
         for b in self._bound.get(key[0], ()):
             if b.key == key:
                 return b
         return None
 
-    def _symbol_index(self, symbol: str) -> _SymbolIndex:
+    def _symbol_index(self, symbol: str) -> SymbolIndex:
         idx = self._index.get(symbol)
         if idx is None:
-            idx = self._index[symbol] = _SymbolIndex()
+            idx = self._index[symbol] = SymbolIndex()
         return idx
 
     def _bind(self, watch: Watch) -> None:
@@ -416,10 +347,10 @@ class Engine:
             return
         self._watches[watch.id] = watch
         self._rules[watch.id] = rule
-        bound: list[_Binding] = []
+        bound: list[Binding] = []
         target = watch.target
         if isinstance(rule, NewsRule):
-            b = _Binding(watch, rule, target, _NEWS, 0.0)
+            b = Binding(watch, rule, target, NEWS, 0.0)
             self._news[b.key] = b
             bound.append(b)
         elif is_basket_target(target):
@@ -430,7 +361,7 @@ class Engine:
                 isinstance(rule, ChangeRule) and rule.window is None
             )
             if aggregate:
-                b = _Binding(watch, rule, symbol, _AGGREGATE, 0.0)
+                b = Binding(watch, rule, symbol, AGGREGATE, 0.0)
                 self._aggregates[b.key] = b
                 bound.append(b)
                 for m in members:
@@ -442,18 +373,18 @@ class Engine:
             bound.append(self._bind_symbol(watch, rule, target))
         self._bound[watch.id] = bound
 
-    def _bind_symbol(self, watch: Watch, rule: Rule, symbol: str) -> _Binding:
+    def _bind_symbol(self, watch: Watch, rule: Rule, symbol: str) -> Binding:
         idx = self._symbol_index(symbol)
-        family, level = _OTHER, 0.0
+        family, level = OTHER, 0.0
         if isinstance(rule, ChangeRule) and rule.window is None:
             family = f"{rule.basis.value}-{rule.direction.value}"
             level = rule.pct
         elif isinstance(rule, LevelRule):
-            family = _ABOVE if rule.above else _BELOW
+            family = ABOVE if rule.above else BELOW
             level = rule.price if rule.above else -rule.price
-        b = _Binding(watch, rule, symbol, family, level)
+        b = Binding(watch, rule, symbol, family, level)
         idx.bindings[b.key] = b
-        if family == _OTHER:
+        if family == OTHER:
             idx.others[b.key] = b
             if isinstance(rule, ChangeRule) and rule.window is not None:
                 if idx.max_window is None or rule.window > idx.max_window:
@@ -462,7 +393,7 @@ class Engine:
         else:
             ladder = idx.ladders.get(family)
             if ladder is None:
-                ladder = idx.ladders[family] = _Ladder()
+                ladder = idx.ladders[family] = Ladder()
             ladder.add(b)
             # It may already be past its level: look at it on the next quote.
             idx.active[b.key] = b
@@ -482,10 +413,10 @@ class Engine:
         for b in self._bound.pop(watch_id, []):
             if not keep_states:
                 self._states.pop(b.key, None)
-            if b.family == _NEWS:
+            if b.family == NEWS:
                 self._news.pop(b.key, None)
                 continue
-            if b.family == _AGGREGATE:
+            if b.family == AGGREGATE:
                 self._aggregates.pop(b.key, None)
                 for member_idx in self._index.values():
                     member_idx.aggregates.pop(b.key, None)
@@ -520,7 +451,7 @@ class Engine:
             s
             for s in bad
             if any(
-                b.channel == channel for b in self._index.get(s, _SymbolIndex()).bindings.values()
+                b.channel == channel for b in self._index.get(s, SymbolIndex()).bindings.values()
             )
         }
         self._channel_nodata[channel] = still
@@ -536,7 +467,7 @@ class Engine:
         fresh_after = now - self.config.stale_after
         index, last_quotes = self._index, self._quotes
         quoted: set[str] = set()
-        touched_aggregates: dict[tuple[int, str], _Binding] = {}
+        touched_aggregates: dict[tuple[int, str], Binding] = {}
         for q in quotes:
             idx = index.get(q.symbol)
             if idx is None:
@@ -727,7 +658,7 @@ class Engine:
 
     # -- price rules
 
-    def _evaluate_symbol(self, idx: _SymbolIndex, q: Quote, out: _Out, *, naive: bool) -> None:
+    def _evaluate_symbol(self, idx: SymbolIndex, q: Quote, out: _Out, *, naive: bool) -> None:
         price = q.price
         prev = q.previous_close
         assert price is not None
@@ -769,16 +700,8 @@ class Engine:
             m1 = metrics.get(family)
             if m1 is None:
                 continue
-            m0 = ladder.last
-            if naive:
-                candidates = ladder.items  # the baseline: every rule, every time
-            elif m0 is None:
-                candidates = ladder.items[: bisect_right(ladder.levels, m1)]
-            elif m1 > m0:
-                lo = bisect_right(ladder.levels, m0)
-                candidates = ladder.items[lo : bisect_right(ladder.levels, m1)]
-            else:
-                candidates = []
+            # The baseline evaluates every rule, every time.
+            candidates = ladder.items if naive else ladder.candidates(m1)
             ladder.last = m1
             for b in candidates:
                 if b.key not in done:
@@ -789,11 +712,11 @@ class Engine:
                 self._advance(b, reading, out)
 
     def _ladder_reading(
-        self, b: _Binding, m: float, q: Quote, change: float, open_: float | None
+        self, b: Binding, m: float, q: Quote, change: float, open_: float | None
     ) -> _Reading:
         cfg = self.config
         level = b.level
-        if b.family in _PCT_FAMILIES:
+        if b.family in PCT_FAMILIES:
             band = min(cfg.hysteresis_pct, level / 2.0)
             step = cfg.escalation_step_pct
             tier = int((m - level) // step) if step > 0 and m >= level else 0
@@ -827,7 +750,7 @@ class Engine:
         )
 
     def _other_reading(
-        self, b: _Binding, q: Quote, change: float, open_: float | None
+        self, b: Binding, q: Quote, change: float, open_: float | None
     ) -> _Reading | None:
         rule = b.rule
         cfg = self.config
@@ -902,7 +825,7 @@ class Engine:
             )
         return None
 
-    def _evaluate_aggregate(self, b: _Binding, out: _Out) -> None:
+    def _evaluate_aggregate(self, b: Binding, out: _Out) -> None:
         rule = b.rule
         name = b.symbol[len(BASKET_PREFIX) :]
         members = resolve_basket(name, self._baskets.get(b.channel))
@@ -972,7 +895,7 @@ class Engine:
 
     # -- the lifecycle
 
-    def _advance(self, b: _Binding, r: _Reading, out: _Out) -> None:
+    def _advance(self, b: Binding, r: _Reading, out: _Out) -> None:
         cfg = self.config
         key = b.key
         old = self._states.get(key)
@@ -1018,7 +941,7 @@ class Engine:
                 if self._resolved.get(b.channel, cfg.resolved_notices):
                     alert = (AlertKind.RESOLVED, st.tier)
             elif r.holds and r.tier > st.tier:
-                new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, 0)
+                new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, st.repeats)
                 alert = (AlertKind.ESCALATED, r.tier)
             elif (
                 cfg.repeat_interval is not None
@@ -1030,7 +953,7 @@ class Engine:
         if new != (old if old is not None else RuleState(b.watch.id, b.symbol)):
             self._states[key] = new
             out.states[key] = new
-        if b.family not in (_OTHER, _AGGREGATE):
+        if b.family not in (OTHER, AGGREGATE):
             idx = self._index[b.symbol]
             if new.status is RuleStatus.ARMED and not r.holds:
                 idx.active.pop(key, None)
@@ -1062,7 +985,7 @@ class Engine:
             st.seen,
         )
 
-    def _alert(self, b: _Binding, st: RuleState, r: _Reading, kind: AlertKind, n: int) -> Alert:
+    def _alert(self, b: Binding, st: RuleState, r: _Reading, kind: AlertKind, n: int) -> Alert:
         if kind is AlertKind.RESOLVED:
             severity = Severity.INFO
         elif st.tier >= 1 or (
@@ -1106,9 +1029,9 @@ def change_open_of(q: Quote, open_: float | None) -> float | None:
 def _family_metric(
     family: str, price: float, change: float, change_open: float | None
 ) -> float | None:
-    if family == _ABOVE:
+    if family == ABOVE:
         return price
-    if family == _BELOW:
+    if family == BELOW:
         return -price
     basis, direction = _FAMILY_PARTS[family]
     value = change if basis == "close" else change_open
@@ -1117,7 +1040,7 @@ def _family_metric(
     return _directional(direction, value)
 
 
-_FAMILY_PARTS = {f: (f.partition("-")[0], Direction(f.partition("-")[2])) for f in _LADDERS}
+_FAMILY_PARTS = {f: (f.partition("-")[0], Direction(f.partition("-")[2])) for f in LADDER_FAMILIES}
 
 
 _KEYWORD_CACHE: dict[str, re.Pattern[str]] = {}
