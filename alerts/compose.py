@@ -132,11 +132,18 @@ def compose_title(alerts: Sequence[Alert], baskets: Mapping[str, Sequence[str]])
     lead = _basket_headline(price, baskets)
     if lead is not None:
         return lead[0]
-    symbols = {a.symbol for a in price if not a.symbol.startswith(BASKET_PREFIX)}
-    if len(symbols) >= BASKET_HEADLINE_MIN:
-        down = sum(1 for a in price if (a.change_pct or 0.0) < 0)
-        word = "selloff" if down * 2 >= len(price) else "rally"
-        return f"Watchlist {word}: {len(symbols)} names"
+    names = [a for a in price if not a.symbol.startswith(BASKET_PREFIX)]
+    if len({a.symbol for a in names}) >= BASKET_HEADLINE_MIN:
+        down = [a for a in names if (a.change_pct or 0.0) < 0]
+        up = [a for a in names if (a.change_pct or 0.0) > 0]
+        side, word, verb = (
+            (down, "selloff", "down") if len(down) >= len(up) else (up, "rally", "up")
+        )
+        count = len({a.symbol for a in side})
+        thresholds = [p for p in (_pct_of(a) for a in side) if p is not None]
+        if count >= BASKET_HEADLINE_MIN and thresholds:
+            return f"Watchlist {word}: {count} names {verb} more than {_fmt_pct(min(thresholds))}%"
+        return f"Watchlist: {len({a.symbol for a in names})} names moving"
     if price:
         shown = order_alerts(price)[:2]
         words = {session_word(a.session) for a in shown} - {""}

@@ -205,7 +205,7 @@ def test_level_rule_title() -> None:
 def test_watchlist_leads_when_three_names_outside_any_basket_move() -> None:
     alerts = [alert("F", -11.0), alert("GM", -12.0), alert("TSLA", -14.0)]
     m = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0)
-    assert m.title == "Watchlist selloff: 3 names"
+    assert m.title == "Watchlist selloff: 3 names down more than 10%"
 
 
 def test_rally_headline() -> None:
@@ -244,3 +244,9 @@ def test_other_channels_alerts_are_not_shown() -> None:
     other = Alert("x", "elsewhere", AlertKind.FIRING, "AMD", T0, change_pct=-12.0)
     m = compose_message("c", [alert("NVDA", -13.0), other], now=T0)
     assert [a.symbol for a in m.alerts] == ["NVDA"]
+
+
+def test_watchlist_mixed_directions() -> None:
+    alerts = [alert("F", -11.0), alert("GM", 12.0, rule="rise 10%"), alert("TSLA", -14.0)]
+    m = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0)
+    assert m.title == "Watchlist: 3 names moving"
