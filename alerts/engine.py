@@ -486,6 +486,7 @@ class Engine:
                     and not idx.active
                     and not idx.others
                     and not idx.aggregates
+                    and q.symbol not in self._nodata
                     and (q.session is not MarketSession.REGULAR or q.time >= fresh_after)
                 ):
                     # Most of a batch is unchanged prices; they can cross nothing. (A NaN

@@ -139,6 +139,13 @@ TABLE: list[tuple[str, str, list[Step], list[list[tuple[str, int]]], EngineConfi
         None,
     ),
     (
+        "the same price before and after an outage still ends the outage",
+        "drop 10%",
+        [95, Bad(math.nan), 95, 89],
+        [[], [(DEG, 0)], [(REC, 0)], [(F, 0)]],
+        None,
+    ),
+    (
         "a bad tick far from the close is NoData, not a crash",
         "drop 10%",
         [Bad(1.0)],
