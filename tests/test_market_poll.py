@@ -118,6 +118,18 @@ def test_errors_are_counted_backed_off_and_recovered(
     assert poller.backoff.failures == 0
 
 
+def test_timeout_is_counted_and_backed_off(fake: FakeYahoo, clock: ManualClock) -> None:
+    fake.set_quote("NVDA", price=124.0, previous_close=142.6, at=T0)
+    p = YahooPoller(clock=clock, base_url=fake.base_url, timeout=0.3)
+    p.fetch_quotes_sync(["NVDA"])  # cookie and crumb first, so only the quote stalls
+    fake.fail("/v7/finance/quote", "slow", delay=1.0)
+    result = p.fetch_quotes_sync(["NVDA"])
+    assert "timeout" in result.failed["NVDA"]
+    assert p.errors["timeout"] == 1
+    assert p.backoff.remaining() > 0
+    p.close()
+
+
 def test_backoff_grows_with_jitter(clock: ManualClock, poller: YahooPoller) -> None:
     delays = [poller.backoff.failed() for _ in range(6)]
     # Full jitter keeps each wait within [ceiling/2, ceiling]: every floor beats the last.

@@ -6,6 +6,8 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.models import MarketSession as S
 from alerts.models import Quote
@@ -105,3 +107,35 @@ def test_batch_reports_every_requested_symbol() -> None:
     assert set(batch.unavailable) == {"NVDA", "MSFT"}
     assert batch.unavailable["MSFT"].startswith("nodata")
     assert batch.symbols == {"AMD", "NVDA", "MSFT"}
+
+
+prices = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0.01, max_value=1e6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(prices, prices, st.integers(0, 600)), min_size=1, max_size=30))
+def test_gate_never_passes_an_unusable_or_unconfirmed_quote(
+    seq: list[tuple[float | None, float | None, int]],
+) -> None:
+    gate = QualityGate()
+    last_ok: float | None = None
+    for i, (price, pc, age) in enumerate(seq):
+        now = T0 + timedelta(seconds=i)
+        quote = Quote("X", price, now - timedelta(seconds=age), S.REGULAR, previous_close=pc)
+        v = gate.check("X", quote, now=now, expected_interval=EVERY, session=S.REGULAR)
+        if v.verdict is not Verdict.OK:
+            assert v.reason
+            continue
+        assert price is not None
+        assert math.isfinite(price)
+        assert price > 0
+        assert pc is not None
+        assert pc >= price * gate.min_reference_ratio
+        assert age <= 120
+        if last_ok is not None and v.reason != "jump confirmed":
+            assert abs(price / last_ok - 1) * 100 <= gate.max_jump_pct
+        last_ok = price

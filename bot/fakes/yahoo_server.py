@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time as time_module
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,9 +28,10 @@ class Fault:
     """A programmed failure for requests whose path contains ``match``."""
 
     match: str
-    kind: str  # "status", "garbage", "empty"
+    kind: str  # "status", "garbage", "empty", "slow"
     status: int = 500
     remaining: int = 1  # -1: until cleared
+    delay: float = 0.0  # "slow": seconds (wall time) before answering normally
 
 
 def v7_quote(
@@ -181,9 +183,17 @@ class FakeYahoo:
         with self._lock:
             self.charts[symbol] = chart_body(symbol, closes, **kw)
 
-    def fail(self, match: str, kind: str = "status", *, status: int = 500, times: int = 1) -> None:
+    def fail(
+        self,
+        match: str,
+        kind: str = "status",
+        *,
+        status: int = 500,
+        times: int = 1,
+        delay: float = 0.0,
+    ) -> None:
         with self._lock:
-            self.faults.append(Fault(match, kind, status, times))
+            self.faults.append(Fault(match, kind, status, times, delay))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -304,6 +314,9 @@ class FakeYahoo:
             self.paths.append(raw_path)
             fault = self._fault_for(path) if kind in ("quote", "chart", "crumb") else None
         js = "application/json;charset=utf-8"
+        if fault is not None and fault.kind == "slow":
+            time_module.sleep(fault.delay)  # a stalled upstream; the client's timeout decides
+            fault = None
         if fault is not None:
             if fault.kind == "garbage":
                 return 200, js, b"<html>not json{", {}
