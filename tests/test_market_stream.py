@@ -201,3 +201,43 @@ async def test_refused_connections_back_off_exponentially(streamer: FakeStreamer
     await h.sleeper.advance(timedelta(seconds=h.stream.last_backoff + 0.01))
     await streamer.wait_for(lambda f: f.subscribed == {"NVDA"})
     await h.stop()
+
+
+_YF_LISTEN_REPRO = """
+import asyncio, yfinance as yf
+from websockets.asyncio.server import serve
+
+async def handler(ws):
+    await ws.recv()
+    await ws.close()  # a normal close, as any server may do
+
+async def main():
+    async with serve(handler, "127.0.0.1", 0) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        client = yf.AsyncWebSocket(url=f"ws://127.0.0.1:{port}/", verbose=False)
+        await client.subscribe(["NVDA"])
+        listen = asyncio.create_task(client.listen(lambda m: None))
+        await asyncio.wait([listen], timeout=0.5)  # needs the event loop to come back
+        print("loop alive")
+        listen.cancel()
+
+asyncio.run(main())
+"""
+
+
+def test_why_we_own_the_socket_yfinance_listen_freezes_on_normal_close() -> None:
+    """Canary: if this starts passing through, yf.AsyncWebSocket.listen() may be usable again.
+
+    Its ``while True: async for ...`` loop never awaits once the server closed normally, so the
+    event loop (and every other task of the bot) stops. Runs in a child process with a limit.
+    """
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _YF_LISTEN_REPRO], capture_output=True, text=True, timeout=4
+        )
+    except subprocess.TimeoutExpired:
+        return  # frozen, as documented in bot/market/yahoo_stream.py
+    pytest.fail(f"yfinance listen() no longer freezes (rc={out.returncode}): {out.stdout!r}")
