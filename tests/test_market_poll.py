@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yfinance as yf
@@ -186,32 +187,39 @@ needs_fixtures = pytest.mark.skipif(
 STATES = {"PRE": S.PRE, "REGULAR": S.REGULAR, "POST": S.POST, "CLOSED": S.CLOSED}
 
 
-def _recorded_quotes() -> list[tuple[str, list[dict[str, object]]]]:
+def _recorded_quotes() -> list[tuple[str, list[str], list[dict[str, object]]]]:
     if not FIXTURES.is_dir():
         return []
     out = []
     for f in sorted(FIXTURES.glob("quote-*.json")):
         raw = json.loads(f.read_text())
-        if "fields=" in raw["request"]["url"]:
+        query = parse_qs(urlsplit(raw["request"]["url"]).query)
+        if "fields" in query:
             continue
         body = raw["response"].get("bodyJson") or {}
-        out.append((f.name, body.get("quoteResponse", {}).get("result", [])))
+        symbols = query["symbols"][0].split(",")
+        out.append((f.name, symbols, body.get("quoteResponse", {}).get("result", [])))
     return out
 
 
 @needs_fixtures
 @pytest.mark.shared
-@pytest.mark.parametrize(("name", "entries"), _recorded_quotes())
+@pytest.mark.parametrize(
+    ("name", "symbols", "entries"),
+    _recorded_quotes(),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_recorded_quote_parsed_right(
-    fake: FakeYahoo, clock: ManualClock, name: str, entries: list[dict[str, object]]
+    fake: FakeYahoo,
+    clock: ManualClock,
+    name: str,
+    symbols: list[str],
+    entries: list[dict[str, object]],
 ) -> None:
-    symbols = name.removeprefix("quote-").removesuffix(".json").split("-")
-    if name in ("quote-BTC-USD.json", "quote-ZRC-USD.json"):
-        symbols = [name.removeprefix("quote-").removesuffix(".json")]
     poller = YahooPoller(clock=clock, base_url=fake.base_url, timeout=5)
     result = poller.fetch_quotes_sync(symbols)
     poller.close()
-    assert fake.counts["quote"] == 1
+    assert fake.counts["quote"] == 1, name
     by_symbol = {e["symbol"]: e for e in entries}
     for sym in symbols:
         entry = by_symbol.get(sym)
