@@ -233,7 +233,7 @@ class FakeYahoo:
         return sorted(self._quote_fixtures)
 
     # --- lifecycle ---------------------------------------------------------------------
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -257,7 +257,7 @@ class FakeYahoo:
 
             do_POST = do_GET
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -357,3 +357,44 @@ class FakeYahoo:
             return status, js, data, {}
         body = {"quoteResponse": {"result": result, "error": None}}
         return 200, js, json.dumps(body).encode(), {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake standalone, e.g. for ``MARKETBOT_YAHOO__BASE_URL`` in a demo or by hand."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Loopback fake of Yahoo Finance's REST API.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--fixtures", type=Path, help="folder of recorded Yahoo responses")
+    parser.add_argument(
+        "--quote",
+        action="append",
+        default=[],
+        metavar="SYM=PRICE:PREV[:STATE]",
+        help="a quote to serve, e.g. NVDA=124.0:142.62:PRE (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    fake = FakeYahoo(args.fixtures)
+    for spec in args.quote:
+        sym, _, rest = spec.partition("=")
+        parts = rest.split(":")
+        state = parts[2] if len(parts) > 2 else "REGULAR"
+        price, prev = float(parts[0]), float(parts[1])
+        if state == "PRE":
+            fake.set_quote(
+                sym, price=prev, previous_close=prev, market_state=state, pre_price=price
+            )
+        else:
+            fake.set_quote(sym, price=price, previous_close=prev, market_state=state)
+    fake.start(port=args.port)
+    print(f"fake Yahoo on {fake.base_url} (Ctrl-C stops)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import threading
 from collections.abc import Iterable
@@ -214,3 +215,40 @@ class ThreadedFakeStreamer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()
+
+
+async def _serve_random_walk(port: int, symbols: dict[str, float], rate: float) -> None:
+    import random
+    from datetime import UTC
+
+    fake = FakeStreamer()
+    await fake.start(port)
+    print(f"fake Yahoo streamer on {fake.url} (Ctrl-C stops)", flush=True)
+    rng = random.Random()
+    prices = dict(symbols)
+    try:
+        while True:
+            for sym, prev in symbols.items():
+                prices[sym] *= 1 + rng.uniform(-0.002, 0.002)
+                await fake.push(sym, prices[sym], datetime.now(UTC), previous_close=prev)
+            await asyncio.sleep(1 / rate)
+    finally:
+        await fake.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake streamer standalone: a random walk for ``MARKETBOT_YAHOO__STREAM_URL``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Loopback fake of Yahoo's price streamer.")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--rate", type=float, default=1.0, help="frames per second per symbol")
+    parser.add_argument("symbols", nargs="+", metavar="SYM=PREV_CLOSE", help="e.g. NVDA=142.62")
+    args = parser.parse_args(argv)
+    symbols = {s.partition("=")[0]: float(s.partition("=")[2]) for s in args.symbols}
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_random_walk(args.port, symbols, args.rate))
+
+
+if __name__ == "__main__":
+    main()
