@@ -283,3 +283,47 @@ async def test_watch_changes_reach_the_stream(rest: FakeYahoo, streamer: FakeStr
     await streamer.wait_for(lambda f: f.subscribed == {"AMD"})
     assert streamer.connections_total == 1
     await p.stop()
+
+
+async def test_stream_without_previous_close_is_backfilled_from_the_chart_once(
+    rest: FakeYahoo, streamer: FakeStreamer
+) -> None:
+    from datetime import date
+
+    p = Pipeline(rest, streamer.url)
+    # No REST quote for NVDA: only the chart endpoint knows Friday's close.
+    rest.set_closes("NVDA", [(date(2025, 1, 23), 147.22), (date(2025, 1, 24), NVDA_CLOSE)])
+    p.start(["NVDA"])
+    first = await p.next_batch("poll")
+    assert "NVDA" in first.unavailable
+    await streamer.wait_for(lambda f: f.subscribed == {"NVDA"})
+    await streamer.push("NVDA", 130.0, p.clock.now(), market_hours=PRE_MARKET)
+    early = await p.next_batch("stream")
+    assert "previous close" in early.unavailable["NVDA"]
+    async with asyncio.timeout(5):
+        while p.md.counters["backfills"] < 1:
+            await asyncio.sleep(0.01)  # noqa: ASYNC110 - a worker thread fetches the chart
+    charts = rest.counts["chart"]
+    for price in (129.0, 127.0):
+        await streamer.push("NVDA", price, p.clock.now(), market_hours=PRE_MARKET)
+        batch = await p.next_batch("stream")
+        assert [(q.price, q.previous_close) for q in batch.quotes] == [(price, NVDA_CLOSE)]
+    assert rest.counts["chart"] == charts  # cached for the trading day
+    assert len(p.fired("NVDA")) == 1  # 127.0 is -10.95% against Friday
+    await p.stop()
+
+
+async def test_port_poll_returns_gated_quotes_and_raises_when_yahoo_fails(
+    rest: FakeYahoo,
+) -> None:
+    from alerts.ports import MarketDataError
+
+    p = Pipeline(rest, stream_url=None)
+    set_rest(rest, p.clock, nvda=139.0, amd=float("nan"))
+    quotes = await p.md.poll(["NVDA", "AMD"])
+    assert [q.symbol for q in quotes] == ["NVDA"]
+    rest.fail("/v7/finance/quote", status=500, times=2)
+    with pytest.raises(MarketDataError, match="server error"):
+        await p.md.poll(["NVDA", "AMD"])
+    assert p.poller.errors["server_error"] == 1
+    await p.md.close()
