@@ -236,9 +236,8 @@ async def test_bad_data_is_nodata_then_recovery_resumes_evaluation(rest: FakeYah
     # Still one notice for NVDA's outage, however many polls fail.
     assert len([a for a in p.alerts if a.kind is AlertKind.DEGRADED and a.symbol == "NVDA"]) == 1
 
-    # AMD's price moves on recovery: an unchanged price after mark_nodata does not bring a
-    # symbol back in the current Engine (fast path skips _leave_nodata; reported to the lead).
-    set_rest(rest, p.clock, nvda=127.0, amd=123.5)
+    # AMD comes back at an unchanged price: that alone must end its NoData.
+    set_rest(rest, p.clock, nvda=127.0, amd=123.0)
     await p.tick(timedelta(seconds=15))
     good = await p.next_batch("poll")
     assert {q.symbol for q in good.quotes} == {"NVDA", "AMD"}
