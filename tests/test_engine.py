@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.engine import Engine, EngineConfig, VolumeProfile
+from alerts.engine import Engine, EngineConfig, VolumeProfile, build_volume_profile
 from alerts.lifecycle import RuleState, RuleStatus
 from alerts.models import AlertKind, MarketSession, NewsItem, Quote, Watch
 
@@ -243,3 +244,19 @@ def test_resolved_notice_per_channel() -> None:
     e.on_quotes([q("NVDA", 85, 0)], T0)
     ev = e.on_quotes([q("NVDA", 99, 1)], T0 + MIN)
     assert [(a.channel, a.kind) for a in ev.alerts] == [("b", AlertKind.RESOLVED)]
+
+
+def test_build_volume_profile_from_bars() -> None:
+    ny = ZoneInfo("America/New_York")
+    bars = []
+    for day, scale in ((20, 1.0), (21, 3.0), (22, 2.0)):
+        opened = datetime(2025, 1, day, 9, 30, tzinfo=ny)
+        bars.append((opened - timedelta(minutes=30), 9e9))  # premarket: ignored
+        for k in range(3):
+            bars.append((opened + k * 5 * MIN, scale * (k + 1) * 1e6))
+    profile = build_volume_profile(bars, tz="America/New_York", bucket_minutes=5, sessions=2)
+    assert profile is not None
+    # Last two sessions (scale 3 and 2): cumulative 1,3,6 M times the average scale 2.5.
+    assert profile.cumulative == pytest.approx((2.5e6, 7.5e6, 15e6))
+    assert profile.expected(datetime(2025, 1, 23, 9, 40, tzinfo=ny)) == pytest.approx(7.5e6)
+    assert build_volume_profile([], tz="America/New_York") is None
