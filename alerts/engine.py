@@ -208,6 +208,13 @@ class _Reading(NamedTuple):
     session: MarketSession | None
 
 
+# Enum member lookups are descriptor calls; the hot path uses plain module names.
+_ARMED, _PENDING, _FIRING = RuleStatus.ARMED, RuleStatus.PENDING, RuleStatus.FIRING
+_K_FIRING, _K_ESCALATED = AlertKind.FIRING, AlertKind.ESCALATED
+_K_RESOLVED, _K_REPEAT = AlertKind.RESOLVED, AlertKind.REPEAT
+_KIND_TEXT = {k: k.value for k in AlertKind}
+
+
 def _evolve(
     st: RuleState,
     status: RuleStatus,
@@ -274,6 +281,7 @@ class Engine:
         self._outages: dict[str, datetime] = {}
         self._resolved: dict[str, bool] = {}
         self._parse_cache: dict[str, Rule] = {}
+        self._has_cooldown = self.config.cooldown > timedelta(0)
         self.rejected: dict[int, str] = {}  # watch id -> why its rule could not be used
 
     # ------------------------------------------------------------------ set-up
@@ -949,59 +957,54 @@ class Engine:
         if st.nodata_since is not None:
             return  # never a crossing, never a recovery on NoData
         if (
-            st.status is not RuleStatus.ARMED
+            st.status is not _ARMED
             and r.reference is not None
             and st.reference is not None
             and not _same(st.reference, r.reference)
         ):
             # A new trading day moved the baseline: the old episode ends without a "resolved".
-            st = _evolve(st, RuleStatus.ARMED, 0, None, st.reference, st.last_alert_at, 0)
-        confirm = getattr(b.rule, "confirm", None)
+            st = _evolve(st, _ARMED, 0, None, st.reference, st.last_alert_at, 0)
+        confirm = b.confirm
         alert: tuple[AlertKind, int] | None = None
         new = st
-        if st.status is RuleStatus.ARMED:
+        if st.status is _ARMED:
             if r.holds:
                 cooling = (
-                    cfg.cooldown > timedelta(0)
+                    self._has_cooldown
                     and st.fired_at is not None
                     and r.at < st.fired_at + cfg.cooldown
                 )
                 if confirm:
-                    new = _evolve(
-                        st, RuleStatus.PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0
-                    )
+                    new = _evolve(st, _PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0)
                 elif not cooling:
-                    new, alert = self._fire(st, r, r.at), (AlertKind.FIRING, r.tier)
-        elif st.status is RuleStatus.PENDING:
+                    new, alert = self._fire(st, r, r.at), (_K_FIRING, r.tier)
+        elif st.status is _PENDING:
             if not r.holds:
-                new = _evolve(
-                    st, RuleStatus.ARMED, st.tier, None, st.reference, st.last_alert_at, 0
-                )
+                new = _evolve(st, _ARMED, st.tier, None, st.reference, st.last_alert_at, 0)
             elif confirm and st.since is not None and r.at - st.since >= confirm:
-                new, alert = self._fire(st, r, st.since), (AlertKind.FIRING, r.tier)
+                new, alert = self._fire(st, r, st.since), (_K_FIRING, r.tier)
         else:  # FIRING
             if r.recovered:
-                new = _evolve(
-                    st, RuleStatus.ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0
-                )
+                new = _evolve(st, _ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0)
                 if self._resolved.get(b.channel, cfg.resolved_notices):
-                    alert = (AlertKind.RESOLVED, st.tier)
+                    alert = (_K_RESOLVED, st.tier)
             elif r.holds and r.tier > st.tier:
                 new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, st.repeats)
-                alert = (AlertKind.ESCALATED, r.tier)
+                alert = (_K_ESCALATED, r.tier)
             elif (
                 cfg.repeat_interval is not None
                 and st.last_alert_at is not None
                 and r.at - st.last_alert_at >= cfg.repeat_interval
             ):
                 new = _evolve(st, st.status, st.tier, st.since, st.reference, r.at, st.repeats + 1)
-                alert = (AlertKind.REPEAT, new.repeats)
-        if new != (old if old is not None else RuleState(b.watch.id, b.symbol)):
+                alert = (_K_REPEAT, new.repeats)
+        # Transitions always build a new object, so identity tells whether anything changed.
+        if new is not (old if old is not None else st):
             self._states[key] = new
             out.states[key] = new
         if b.family not in (OTHER, AGGREGATE):
             idx = self._index[b.symbol]
-            if new.status is RuleStatus.ARMED and not r.holds:
+            if new.status is _ARMED and not r.holds:
                 idx.active.pop(key, None)
             else:
                 idx.active[key] = b
@@ -1018,7 +1021,7 @@ class Engine:
         return RuleState(
             st.watch_id,
             st.symbol,
-            RuleStatus.FIRING,
+            _FIRING,
             r.tier,
             episode,
             r.at,
@@ -1032,7 +1035,7 @@ class Engine:
         )
 
     def _alert(self, b: Binding, st: RuleState, r: _Reading, kind: AlertKind, n: int) -> Alert:
-        if kind is AlertKind.RESOLVED:
+        if kind is _K_RESOLVED:
             severity = Severity.INFO
         elif st.tier >= 1 or (
             isinstance(b.rule, ChangeRule)
@@ -1043,14 +1046,14 @@ class Engine:
             severity = Severity.WARNING
         episode = st.episode or r.at.isoformat()
         return Alert(
-            key=f"{b.watch.id}:{b.symbol}:{episode}:{kind.value}:{n}",
+            key=f"{b.watch.id}:{b.symbol}:{episode}:{_KIND_TEXT[kind]}:{n}",
             channel=b.channel,
             kind=kind,
             symbol=b.symbol,
             at=r.at,
             severity=severity,
             watch_id=b.watch.id,
-            rule_text=b.rule.canonical,
+            rule_text=b.text,
             price=r.price,
             reference_price=r.reference_price,
             change_pct=r.change_pct,

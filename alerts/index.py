@@ -17,7 +17,7 @@ OTHER, AGGREGATE, NEWS = "other", "aggregate", "news"
 class Binding:
     """One rule applied to one symbol: the unit the lifecycle runs on."""
 
-    __slots__ = ("channel", "family", "key", "level", "rule", "symbol", "watch")
+    __slots__ = ("channel", "confirm", "family", "key", "level", "rule", "symbol", "text", "watch")
 
     def __init__(self, watch: Watch, rule: Rule, symbol: str, family: str, level: float) -> None:
         self.watch = watch
@@ -27,6 +27,9 @@ class Binding:
         self.level = level
         self.channel = watch.channel
         self.key = (watch.id, symbol)
+        self.text = rule.canonical
+        confirm = getattr(rule, "confirm", None)
+        self.confirm: timedelta | None = confirm if isinstance(confirm, timedelta) else None
 
 
 class Ladder:
