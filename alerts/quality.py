@@ -64,7 +64,8 @@ class QualityGate:
     next quote confirms it (lands nearer the new level than the old one).
     ``min_reference_ratio``: a previous close below ``price * ratio`` is treated as a broken
     reference (Yahoo has served previous closes near zero), i.e. NoData.
-    ``stale_factor``: in an open session a quote older than ``factor * expected_interval`` is stale.
+    ``stale_factor``: in the regular session a quote older than ``factor * expected_interval`` is
+    stale (extended hours trade too thinly for an old trade to mean a fault).
     """
 
     def __init__(
@@ -108,10 +109,14 @@ class QualityGate:
                 return QualityVerdict(symbol, Verdict.NODATA, "no previous close", quote)
         elif _bad_number(pc) or pc < quote.price * self.min_reference_ratio:
             return QualityVerdict(symbol, Verdict.NODATA, f"absurd previous close {pc!r}", quote)
-        open_session = (session or quote.session) is not MarketSession.CLOSED
+        # Only the regular session trades densely enough for an old last trade to mean a broken
+        # source. In pre- and post-market a thin name may not trade for an hour (at 04:00 its
+        # latest price is still the previous close): that is no move, not an outage, and a
+        # dead source shows up as transport errors or stream silence instead.
+        dense_session = (session or quote.session) is MarketSession.REGULAR
         age = now - quote.time
         limit = expected_interval * self.stale_factor
-        if open_session and age > limit:
+        if dense_session and age > limit:
             return QualityVerdict(
                 symbol, Verdict.NODATA, f"stale: {age.total_seconds():.0f} s old", quote
             )

@@ -50,13 +50,19 @@ def test_missing_quote_and_missing_previous_close_are_nodata() -> None:
     assert check(lenient, q(130.0, pc=None)) is Verdict.OK
 
 
-def test_stale_only_counts_in_an_open_session() -> None:
+def test_stale_counts_in_the_regular_session_only() -> None:
     gate = QualityGate()
     old = q(130.0, at=T0 - timedelta(seconds=121))
-    assert check(gate, old) is Verdict.NODATA
-    assert check(gate, q(130.0, at=T0 - timedelta(seconds=119))) is Verdict.OK
-    closed = gate.check("NVDA", old, now=T0, expected_interval=EVERY, session=S.CLOSED)
-    assert closed.verdict is Verdict.OK
+
+    def in_session(session: S, quote: Quote) -> Verdict:
+        return gate.check("NVDA", quote, now=T0, expected_interval=EVERY, session=session).verdict
+
+    assert in_session(S.REGULAR, old) is Verdict.NODATA
+    assert in_session(S.REGULAR, q(130.0, at=T0 - timedelta(seconds=119))) is Verdict.OK
+    # A thin premarket: the last trade (or yesterday's close) is old, but that is no outage.
+    assert in_session(S.PRE, q(142.62, at=T0 - timedelta(hours=12))) is Verdict.OK
+    assert in_session(S.POST, old) is Verdict.OK
+    assert in_session(S.CLOSED, old) is Verdict.OK
 
 
 def test_unconfirmed_jump_is_suspect_and_a_return_clears_it() -> None:

@@ -162,7 +162,7 @@ async def test_with_no_data_source_it_keeps_running_and_says_so_once(
     # The channel hears once that its data is degraded, not once per failed poll.
     [(_, notice)] = console.sent
     assert [a.kind.value for a in notice.alerts] == ["degraded"]
-    assert "unreachable" in notice.title
+    assert "NVDA" in notice.title
 
 
 async def test_prometheus_metrics_are_served_from_the_pipeline_counters(
