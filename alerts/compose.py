@@ -77,11 +77,19 @@ def _basket_label(name: str) -> str:
 
 
 def _basket_headline(
-    price_alerts: Sequence[Alert], baskets: Mapping[str, Sequence[str]]
+    price_alerts: Sequence[Alert],
+    baskets: Mapping[str, Sequence[str]],
+    moves: Mapping[str, float] | None = None,
 ) -> tuple[str, str] | None:
-    """("AI selloff: 6 of 8 down more than 5%", "ai") when a basket dominates the group."""
+    """("AI selloff: 6 of 8 down more than 5%", "ai") when a basket dominates the group.
+
+    The count covers the whole basket: the group's own alerts, overlaid with ``moves`` (the
+    latest change per symbol) when given, so a follow-up message does not undercount names
+    that fired in an earlier message.
+    """
     best: tuple[int, str, str] | None = None
     by_symbol = {a.symbol.upper(): a for a in price_alerts if a.change_pct is not None}
+    latest = {k.upper(): v for k, v in (moves or {}).items()}
     for name, members in sorted(baskets.items()):
         upper = [m.upper() for m in members]
         hits = [by_symbol[m] for m in upper if m in by_symbol]
@@ -97,7 +105,10 @@ def _basket_headline(
         thresholds = [p for p in (_pct_of(a) for a in side) if p is not None]
         if thresholds:
             floor = min(thresholds)
-            count = sum(1 for a in side if abs(a.change_pct or 0.0) >= floor)
+            sign = -1.0 if verb == "down" else 1.0
+            now_moves = {m: by_symbol[m].change_pct or 0.0 for m in upper if m in by_symbol}
+            now_moves.update({m: latest[m] for m in upper if m in latest})
+            count = sum(1 for v in now_moves.values() if sign * v >= floor)
             text = (
                 f"{_basket_label(name)} {word}: {count} of {len(upper)} {verb} more than"
                 f" {_fmt_pct(floor)}%"
@@ -127,9 +138,13 @@ def _alert_phrase(alert: Alert) -> str:
     return f"{alert.symbol}{chg}"
 
 
-def compose_title(alerts: Sequence[Alert], baskets: Mapping[str, Sequence[str]]) -> str:
+def compose_title(
+    alerts: Sequence[Alert],
+    baskets: Mapping[str, Sequence[str]],
+    moves: Mapping[str, float] | None = None,
+) -> str:
     price = [a for a in alerts if a.kind in _PRICE_KINDS]
-    lead = _basket_headline(price, baskets)
+    lead = _basket_headline(price, baskets, moves)
     if lead is not None:
         return lead[0]
     names = [a for a in price if not a.symbol.startswith(BASKET_PREFIX)]
@@ -169,17 +184,20 @@ def compose_message(
     headlines: Sequence[NewsItem] = (),
     baskets: Mapping[str, Sequence[str]] | None = None,
     now: datetime,
+    moves: Mapping[str, float] | None = None,
 ) -> AlertMessage:
     """The message for one group: one line per name, most severe first, a leading title.
 
     Called again with the grown list when names join, so an edit shows the whole group.
+    ``moves`` (symbol -> latest change %, e.g. ``Engine.latest_changes()``) lets a basket
+    headline count names that fired in an earlier message too.
     """
     own = [a for a in alerts if a.channel == channel]
     shown = order_alerts(latest_per_symbol(own))
     baskets = baskets or {}
     price = [a for a in shown if a.kind in _PRICE_KINDS]
-    lead = _basket_headline(price, baskets)
-    title = compose_title(shown, baskets)
+    lead = _basket_headline(price, baskets, moves)
+    title = compose_title(shown, baskets, moves)
     severity = max((a.severity for a in shown), key=lambda s: s.rank, default=Severity.INFO)
     news_alert_titles = {a.headline for a in shown if a.headline}
     extra: dict[str, str] = {}

@@ -367,6 +367,17 @@ class Engine:
     def last_quote(self, symbol: str) -> Quote | None:
         return self._quotes.get(symbol)
 
+    def latest_changes(self, symbols: Iterable[str] | None = None) -> dict[str, float]:
+        """Latest change % against the previous close, for symbols with good data."""
+        wanted = self._quotes.keys() if symbols is None else symbols
+        out: dict[str, float] = {}
+        for symbol in wanted:
+            q = self._quotes.get(symbol)
+            if q is None or symbol in self._nodata or q.price is None or not q.previous_close:
+                continue
+            out[symbol] = _pct(q.price, q.previous_close)
+        return out
+
     def nodata_symbols(self) -> dict[str, str]:
         """Symbols currently in NoData, with the reason."""
         return {s: reason for s, (_, reason) in self._nodata.items()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from alerts.baskets import BUILTIN_BASKETS
 from alerts.compose import compose_message
 from alerts.engine import Engine
@@ -250,3 +252,18 @@ def test_watchlist_mixed_directions() -> None:
     alerts = [alert("F", -11.0), alert("GM", 12.0, rule="rise 10%"), alert("TSLA", -14.0)]
     m = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0)
     assert m.title == "Watchlist: 3 names moving"
+
+
+def test_basket_headline_counts_names_from_earlier_messages() -> None:
+    engine = Engine()
+    engine.load([Watch(1, "c", "basket:ai", "drop 5%", T0)], [])
+    engine.on_quotes([quote(s, T0) for s in ("ASML", "GOOGL")], T0)
+    later = [quote(s, T0 + 90 * S) for s in ("NVDA", "AVGO", "MSFT")]
+    alerts = [a for a in engine.on_quotes(later, T0 + 90 * S).alerts if a.symbol != "basket:ai"]
+    assert {a.symbol for a in alerts} == {"NVDA", "AVGO", "MSFT"}
+    alone = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0)
+    assert alone.title == "AI selloff: 3 of 8 down more than 5%"
+    moves = engine.latest_changes()
+    assert moves["ASML"] == pytest.approx(-10.6, abs=0.01)
+    whole = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0, moves=moves)
+    assert whole.title == "AI selloff: 4 of 8 down more than 5%"  # ASML fired earlier
