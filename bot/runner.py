@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -84,14 +86,31 @@ def build_platforms(settings: Settings) -> list[ChatPlatform]:
     return platforms
 
 
-async def stdin_line() -> str:
-    return await asyncio.to_thread(sys.stdin.readline)
+class StdinLines:
+    """Lines typed on stdin, read by a daemon thread.
+
+    A blocked ``readline`` in the default executor would keep the process alive after Ctrl-C
+    or ``docker stop`` until someone pressed Enter; a daemon thread does not.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        threading.Thread(target=self._pump, name="stdin", daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in sys.stdin:
+            self._loop.call_soon_threadsafe(self._lines.put_nowait, line)
+        self._loop.call_soon_threadsafe(self._lines.put_nowait, "")  # EOF
+
+    async def __call__(self) -> str:
+        return await self._lines.get()
 
 
 async def read_console_commands(
     router: CommandRouter,
     reply: Callable[[str, bool], None],
-    read_line: Callable[[], Awaitable[str]] = stdin_line,
+    read_line: Callable[[], Awaitable[str]],
 ) -> None:
     """Commands typed on stdin act on ``console:default``; EOF ends reading, not the bot."""
     ctx = CommandContext(channel=CONSOLE_CHANNEL, user="console", platform="console")
@@ -223,7 +242,7 @@ class Runtime:
                 read_console_commands(
                     self.router,
                     lambda text, ok: console.reply(text, ok=ok),
-                    self._commands_in or stdin_line,
+                    self._commands_in or StdinLines(),
                 ),
                 "console",
             )
@@ -296,13 +315,25 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 async def run_bot(settings: Settings) -> None:
-    """``marketbot run``: every enabled platform, the market-data loop and the scheduled jobs."""
+    """``marketbot run``: every enabled platform, the market-data loop and the scheduled jobs.
+
+    SIGINT and SIGTERM (Ctrl-C, ``docker stop``) stop it cleanly: platforms disconnect, the
+    scheduler shuts down and the database is closed; pending deliveries stay in the outbox.
+    """
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # APScheduler logs every run of every job at INFO: seconds-apart noise in the terminal.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     runtime = Runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on every platform
+            loop.add_signal_handler(signum, stop.set)
     await runtime.start()
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("stopping")
     finally:
         await runtime.stop()

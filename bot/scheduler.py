@@ -39,6 +39,7 @@ class JobScheduler:
             _logged(job_id, job),
             trigger,
             id=job_id,
+            name=job_id,
             replace_existing=True,
             next_run_time=datetime.now(trigger.timezone) if start_now else None,
         )
@@ -48,7 +49,9 @@ class JobScheduler:
     ) -> None:
         """Run ``job`` at HH:MM local time on ``days`` (DST-safe: the trigger carries the zone)."""
         trigger = cron_trigger(hour, minute, timezone=timezone, days=days)
-        self._scheduler.add_job(_logged(job_id, job), trigger, id=job_id, replace_existing=True)
+        self._scheduler.add_job(
+            _logged(job_id, job), trigger, id=job_id, name=job_id, replace_existing=True
+        )
 
     def remove(self, job_id: str) -> None:
         if self._scheduler.get_job(job_id) is not None:
