@@ -324,7 +324,8 @@ async def run_bot(settings: Settings) -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # APScheduler logs every run of every job at INFO: seconds-apart noise in the terminal.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     runtime = Runtime(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
