@@ -7,7 +7,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -529,7 +529,8 @@ class Engine:
         out = _Out()
         naive = not self.config.indexed
         fresh_after = now - self.config.stale_after
-        index, last_quotes = self._index, self._quotes
+        index, last_quotes, nodata = self._index, self._quotes, self._nodata
+        regular = MarketSession.REGULAR
         quoted: set[str] = set()
         touched_aggregates: dict[tuple[int, str], Binding] = {}
         for q in quotes:
@@ -550,12 +551,12 @@ class Engine:
                     and not idx.active
                     and not idx.others
                     and not idx.aggregates
-                    and q.symbol not in self._nodata
-                    and (q.session is not MarketSession.REGULAR or q.time >= fresh_after)
+                    and q.symbol not in nodata
+                    and (q.session is not regular or q.time >= fresh_after)
                 ):
                     # Most of a batch is unchanged prices; they can cross nothing. (A NaN
                     # never compares equal, so bad quotes always take the full path.)
-                    self._quotes[q.symbol] = q
+                    last_quotes[q.symbol] = q
                     continue
             if idx.aggregates:
                 touched_aggregates.update(idx.aggregates)
@@ -674,7 +675,7 @@ class Engine:
             more = f" (+{len(symbols) - 5} more)" if len(symbols) > 5 else ""
             out.alerts.append(
                 Alert(
-                    key=f"degraded:{channel}:{self._outages[channel].isoformat()}",
+                    key=f"degraded:{channel}:{self._outages[channel].astimezone(UTC).isoformat()}",
                     channel=channel,
                     kind=AlertKind.DEGRADED,
                     symbol=symbols[0] if len(symbols) == 1 else "*",
@@ -711,7 +712,7 @@ class Engine:
                 continue  # degraded and back within one call: say nothing
             out.alerts.append(
                 Alert(
-                    key=f"recovered:{channel}:{start.isoformat()}",
+                    key=f"recovered:{channel}:{start.astimezone(UTC).isoformat()}",
                     channel=channel,
                     kind=AlertKind.RECOVERED,
                     symbol=symbol,
@@ -1023,7 +1024,8 @@ class Engine:
             out.alerts.append(self._alert(b, new, r, *alert))
 
     def _fire(self, st: RuleState, r: _Reading, started: datetime) -> RuleState:
-        episode = started.isoformat()
+        # In UTC, so the same instant gives the same key whichever zone the source used.
+        episode = started.astimezone(UTC).isoformat()
         if st.episode is not None and st.episode.partition("#")[0] == episode:
             # Fired, re-armed and fired again at one timestamp: keep the keys distinct.
             _, _, n = st.episode.partition("#")
@@ -1055,7 +1057,7 @@ class Engine:
             severity = Severity.CRITICAL
         else:
             severity = Severity.WARNING
-        episode = st.episode or r.at.isoformat()
+        episode = st.episode or r.at.astimezone(UTC).isoformat()
         return Alert(
             key=f"{b.watch.id}:{b.symbol}:{episode}:{_KIND_TEXT[kind]}:{n}",
             channel=b.channel,

@@ -394,3 +394,15 @@ def test_property_state_record_round_trip(rule: str, path: list[Step]) -> None:
 
             again = RuleState.from_record(s.watch_id, s.symbol, json.loads(json.dumps(record)))
             assert again == s
+
+
+def test_keys_do_not_depend_on_the_sources_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    keys = []
+    for at in (T0, T0.astimezone(ZoneInfo("America/New_York"))):
+        engine = Engine()
+        engine.load([Watch(1, "c", "NVDA", "drop 10%", T0)], [])
+        (alert,) = engine.on_quotes([Quote("NVDA", 89.0, at, MarketSession.PRE, 100.0)], at).alerts
+        keys.append(alert.key)
+    assert keys[0] == keys[1] == f"1:NVDA:{T0.isoformat()}:firing:0"
