@@ -11,7 +11,7 @@ from alerts.baskets import BASKET_PREFIX, BUILTIN_BASKETS
 from alerts.durations import DurationError, format_duration, parse_duration
 from alerts.models import Alert, Mute, NewsItem, Quote, Watch
 from alerts.ports import Clock, Store
-from alerts.rules import DEFAULT_RULE_TEXT, RuleSyntaxError, parse_rule
+from alerts.rules import DEFAULT_RULE_TEXT, RuleSyntaxError, parse_rule, rule_target_problem
 from alerts.symbols import SymbolError, normalize_symbol
 
 MAX_COMMAND_LENGTH = 500
@@ -153,6 +153,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("/digest", "/digest on 08:00", "/digest off"),
     ),
     CommandSpec(
+        "resolved",
+        "/resolved on|off",
+        "Also tell this channel when a firing alert recovers (off by default).",
+        True,
+        (ArgSpec("action", "on or off", "choice", True, ("on", "off")),),
+        ("/resolved on",),
+    ),
+    CommandSpec(
         "alerts",
         "/alerts [N]",
         f"The channel's N most recent alerts (default 10, at most {MAX_ALERTS_LISTED}).",
@@ -246,6 +254,7 @@ class CommandRouter:
             "mute": self._mute,
             "unmute": self._unmute,
             "digest": self._digest,
+            "resolved": self._resolved,
             "alerts": self._alerts,
             "news": self._news,
             "basket": self._basket,
@@ -310,9 +319,13 @@ class CommandRouter:
                     "Say which keyword to watch, for example `/watch news deepseek`."
                 )
         try:
-            return parse_rule(text).canonical
+            rule = parse_rule(text)
         except RuleSyntaxError as exc:
             raise CommandError(str(exc)) from None
+        problem = rule_target_problem(rule, target)
+        if problem is not None:
+            raise CommandError(problem)
+        return rule.canonical
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -459,6 +472,15 @@ class CommandRouter:
             self._store.update_channel_settings(ctx.channel, {"digest": at}, now)
             return Reply(f"Daily premarket digest on at {at}, trading days only.", changed=True)
         raise CommandError("Usage: `/digest`, `/digest on 08:00` or `/digest off`.")
+
+    def _resolved(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if len(command.args) != 1 or command.args[0].lower() not in ("on", "off"):
+            raise CommandError("Usage: `/resolved on` or `/resolved off`.")
+        enabled = command.args[0].lower() == "on"
+        self._store.update_channel_settings(ctx.channel, {"resolved": enabled}, self._clock.now())
+        if enabled:
+            return Reply("This channel now also hears when a firing alert recovers.", changed=True)
+        return Reply("Recoveries are no longer announced in this channel.", changed=True)
 
     def _digest_text(self, channel: str) -> str:
         symbols = sorted(

@@ -95,6 +95,8 @@ class Pipeline:
         states = [RuleState.from_record(w, s, data) for w, s, data in self.store.load_states()]
         self.engine.load(watches, states, self.store.all_baskets())
         self._loaded = {watch.id: watch for watch in watches}
+        for channel in self.store.channels():
+            self._apply_channel_settings(channel)
 
     def sync_watches(self, channel: str | None = None) -> bool:
         """Bring the engine in line with the store after commands (here or in another process)."""
@@ -113,8 +115,14 @@ class Pipeline:
             changed = True
         channels = [channel] if channel is not None else self.store.channels()
         for name in channels:
-            self.engine.set_baskets(name, self.store.list_baskets(name))
+            self._apply_channel_settings(name)
         return changed
+
+    def _apply_channel_settings(self, channel: str) -> None:
+        self.engine.set_baskets(channel, self.store.list_baskets(channel))
+        resolved = self.store.channel_settings(channel).get("resolved")
+        if isinstance(resolved, bool):
+            self.engine.set_resolved_notices(channel, resolved)
 
     def symbols(self) -> frozenset[str]:
         """Every symbol the watches need, plus the market-context futures."""
@@ -270,6 +278,9 @@ class Pipeline:
             headlines=headlines,
             baskets=self._baskets(delivery.channel),
             now=now,
+            # The whole basket's latest moves, so a follow-up counts every name that is down,
+            # not only those in its own group.
+            moves=self.engine.latest_changes(),
         )
 
     # -- digest ---------------------------------------------------------------------------

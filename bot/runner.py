@@ -41,10 +41,15 @@ def open_store(settings: Settings) -> SqlStore:
 
 
 def build_engine(settings: Settings) -> Engine:
+    alerts = settings.alerts
+    repeat = alerts.repeat_interval_minutes
     return Engine(
         EngineConfig(
-            hysteresis_pct=settings.alerts.hysteresis_pct,
-            escalation_step_pct=settings.alerts.escalation_step_pct,
+            hysteresis_pct=alerts.hysteresis_pct,
+            escalation_step_pct=alerts.escalation_step_pct,
+            resolved_notices=alerts.resolved_notices,
+            repeat_interval=timedelta(minutes=repeat) if repeat is not None else None,
+            cooldown=timedelta(minutes=alerts.cooldown_minutes),
         )
     )
 

@@ -235,3 +235,19 @@ def test_changes_are_announced_to_the_pipeline(sqlite_store: SqlStore, clock: Ma
     router.handle("/watch NVDA", CTX)  # already there: nothing changed
     router.handle("/watchlist", CTX)
     assert changed == ["slack:C1"]
+
+
+def test_breadth_needs_a_basket(router: CommandRouter) -> None:
+    refused = router.handle("/watch NVDA breadth 5 of 8 drop 5%", CTX)
+    assert not refused.ok
+    assert "basket" in refused.text
+    assert router.handle("/watch basket:ai breadth 5 of 8 drop 5%", CTX).ok
+
+
+def test_resolved_notices_are_a_channel_setting(
+    router: CommandRouter, sqlite_store: SqlStore
+) -> None:
+    assert router.handle("/resolved on", CTX).changed
+    assert sqlite_store.channel_settings("slack:C1")["resolved"] is True
+    assert not router.handle("/resolved maybe", CTX).ok
+    assert not router.handle("/resolved on", READER).ok

@@ -199,3 +199,24 @@ async def test_muted_alerts_are_summarised_when_the_mute_ends(
     [(_, summary)] = platform.posts
     assert "NVDA" in {a.symbol for a in summary.alerts}
     assert await pipeline.end_expired_mutes() == 0
+
+
+async def test_a_channel_that_asked_hears_the_recovery(
+    sqlite_store: SqlStore, clock: ManualClock
+) -> None:
+    platform = RecordingPlatform()
+    pipeline = Pipeline(sqlite_store, Engine(), [platform], clock, context_symbols=())
+    sqlite_store.add_watch("console:default", "NVDA", "drop 10%", now=clock.now())
+    sqlite_store.update_channel_settings("console:default", {"resolved": True}, clock.now())
+    pipeline.sync_watches()
+    pipeline.ingest_quotes([_quote(clock, "NVDA", -11)])
+    clock.advance(timedelta(seconds=2))
+    await pipeline.deliver_due()
+    clock.advance(timedelta(minutes=5))
+    pipeline.ingest_quotes([_quote(clock, "NVDA", -9)])  # inside the hysteresis band: no news
+    clock.advance(timedelta(minutes=5))
+    pipeline.ingest_quotes([_quote(clock, "NVDA", -7)])  # past -8%: recovered
+    clock.advance(timedelta(seconds=2))
+    await pipeline.deliver_due()
+    kinds = [a.kind.value for _, message in platform.posts for a in message.alerts]
+    assert kinds == ["firing", "resolved"]
