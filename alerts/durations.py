@@ -1,12 +1,20 @@
-"""Parses and prints the short durations people type: 30s, 15m, 2h, 1d, 1h30m."""
+"""Parses and prints the short durations people type: 30s, 15m, 2h, 1d, 1h30m, 90 minutes."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 
-_PART = re.compile(r"(\d+)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Every spelling the rule language and the commands accept, in seconds.
+UNIT_SECONDS: Mapping[str, int] = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "wk", "week", "weeks"), 604800),
+}
+_PART = re.compile(r"(\d+)\s*([a-z]+)")
 MAX_DURATION = timedelta(days=365)
 
 
@@ -15,11 +23,13 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """``"15m"`` -> 15 minutes. Units s, m, h, d, w; parts may be combined (``1h30m``)."""
-    compact = text.strip().lower().replace(" ", "")
-    if not compact or _PART.sub("", compact):
+    """``"15m"`` -> 15 minutes. Parts may be combined (``1h30m``); units as in UNIT_SECONDS."""
+    compact = text.strip().lower()
+    parts = _PART.findall(compact)
+    leftover = _PART.sub("", compact).strip()
+    if not parts or leftover or any(unit not in UNIT_SECONDS for _, unit in parts):
         raise DurationError(f"`{text}` is not a duration; write it like 30m, 2h or 1d")
-    seconds = sum(int(number) * _UNITS[unit] for number, unit in _PART.findall(compact))
+    seconds = sum(int(number) * UNIT_SECONDS[unit] for number, unit in parts)
     if seconds <= 0:
         raise DurationError(f"`{text}` is no time at all; write it like 30m, 2h or 1d")
     duration = timedelta(seconds=seconds)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from alerts.durations import UNIT_SECONDS, format_duration
+
 DEFAULT_RULE_TEXT = "drop 10%"
 
 MAX_RULE_LENGTH = 200
@@ -45,21 +47,6 @@ class Basis(StrEnum):
 def _num(x: float) -> str:
     # Six decimals at most (parse rounds to that), trailing zeros stripped: "10", "2.5".
     return f"{x:.6f}".rstrip("0").rstrip(".")
-
-
-def format_duration(d: timedelta) -> str:
-    """``15m``, ``2h``, ``1h30m``, ``30s``: the spelling the parser reads back."""
-    total = int(d.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    out = ""
-    if hours:
-        out += f"{hours}h"
-    if minutes:
-        out += f"{minutes}m"
-    if seconds:
-        out += f"{seconds}s"
-    return out or "0s"
 
 
 def _suffix(confirm: timedelta | None) -> str:
@@ -177,21 +164,6 @@ _DIRECTION_WORDS = {
 _ABOVE_WORDS = {"above", "over", ">"}
 _BELOW_WORDS = {"below", "under", "<"}
 _PCT_WORDS = {"%", "pct", "percent"}
-_UNITS = {
-    "s": 1,
-    "sec": 1,
-    "secs": 1,
-    "m": 60,
-    "min": 60,
-    "mins": 60,
-    "minute": 60,
-    "minutes": 60,
-    "h": 3600,
-    "hr": 3600,
-    "hrs": 3600,
-    "hour": 3600,
-    "hours": 3600,
-}
 _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|([a-z]+)|(\S))")
 _NEWS_KEYWORD = re.compile(r"[\w$.&' -]{1,60}")
 
@@ -270,9 +242,9 @@ class _Tokens:
             amount = float(tok)
             self.take()
             unit = self.take()
-            if unit not in _UNITS:
+            if unit is None or unit not in UNIT_SECONDS:
                 raise RuleSyntaxError(self.text, unit, example)
-            seconds += amount * _UNITS[unit]
+            seconds += amount * UNIT_SECONDS[unit]
             parts += 1
         if parts == 0:
             raise self.fail(example)

@@ -88,7 +88,7 @@ BAD: list[tuple[str, str | None]] = [
     ("drop 10% in 15m from open", "from"),
     ("breadth 9 of 8 drop 5%", None),
     ("breadth 5 of 8 sideways 5%", "sideways"),
-    ("drop 10% for 3d", "d"),
+    ("drop 10% for 3y", "y"),
     ("gap", None),
     ("", None),
     ("news", None),
