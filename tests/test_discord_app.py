@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-# discord.py imports the stdlib `audioop` (voice), deprecated since 3.11; pytest turns that into
-# an error at import. Remove once pyproject's filterwarnings ignores it.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord
-
+import discord
 import pytest
 from discord.gateway import DiscordWebSocket
 from pydantic import SecretStr

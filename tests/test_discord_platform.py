@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
-# discord.py imports the stdlib `audioop` (voice), deprecated since 3.11; pytest turns that into
-# an error at import. Remove once pyproject's filterwarnings ignores it.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord
-
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import discord
 import pytest
 from discord.gateway import DiscordWebSocket
 
