@@ -31,6 +31,7 @@ log = logging.getLogger("marketbot")
 DELIVERY_INTERVAL = timedelta(seconds=1)
 WATCH_SYNC_INTERVAL = timedelta(seconds=30)
 MUTE_CHECK_INTERVAL = timedelta(seconds=30)
+VOLUME_PROFILE_INTERVAL = timedelta(minutes=5)
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -175,6 +176,7 @@ class Runtime:
         commands_in: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         from bot.market.live import build_market_source
+        from bot.market.volume import VolumeProfiles
         from bot.pipeline import Pipeline
         from bot.scheduler import JobScheduler
 
@@ -193,6 +195,7 @@ class Runtime:
         )
         self.pipeline.load()
         self.source = build_market_source(settings, self.clock)
+        self.volume_profiles = VolumeProfiles(self.source.poller, self.pipeline.engine, self.clock)
         self.router = build_router(
             self.store, settings, market=self.pipeline, clock=self.clock, on_change=self.changed
         )
@@ -238,6 +241,7 @@ class Runtime:
         self.scheduler.every("deliver", DELIVERY_INTERVAL, deliver)
         self.scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
         self.scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
+        self.scheduler.every("volume-profiles", VOLUME_PROFILE_INTERVAL, self._refresh_volume)
         sync_digest_jobs(self.scheduler, pipeline, self.settings.timezone)
         self._spawn(run_market_loop(self.source, pipeline), "market")
         console = next((p for p in self.platforms if isinstance(p, ConsolePlatform)), None)
@@ -267,6 +271,12 @@ class Runtime:
             len(self.store.list_watches()),
             ", ".join(p.name for p in self.platforms) or "none",
         )
+
+    async def _refresh_volume(self) -> None:
+        from bot.market.volume import volume_rule_symbols
+
+        symbols = volume_rule_symbols(self.pipeline.engine.watches(), self.store.all_baskets())
+        await self.volume_profiles.refresh(symbols)
 
     def _start_chat_platforms(self) -> None:
         """Slack and Discord, each when its token is set; both serve the same command router."""

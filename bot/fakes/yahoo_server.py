@@ -84,6 +84,24 @@ def v7_quote(
     return q
 
 
+def intraday_body(
+    symbol: str,
+    bars: Iterable[tuple[datetime, float, float]],
+    *,
+    interval: str = "5m",
+    tz_name: str = "America/New_York",
+) -> dict[str, Any]:
+    """An intraday ``/v8/finance/chart`` body: one bar per (start, price, volume)."""
+    rows = sorted(bars)
+    body = chart_body(symbol, [(start.date(), price) for start, price, _ in rows], tz_name=tz_name)
+    result = body["chart"]["result"][0]
+    result["timestamp"] = [int(start.timestamp()) for start, _, _ in rows]
+    result["indicators"]["quote"][0]["volume"] = [volume for _, _, volume in rows]
+    result["meta"]["dataGranularity"] = interval
+    del result["indicators"]["adjclose"]
+    return body
+
+
 def chart_body(
     symbol: str,
     closes: Iterable[tuple[date, float]],
@@ -182,6 +200,13 @@ class FakeYahoo:
     def set_closes(self, symbol: str, closes: Iterable[tuple[date, float]], **kw: Any) -> None:
         with self._lock:
             self.charts[symbol] = chart_body(symbol, closes, **kw)
+
+    def set_intraday(
+        self, symbol: str, bars: Iterable[tuple[datetime, float, float]], interval: str = "5m"
+    ) -> None:
+        """Bars served for chart requests of ``symbol`` at ``interval`` (daily ones stay apart)."""
+        with self._lock:
+            self.charts[f"{symbol}@{interval}"] = intraday_body(symbol, bars, interval=interval)
 
     def fail(
         self,
@@ -335,8 +360,9 @@ class FakeYahoo:
             return self._answer_quote(query)
         if kind == "chart":
             sym = path.rsplit("/", 1)[1]
+            interval = query.get("interval", ["1d"])[0]
             with self._lock:
-                body = self.charts.get(sym)
+                body = self.charts.get(f"{sym}@{interval}") or self.charts.get(sym)
             if body is None:
                 err = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
                 return 404, js, json.dumps({"chart": {"result": None, "error": err}}).encode(), {}

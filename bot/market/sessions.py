@@ -217,6 +217,16 @@ def _windows_for_day(lst: Listing, day: date) -> list[Window]:
     return [Window(start, start + timedelta(days=1), MarketSession.REGULAR)]
 
 
+def exchange_zone(symbol: str) -> ZoneInfo:
+    """The time zone a symbol's trading day is counted in (its exchange's; New York for US)."""
+    lst = listing(symbol)
+    if lst.calendar is not None and lst.venue is Venue.EXCHANGE:
+        return ZoneInfo(str(_calendar(lst.calendar).tz))
+    if lst.venue is Venue.CRYPTO:
+        return ZoneInfo("UTC")
+    return NEW_YORK
+
+
 def _local_day(lst: Listing, when: datetime) -> date:
     if lst.calendar is not None and lst.venue is Venue.EXCHANGE:
         tz = ZoneInfo(str(_calendar(lst.calendar).tz))

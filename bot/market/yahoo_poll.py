@@ -297,6 +297,43 @@ class YahooPoller:
         value = float(closes.to_numpy()[-1])
         return value if math.isfinite(value) and value > 0 else None
 
+    def intraday_volumes_sync(
+        self, symbol: str, before: date, *, days: int = 31, interval: str = "5m"
+    ) -> list[tuple[datetime, float]]:
+        """(bar start, volume) of the intraday bars of the weeks before ``before``.
+
+        What ``volume Nx`` rules compare today's volume with; empty when Yahoo has none.
+        """
+        if self.backoff.remaining() > 0:
+            return []
+        with self._lock:
+            self.requests += 1
+            try:
+                frame = yf.Ticker(symbol, session=self.session).history(
+                    start=before - timedelta(days=days),
+                    end=before + timedelta(days=1),
+                    interval=interval,
+                    prepost=True,
+                    auto_adjust=False,
+                    timeout=self.timeout,
+                )
+            except YFRateLimitError:
+                self.errors["rate_limited"] += 1
+                self.backoff.failed()
+                return []
+            except Exception:
+                self.errors["chart"] += 1
+                return []
+        if frame is None or frame.empty or "Volume" not in frame:
+            self.errors["chart_empty"] += 1
+            return []
+        bars = []
+        for stamp, volume in frame["Volume"].items():
+            start = stamp.to_pydatetime()
+            if start.date() < before and math.isfinite(float(volume)):
+                bars.append((start, float(volume)))
+        return bars
+
     def meta(self, symbol: str) -> tuple[str | None, str | None]:
         """Currency and exchange last seen for ``symbol`` (from quotes)."""
         return self._meta.get(symbol, (None, None))
