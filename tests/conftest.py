@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from alerts.ports import ManualClock
+from bot.fakes.yahoo_server import FakeYahoo
 from bot.store import SqlStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -23,6 +24,32 @@ DEEPSEEK_PREMARKET = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(DEEPSEEK_PREMARKET)
+
+
+@pytest.fixture
+def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
+    """The loopback fake Yahoo, with yfinance's time-zone cache kept inside the test."""
+    import yfinance as yf
+
+    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
+    with FakeYahoo() as fake:
+        yield fake
+
+
+def premarket_quote(
+    fake: FakeYahoo, symbol: str, *, previous_close: float, price: float, at: datetime
+) -> None:
+    """A Monday-premarket quote: Friday's regular price, and a premarket trade at ``at``."""
+    fake.set_quote(
+        symbol,
+        price=previous_close,
+        previous_close=previous_close,
+        market_state="PRE",
+        pre_price=price,
+        at=at - timedelta(days=3),
+        pre_time=at,
+    )
+    fake.set_closes(symbol, [((at - timedelta(days=3)).date(), previous_close)])
 
 
 @pytest.fixture

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yfinance as yf
 
 from alerts.engine import Engine
 from alerts.models import AlertKind, MarketSession, Quote, Watch
@@ -37,12 +34,10 @@ def _past_bars() -> list[tuple[datetime, float, float]]:
 
 
 @pytest.fixture
-def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
-    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
-    with FakeYahoo() as fake:
-        fake.set_closes("NVDA", [(date(2025, 1, 24), 142.62)])
-        fake.set_intraday("NVDA", _past_bars())
-        yield fake
+def with_history(fake_yahoo: FakeYahoo) -> FakeYahoo:
+    fake_yahoo.set_closes("NVDA", [(date(2025, 1, 24), 142.62)])
+    fake_yahoo.set_intraday("NVDA", _past_bars())
+    return fake_yahoo
 
 
 def _watch(rule: str, target: str = "NVDA") -> Watch:
@@ -59,16 +54,16 @@ def test_only_volume_rules_need_profiles_and_baskets_expand() -> None:
     assert symbols == {"NVDA", "AMD", "AVGO"}
 
 
-async def test_a_profile_from_past_bars_lets_a_volume_surge_fire(fake_yahoo: FakeYahoo) -> None:
+async def test_a_profile_from_past_bars_lets_a_volume_surge_fire(with_history: FakeYahoo) -> None:
     clock = ManualClock(MORNING)
-    poller = YahooPoller(clock=clock, base_url=fake_yahoo.base_url)
+    poller = YahooPoller(clock=clock, base_url=with_history.base_url)
     engine = Engine()
     engine.load([_watch("volume 3x")], [])
     profiles = VolumeProfiles(poller, engine, clock)
 
     assert await profiles.refresh({"NVDA"}) == 1
     assert await profiles.refresh({"NVDA"}) == 0  # one fetch per symbol and trading day
-    charts = [p for p in fake_yahoo.paths if "interval=5m" in p]
+    charts = [p for p in with_history.paths if "interval=5m" in p]
     assert len(charts) == 1
 
     # By 10:30 a normal day has traded 12 bars' worth; 3.5 times that is a surge.

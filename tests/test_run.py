@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yfinance as yf
 
 from alerts.models import AlertMessage
 from alerts.ports import ManualClock, MessageRef
@@ -16,6 +14,7 @@ from bot.console import ConsolePlatform
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
 from bot.settings import Settings
+from tests.conftest import premarket_quote
 
 # Monday 2025-01-27 04:05 ET: premarket.
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
@@ -42,13 +41,6 @@ class WatchedConsole(ConsolePlatform):
 
     def reply(self, text: str, *, ok: bool = True) -> None:
         self.replies.append(text)
-
-
-@pytest.fixture
-def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
-    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
-    with FakeYahoo() as fake:
-        yield fake
 
 
 def _settings(tmp_path: Path, fake: FakeYahoo) -> Settings:
@@ -91,19 +83,10 @@ async def test_watch_typed_at_the_console_fires_on_a_premarket_drop(
     tmp_path: Path, fake_yahoo: FakeYahoo
 ) -> None:
     clock = ManualClock(PREMARKET)
-    fake_yahoo.set_quote(
-        "NVDA",
-        price=142.62,
-        previous_close=142.62,
-        market_state="PRE",
-        pre_price=124.07,
-        at=PREMARKET - timedelta(days=3),
-        pre_time=PREMARKET,
-    )
+    premarket_quote(fake_yahoo, "NVDA", previous_close=142.62, price=124.07, at=PREMARKET)
     fake_yahoo.set_quote(
         "NQ=F", price=20950.0, previous_close=21891.25, at=PREMARKET, exchange="CME"
     )
-    fake_yahoo.set_closes("NVDA", [(date(2025, 1, 24), 142.62)])
     console = await _run_once(_settings(tmp_path, fake_yahoo), clock, ["/watch nvda"])
 
     assert any("Watching *NVDA*" in reply for reply in console.replies)
@@ -171,15 +154,7 @@ async def test_prometheus_metrics_are_served_from_the_pipeline_counters(
     import urllib.request
 
     clock = ManualClock(PREMARKET)
-    fake_yahoo.set_quote(
-        "NVDA",
-        price=142.62,
-        previous_close=142.62,
-        market_state="PRE",
-        pre_price=124.07,
-        at=PREMARKET - timedelta(days=3),
-        pre_time=PREMARKET,
-    )
+    premarket_quote(fake_yahoo, "NVDA", previous_close=142.62, price=124.07, at=PREMARKET)
     settings = _settings(tmp_path, fake_yahoo).model_copy(
         update={"metrics_port": 0, "metrics_addr": "127.0.0.1"}
     )

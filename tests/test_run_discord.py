@@ -6,12 +6,11 @@ Real discord.py against the loopback fake gateway and REST; real yfinance agains
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import discord
 import pytest
-import yfinance as yf
 from discord.gateway import DiscordWebSocket
 
 from alerts.ports import ManualClock
@@ -19,6 +18,7 @@ from bot.fakes.discord_server import MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeDi
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
 from bot.settings import Settings
+from tests.conftest import premarket_quote
 
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
@@ -31,20 +31,9 @@ def _restore_endpoints() -> Iterator[None]:
 
 
 @pytest.fixture
-def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
-    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
-    with FakeYahoo() as fake:
-        fake.set_quote(
-            "AVGO",
-            price=240.66,
-            previous_close=240.66,
-            market_state="PRE",
-            pre_price=209.6,
-            at=PREMARKET - timedelta(days=3),
-            pre_time=PREMARKET,
-        )
-        fake.set_closes("AVGO", [(date(2025, 1, 24), 240.66)])
-        yield fake
+def avgo_falls(fake_yahoo: FakeYahoo) -> FakeYahoo:
+    premarket_quote(fake_yahoo, "AVGO", previous_close=240.66, price=209.6, at=PREMARKET)
+    return fake_yahoo
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ async def discord_fake() -> AsyncIterator[FakeDiscord]:
 
 
 async def test_watch_in_discord_then_the_alert_is_posted_without_pings(
-    tmp_path: Path, fake_yahoo: FakeYahoo, discord_fake: FakeDiscord
+    tmp_path: Path, avgo_falls: FakeYahoo, discord_fake: FakeDiscord
 ) -> None:
     settings = Settings.model_validate(
         {
@@ -67,7 +56,7 @@ async def test_watch_in_discord_then_the_alert_is_posted_without_pings(
                 "dev_guild_id": int(discord_fake.guild_id),
             },
             "yahoo": {
-                "base_url": fake_yahoo.base_url,
+                "base_url": avgo_falls.base_url,
                 "stream_enabled": False,
                 "poll_interval_seconds": 0.05,
             },

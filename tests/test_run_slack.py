@@ -7,37 +7,26 @@ yfinance talks to the loopback fake Yahoo.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yfinance as yf
 
 from alerts.ports import ManualClock
 from bot.fakes.slack_server import FakeSlack
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
 from bot.settings import Settings
+from tests.conftest import premarket_quote
 
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-def fake_yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
-    yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
-    with FakeYahoo() as fake:
-        fake.set_quote(
-            "NVDA",
-            price=142.62,
-            previous_close=142.62,
-            market_state="PRE",
-            pre_price=124.07,
-            at=PREMARKET - timedelta(days=3),
-            pre_time=PREMARKET,
-        )
-        fake.set_closes("NVDA", [(date(2025, 1, 24), 142.62)])
-        yield fake
+def nvda_falls(fake_yahoo: FakeYahoo) -> FakeYahoo:
+    premarket_quote(fake_yahoo, "NVDA", previous_close=142.62, price=124.07, at=PREMARKET)
+    return fake_yahoo
 
 
 @pytest.fixture
@@ -47,7 +36,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 async def test_slash_command_in_slack_then_alert_posted_there(
-    tmp_path: Path, fake_yahoo: FakeYahoo, slack: FakeSlack
+    tmp_path: Path, nvda_falls: FakeYahoo, slack: FakeSlack
 ) -> None:
     settings = Settings.model_validate(
         {
@@ -59,7 +48,7 @@ async def test_slash_command_in_slack_then_alert_posted_there(
                 "api_url": slack.api_url,
             },
             "yahoo": {
-                "base_url": fake_yahoo.base_url,
+                "base_url": nvda_falls.base_url,
                 "stream_enabled": False,
                 "poll_interval_seconds": 0.05,
             },

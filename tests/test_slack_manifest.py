@@ -17,6 +17,7 @@ EXPECTED = {
     "mute",
     "unmute",
     "digest",
+    "resolved",
     "alerts",
     "news",
     "basket",

@@ -287,38 +287,30 @@ def _intents() -> discord.Intents:
     return intents
 
 
-class MarketbotClient(discord.Client):
+class _CommandTreeClient:
+    """What both client kinds add to discord.py: marketbot's command tree, synced at start."""
+
+    def __init__(
+        self, bridge: CommandBridge, *, dev_guild_id: int | None = None, **kwargs: Any
+    ) -> None:
+        # Cooperative: the next class in the MRO is discord.Client or AutoShardedClient.
+        super().__init__(intents=_intents(), max_ratelimit_timeout=30.0, **kwargs)  # type: ignore[call-arg]
+        self.bridge = bridge
+        self.dev_guild_id = dev_guild_id
+        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(self)
+        for command in bridge.commands(hint_permissions=bridge.manage_role is None):
+            self.tree.add_command(command)
+
+    async def setup_hook(self) -> None:
+        await sync_commands(self.tree, self.dev_guild_id)
+
+
+class MarketbotClient(_CommandTreeClient, discord.Client):
     """A plain client (one gateway connection) with marketbot's command tree."""
 
-    def __init__(
-        self, bridge: CommandBridge, *, dev_guild_id: int | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(intents=_intents(), max_ratelimit_timeout=30.0, **kwargs)
-        self.bridge = bridge
-        self.dev_guild_id = dev_guild_id
-        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(self)
-        for command in bridge.commands(hint_permissions=bridge.manage_role is None):
-            self.tree.add_command(command)
 
-    async def setup_hook(self) -> None:
-        await sync_commands(self.tree, self.dev_guild_id)
-
-
-class MarketbotShardedClient(discord.AutoShardedClient):
+class MarketbotShardedClient(_CommandTreeClient, discord.AutoShardedClient):
     """The same, sharded: discord.py asks ``/gateway/bot`` for the URL and shard count."""
-
-    def __init__(
-        self, bridge: CommandBridge, *, dev_guild_id: int | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(intents=_intents(), max_ratelimit_timeout=30.0, **kwargs)
-        self.bridge = bridge
-        self.dev_guild_id = dev_guild_id
-        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(self)
-        for command in bridge.commands(hint_permissions=bridge.manage_role is None):
-            self.tree.add_command(command)
-
-    async def setup_hook(self) -> None:
-        await sync_commands(self.tree, self.dev_guild_id)
 
 
 def build_discord_client(
