@@ -51,9 +51,12 @@ class ConsolePlatform:
     def reply(self, text: str, *, ok: bool = True) -> None:
         """Answers to commands typed at the console."""
         self._console.print(Text(text, style="" if ok else "bold red"))
+        self._console.file.flush()
 
     def _print(self, message: AlertMessage, tag: str) -> None:
         body = Text(self._render(message))
         self._console.print(
             Panel(body, title=f"{tag} {message.channel}", border_style=_BORDER[message.severity])
         )
+        # Piped or in `docker logs`, stdout is block-buffered: an alert must show at once.
+        self._console.file.flush()

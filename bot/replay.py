@@ -63,6 +63,7 @@ class PayloadPrinter:
         }[self._kind][action]
         self._console.print(f"# {verb} #{message_id}", style="bold", highlight=False)
         self._console.print(render_payload(message, self._kind), highlight=False, soft_wrap=True)
+        self._console.file.flush()
         self.sent.append((message_id, message))
         return MessageRef(channel=message.channel, message_id=message_id)
 
