@@ -134,3 +134,12 @@ class Store(Protocol):
     def update_channel_settings(
         self, channel: str, values: Mapping[str, object], now: datetime
     ) -> None: ...
+
+
+@runtime_checkable
+class ImageUploader(Protocol):
+    """A platform that can also post a chart image to a channel (Slack, Discord)."""
+
+    async def upload_image(
+        self, channel: str, image: bytes, *, filename: str = "chart.png", title: str = "chart"
+    ) -> object: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -27,7 +28,7 @@ from alerts.models import (
     Watch,
 )
 from alerts.mute import is_muted, summarize_missed
-from alerts.ports import ChatPlatform, Clock, DeliveryError, MessageRef
+from alerts.ports import ChatPlatform, Clock, DeliveryError, ImageUploader, MessageRef
 from bot.store import Delivery, SqlStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def short_key(text: str) -> str:
 
 
 NEWS_KEPT = 500
+HISTORY_POINTS = 2000  # per symbol: a whole premarket of 10-second ticks
 HEADLINE_WINDOW = timedelta(hours=18)
 MAX_RETRY_DELAY = timedelta(minutes=5)
 
@@ -52,6 +54,7 @@ class PipelineStats:
     messages_edited: int = 0
     delivery_failures: int = 0
     dead_letters: int = 0
+    charts_sent: int = 0
     by_platform: dict[str, int] = field(default_factory=dict)
 
 
@@ -73,6 +76,8 @@ class Pipeline:
         grouping: GroupingConfig | None = None,
         context_symbols: Sequence[str] = ("NQ=F", "ES=F", "YM=F"),
         rng: random.Random | None = None,
+        charts: bool = False,
+        timezone: str = "America/New_York",
     ) -> None:
         self.store = store
         self.engine = engine
@@ -86,6 +91,10 @@ class Pipeline:
         self._news_keys: set[str] = set()
         self._loaded: dict[int, Watch] = {}
         self._rng = rng or random.Random()
+        self.charts = charts
+        self.timezone = timezone
+        # Today's path of each symbol, as (time, % vs previous close), for chart images.
+        self._history: dict[str, deque[tuple[datetime, float]]] = {}
 
     # -- state ----------------------------------------------------------------------------
 
@@ -146,13 +155,25 @@ class Pipeline:
         """Evaluate a batch of trusted quotes (and symbols the gate found unusable)."""
         now = self.clock.now()
         for quote in quotes:
-            self._latest[quote.symbol] = quote
+            self._remember(quote)
         evaluations = [self.engine.on_quotes(quotes, now)]
         if unavailable:
             for reason in set(unavailable.values()):
                 symbols = [s for s, r in unavailable.items() if r == reason]
                 evaluations.append(self.engine.mark_nodata(symbols, reason, now))
         return self._record(evaluations, now)
+
+    def _remember(self, quote: Quote) -> None:
+        previous = self._latest.get(quote.symbol)
+        self._latest[quote.symbol] = quote
+        change = quote.change_pct()
+        if change is None:
+            return
+        path = self._history.get(quote.symbol)
+        if path is None or previous is None or previous.previous_close != quote.previous_close:
+            path = self._history[quote.symbol] = deque(maxlen=HISTORY_POINTS)  # a new day
+        if not path or quote.time > path[-1][0]:
+            path.append((quote.time, change))
 
     def ingest_news(self, items: Iterable[NewsItem]) -> list[Alert]:
         fresh = [item for item in items if item.key not in self._news_keys]
@@ -237,6 +258,8 @@ class Pipeline:
             self.store.mark_delivered(delivery, ref.message_id, self.clock.now())
             self.stats.by_platform[platform.name] = self.stats.by_platform.get(platform.name, 0) + 1
             accepted += 1
+            if delivery.message_id is None:
+                await self._send_chart(platform, message)
         return accepted
 
     def _failed(
@@ -259,6 +282,31 @@ class Pipeline:
         delay = max(retry_after or 0.0, backoff * (0.5 + self._rng.random() / 2))
         log.warning("delivery to %s failed (%s); retrying in %.1fs", delivery.channel, error, delay)
         self.store.mark_failed(delivery, error, retry_at=now + timedelta(seconds=delay), now=now)
+
+    async def _send_chart(self, platform: ChatPlatform, message: AlertMessage) -> None:
+        """A chart of the names' moves under a new alert message, where the platform can.
+
+        Best effort: the alert itself is already delivered and recorded, so a failed chart is
+        logged and dropped rather than retried (a retry could only duplicate the image).
+        """
+        if not self.charts or not isinstance(platform, ImageUploader):
+            return
+        moves = {a.symbol: list(self._history.get(a.symbol, ())) for a in message.alerts}
+        if not any(len(points) >= 2 for points in moves.values()):
+            return
+        from bot.charts import render_move_chart
+
+        try:
+            image = await asyncio.to_thread(
+                render_move_chart, moves, title=message.title, timezone=self.timezone
+            )
+            if image is not None:
+                await platform.upload_image(
+                    message.channel, image, filename="moves.png", title=message.title
+                )
+                self.stats.charts_sent += 1
+        except Exception:
+            log.exception("chart for %s not sent", message.channel)
 
     def _platform_for(self, channel: str) -> ChatPlatform | None:
         return next((p for p in self.platforms if p.handles(channel)), None)

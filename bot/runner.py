@@ -192,6 +192,8 @@ class Runtime:
             self.clock,
             grouping=grouping_config(settings),
             context_symbols=settings.alerts.context_symbols,
+            charts=settings.alerts.charts,
+            timezone=settings.timezone,
         )
         self.pipeline.load()
         self.source = build_market_source(settings, self.clock)

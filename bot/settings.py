@@ -55,6 +55,7 @@ class AlertSettings(BaseModel):
     group_wait_seconds: float = Field(default=2.0, ge=0)
     group_interval_seconds: float = Field(default=60.0, ge=0)
     context_symbols: list[str] = Field(default_factory=lambda: ["NQ=F", "ES=F", "YM=F"])
+    charts: bool = True  # a chart image under each new alert message (Slack, Discord)
     resolved_notices: bool = False  # default for channels that did not say `/resolved on|off`
     repeat_interval_minutes: float | None = Field(default=None, gt=0)  # None: never repeat
     cooldown_minutes: float = Field(default=0.0, ge=0)  # after a fire, a new crossing waits

@@ -220,3 +220,55 @@ async def test_a_channel_that_asked_hears_the_recovery(
     await pipeline.deliver_due()
     kinds = [a.kind.value for _, message in platform.posts for a in message.alerts]
     assert kinds == ["firing", "resolved"]
+
+
+class ChartingPlatform(RecordingPlatform):
+    """A platform that also takes images, as Slack's and Discord's adapters do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[tuple[str, bytes, str]] = []
+
+    async def upload_image(
+        self, channel: str, image: bytes, *, filename: str = "chart.png", title: str = "chart"
+    ) -> None:
+        self.images.append((channel, image, title))
+
+
+async def test_a_new_alert_message_gets_one_chart_of_the_move(
+    sqlite_store: SqlStore, clock: ManualClock
+) -> None:
+    platform = ChartingPlatform()
+    pipeline = Pipeline(sqlite_store, Engine(), [platform], clock, context_symbols=(), charts=True)
+    for symbol in ("NVDA", "AVGO"):
+        sqlite_store.add_watch("console:default", symbol, "drop 10%", now=clock.now())
+    pipeline.sync_watches()
+    for change in (-6, -8, -11):
+        clock.advance(timedelta(minutes=1))
+        pipeline.ingest_quotes([_quote(clock, "NVDA", change)])
+    clock.advance(timedelta(seconds=2))
+    await pipeline.deliver_due()
+    pipeline.ingest_quotes([_quote(clock, "AVGO", -12)])  # joins the group: an edit, no chart
+    clock.advance(timedelta(seconds=2))
+    await pipeline.deliver_due()
+    assert len(platform.posts) == 1
+    assert len(platform.edits) == 1
+    [(channel, image, title)] = platform.images
+    assert channel == "console:default"
+    assert image.startswith(b"\x89PNG")
+    assert "NVDA" in title
+    assert pipeline.stats.charts_sent == 1
+
+
+async def test_charts_are_off_unless_asked_and_never_for_a_single_point(
+    sqlite_store: SqlStore, clock: ManualClock
+) -> None:
+    platform = ChartingPlatform()
+    pipeline = Pipeline(sqlite_store, Engine(), [platform], clock, context_symbols=(), charts=True)
+    sqlite_store.add_watch("console:default", "NVDA", "drop 10%", now=clock.now())
+    pipeline.sync_watches()
+    pipeline.ingest_quotes([_quote(clock, "NVDA", -11)])
+    clock.advance(timedelta(seconds=2))
+    await pipeline.deliver_due()
+    assert len(platform.posts) == 1
+    assert platform.images == []  # one point is no line
