@@ -326,9 +326,16 @@ class Engine:
             same_rule = old.rule_text == watch.rule_text and old.target == watch.target
             self._unbind(watch.id, keep_states=same_rule)
         self._bind(watch)
+        if old is not None:
+            # Only after re-binding: a replaced watch still on a NoData symbol keeps the
+            # channel's outage open, so "recovered" follows the "degraded" it was sent.
+            self._forget_channel_nodata(old.channel)
 
     def remove_watch(self, watch_id: int) -> None:
+        watch = self._watches.get(watch_id)
         self._unbind(watch_id, keep_states=False)
+        if watch is not None:
+            self._forget_channel_nodata(watch.channel)
 
     def set_baskets(self, channel: str, baskets: Mapping[str, Sequence[str]]) -> None:
         """Replace a channel's own baskets and re-bind the watches that use them."""
@@ -341,6 +348,7 @@ class Engine:
                 after = {b.key for b in self._bound.get(w.id, [])}
                 for gone in before - after:
                     self._states.pop(gone, None)
+        self._forget_channel_nodata(channel)
 
     def set_resolved_notices(self, channel: str, enabled: bool) -> None:
         self._resolved[channel] = enabled
@@ -471,7 +479,7 @@ class Engine:
         return b
 
     def _unbind(self, watch_id: int, *, keep_states: bool) -> None:
-        watch = self._watches.pop(watch_id, None)
+        self._watches.pop(watch_id, None)
         self._rules.pop(watch_id, None)
         self.rejected.pop(watch_id, None)
         for b in self._bound.pop(watch_id, []):
@@ -503,8 +511,6 @@ class Engine:
             ladder = idx.ladders.get(b.family)
             if ladder is not None:
                 ladder.remove(b)
-        if watch is not None:
-            self._forget_channel_nodata(watch.channel)
 
     def _forget_channel_nodata(self, channel: str) -> None:
         # A channel that no longer watches a NoData symbol is not degraded by it.
@@ -986,9 +992,11 @@ class Engine:
                     and st.fired_at is not None
                     and r.at < st.fired_at + cfg.cooldown
                 )
-                if confirm:
+                if cooling:
+                    pass  # held back: stays armed (and active) until the cooldown is over
+                elif confirm:
                     new = _evolve(st, _PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0)
-                elif not cooling:
+                else:
                     new, alert = self._fire(st, r, r.at), (_K_FIRING, r.tier)
         elif st.status is _PENDING:
             if not r.holds:

@@ -1,0 +1,59 @@
+"""Review findings: engine behaviours a user would hit, each pinned by a test."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from alerts.engine import Engine, EngineConfig
+from alerts.models import AlertKind, MarketSession, Quote, Watch
+
+T0 = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def quote(symbol: str, price: float, i: int, prev: float = 100.0) -> Quote:
+    return Quote(symbol, price, T0 + i * MIN, MarketSession.PRE, prev)
+
+
+def kinds_at(engine: Engine, quotes: list[Quote], i: int) -> list[AlertKind]:
+    return [a.kind for a in engine.on_quotes(quotes, T0 + i * MIN).alerts]
+
+
+def test_cooldown_also_holds_back_a_rule_with_confirmation() -> None:
+    # "drop 10% for 1m" fires, recovers and crosses again two minutes later: the 10-minute
+    # cooldown must delay that second fire just as it does for a rule without "for".
+    engine = Engine(EngineConfig(cooldown=10 * MIN))
+    engine.load([Watch(1, "c", "NVDA", "drop 10% for 1m", T0)], [])
+    path = [89, 89, 95, 89, 89, 89]
+    got = [kinds_at(engine, [quote("NVDA", p, i)], i) for i, p in enumerate(path)]
+    assert got == [[], [AlertKind.FIRING], [], [], [], []]
+    # Once the cooldown is over, the crossing still has to hold for its minute.
+    assert kinds_at(engine, [quote("NVDA", 89, 12)], 12) == []
+    assert kinds_at(engine, [quote("NVDA", 89, 13)], 13) == [AlertKind.FIRING]
+
+
+def test_rebinding_baskets_keeps_the_channel_outage_open_until_data_is_back() -> None:
+    # The pipeline re-applies a channel's baskets after every command. Doing so while a
+    # member is in NoData must not forget the outage: the channel was told "degraded" and
+    # must hear "recovered" once the data is back, not silence.
+    baskets = {"x": ["A", "B"]}
+    engine = Engine()
+    engine.load([Watch(1, "c", "basket:x", "drop 10%", T0)], [], {"c": baskets})
+    assert kinds_at(engine, [quote("A", 99, 0), quote("B", 99, 0)], 0) == []
+    assert kinds_at(engine, [quote("A", math.nan, 1)], 1) == [AlertKind.DEGRADED]
+    engine.set_baskets("c", baskets)
+    # A second bad name during the same outage is not a second "degraded" notice.
+    assert kinds_at(engine, [quote("B", math.nan, 2)], 2) == []
+    assert kinds_at(engine, [quote("A", 99, 3)], 3) == []
+    (back,) = engine.on_quotes([quote("B", 99, 4)], T0 + 4 * MIN).alerts
+    assert back.kind is AlertKind.RECOVERED
+    assert back.key == f"recovered:c:{(T0 + MIN).isoformat()}"
+
+
+def test_replacing_a_watch_keeps_the_channel_outage_open() -> None:
+    engine = Engine()
+    engine.load([Watch(1, "c", "NVDA", "drop 10%", T0)], [])
+    assert kinds_at(engine, [quote("NVDA", math.nan, 0)], 0) == [AlertKind.DEGRADED]
+    engine.upsert_watch(Watch(1, "c", "NVDA", "drop 10%", T0, note="core position"))
+    assert kinds_at(engine, [quote("NVDA", 99, 1)], 1) == [AlertKind.RECOVERED]
