@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from alerts.ports import Clock, Store
 from alerts.rules import DEFAULT_RULE_TEXT, RuleSyntaxError, parse_rule, rule_target_problem
 from alerts.symbols import SymbolError, normalize_symbol
 
+_ROLE = re.compile(r"<@&(\d{5,25})>|(\d{5,25})")
 MAX_COMMAND_LENGTH = 500
 MAX_NOTE_LENGTH = 200
 MAX_BASKET_SIZE = 50
@@ -161,6 +163,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("/resolved on",),
     ),
     CommandSpec(
+        "pingrole",
+        "/pingrole @ROLE|off",
+        "Discord: ping a role on critical alerts in this channel (nobody is pinged otherwise).",
+        True,
+        (ArgSpec("role", "The role to ping (a mention or its id), or off", "text", True),),
+        ("/pingrole @traders", "/pingrole off"),
+    ),
+    CommandSpec(
         "alerts",
         "/alerts [N]",
         f"The channel's N most recent alerts (default 10, at most {MAX_ALERTS_LISTED}).",
@@ -255,6 +265,7 @@ class CommandRouter:
             "unmute": self._unmute,
             "digest": self._digest,
             "resolved": self._resolved,
+            "pingrole": self._pingrole,
             "alerts": self._alerts,
             "news": self._news,
             "basket": self._basket,
@@ -481,6 +492,26 @@ class CommandRouter:
         if enabled:
             return Reply("This channel now also hears when a firing alert recovers.", changed=True)
         return Reply("Recoveries are no longer announced in this channel.", changed=True)
+
+    def _pingrole(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
+        if ctx.platform != "discord":
+            raise CommandError("Role pings exist on Discord only; nothing here ever pings.")
+        if len(command.args) != 1:
+            raise CommandError("Usage: `/pingrole @ROLE` or `/pingrole off`.")
+        word = command.args[0]
+        now = self._clock.now()
+        if word.lower() == "off":
+            self._store.update_channel_settings(ctx.channel, {"ping_role": None}, now)
+            return Reply("Critical alerts in this channel ping nobody.", changed=True)
+        match = _ROLE.fullmatch(word)
+        if match is None:
+            raise CommandError(
+                "Give a role mention or a role id, for example `/pingrole @traders`."
+            )
+        role = match.group(1) or match.group(2)
+        self._store.update_channel_settings(ctx.channel, {"ping_role": role}, now)
+        # Show the id, not a mention: this reply must not ping the role itself.
+        return Reply(f"Critical alerts in this channel will ping role id {role}.", changed=True)
 
     def _digest_text(self, channel: str) -> str:
         symbols = sorted(

@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.store import SqlStore
 
 if TYPE_CHECKING:
+    from bot.discord.platform import DiscordPlatform
     from bot.metrics import MetricsServer
     from bot.pipeline import Pipeline
     from bot.scheduler import JobScheduler
@@ -206,6 +207,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics: MetricsServer | None = None
+        self._discord: DiscordPlatform | None = None
         self._stop = asyncio.Event()
 
     def changed(self, channel: str | None = None) -> None:
@@ -222,6 +224,7 @@ class Runtime:
 
     def _apply_change(self, channel: str | None) -> None:
         self.pipeline.sync_watches(channel)
+        self._apply_role_pings()
         self.source.set_symbols(self.pipeline.symbols())
         sync_digest_jobs(self.scheduler, self.pipeline, self.settings.timezone)
 
@@ -293,11 +296,24 @@ class Runtime:
             from bot.discord.platform import DiscordPlatform
 
             client = build_discord_client(settings.discord, self.router)
-            self._add_platform(DiscordPlatform(client, timezone=settings.timezone))
+            self._discord = DiscordPlatform(client, timezone=settings.timezone)
+            self._apply_role_pings()
+            self._add_platform(self._discord)
             self._spawn(
                 run_discord(settings.discord, self.router, client=client, stop=self._stop),
                 "discord",
             )
+
+    def _apply_role_pings(self) -> None:
+        """Channels that opted in (`/pingrole`) get their role pinged on critical alerts."""
+        if self._discord is None:
+            return
+        pings: dict[str, int] = {}
+        for channel in self.store.channels():
+            role = self.store.channel_settings(channel).get("ping_role")
+            if channel.startswith("discord:") and isinstance(role, str) and role.isdigit():
+                pings[channel] = int(role)
+        self._discord.role_pings = pings
 
     def _add_platform(self, platform: ChatPlatform) -> None:
         self.platforms.append(platform)

@@ -251,3 +251,18 @@ def test_resolved_notices_are_a_channel_setting(
     assert sqlite_store.channel_settings("slack:C1")["resolved"] is True
     assert not router.handle("/resolved maybe", CTX).ok
     assert not router.handle("/resolved on", READER).ok
+
+
+def test_role_pings_are_a_discord_channel_setting(
+    router: CommandRouter, sqlite_store: SqlStore
+) -> None:
+    discord_ctx = CommandContext(channel="discord:42", user="u", platform="discord")
+    assert router.handle("/pingrole <@&123456789012>", discord_ctx).ok
+    assert sqlite_store.channel_settings("discord:42")["ping_role"] == "123456789012"
+    reply = router.handle("/pingrole 98765432", discord_ctx)
+    assert "<@&" not in reply.text  # the confirmation itself must not ping the role
+    assert sqlite_store.channel_settings("discord:42")["ping_role"] == "98765432"
+    assert router.handle("/pingrole off", discord_ctx).ok
+    assert sqlite_store.channel_settings("discord:42")["ping_role"] is None
+    assert not router.handle("/pingrole @everyone", discord_ctx).ok
+    assert not router.handle("/pingrole 123456789012", CTX).ok  # Slack: never pings

@@ -42,7 +42,7 @@ async def discord_fake() -> AsyncIterator[FakeDiscord]:
         yield fake
 
 
-async def test_watch_in_discord_then_the_alert_is_posted_without_pings(
+async def test_watch_in_discord_then_the_alert_pings_only_the_opted_in_role(
     tmp_path: Path, avgo_falls: FakeYahoo, discord_fake: FakeDiscord
 ) -> None:
     settings = Settings.model_validate(
@@ -70,9 +70,15 @@ async def test_watch_in_discord_then_the_alert_is_posted_without_pings(
         denied, _ = await discord_fake.interact(
             "watch", {"target": "AVGO"}, permissions=MEMBER_PERMISSIONS
         )
+        role, _ = await discord_fake.interact(
+            "pingrole",
+            {"role": f"<@&{discord_fake.manager_role_id}>"},
+            permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
+        )
+        await discord_fake.wait_for(lambda: role in discord_fake.callbacks, 10)
         allowed, _ = await discord_fake.interact(
             "watch",
-            {"target": "AVGO", "rule": "drop 10%", "note": "@everyone look"},
+            {"target": "AVGO", "rule": "drop 5%", "note": "@everyone look"},
             permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
         )
         await discord_fake.wait_for(lambda: allowed in discord_fake.callbacks, 10)
@@ -83,7 +89,12 @@ async def test_watch_in_discord_then_the_alert_is_posted_without_pings(
     [request] = discord_fake.calls("POST", r"/channels/\d+/messages$")
     posted = request.json
     assert posted is not None
-    assert posted["allowed_mentions"] == {"parse": []}
+    # -12.9% on a 5% rule is critical, and this channel opted in to pinging one role for that:
+    # that role and nobody else.
+    assert posted["content"] == f"<@&{discord_fake.manager_role_id}>"
+    mentions = posted["allowed_mentions"]
+    assert mentions["parse"] == []
+    assert [str(role_id) for role_id in mentions["roles"]] == [discord_fake.manager_role_id]
     assert posted["enforce_nonce"] is True
     embed_text = str(posted["embeds"])
     assert "AVGO" in embed_text

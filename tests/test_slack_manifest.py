@@ -18,6 +18,7 @@ EXPECTED = {
     "unmute",
     "digest",
     "resolved",
+    "pingrole",
     "alerts",
     "news",
     "basket",

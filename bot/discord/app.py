@@ -25,7 +25,7 @@ REPLY_LIMIT = 2000
 ANSWER_WITHIN = 2.0  # Discord drops an interaction not answered within 3 s
 # These change the channel in every form; /basket and /digest also have forms anyone may read,
 # so they stay visible to all and the command layer decides per form.
-_HINT_MANAGE = {"watch", "unwatch", "mute", "unmute"}
+_HINT_MANAGE = {"watch", "unwatch", "mute", "unmute", "resolved", "pingrole"}
 POPULAR_SYMBOLS = (
     "NQ=F", "ES=F", "YM=F", "RTY=F", "^VIX", "^GSPC", "^NDX", "SPY", "QQQ", "NVDA", "AAPL",
     "MSFT", "GOOGL", "AMZN", "META", "TSLA", "AVGO", "AMD", "TSM", "ASML", "ASML.AS", "INTC",
@@ -248,6 +248,20 @@ class CommandBridge:
                 await run(interaction, "basket", [action, name_, symbols])
 
             return app_commands.rename(name_="name")(basket), None
+        if name == "resolved":
+
+            async def resolved(
+                interaction: discord.Interaction[Any], action: Literal["on", "off"]
+            ) -> None:
+                await run(interaction, name, [action])
+
+            return resolved, None
+        if name == "pingrole":
+
+            async def pingrole(interaction: discord.Interaction[Any], role: str) -> None:
+                await run(interaction, name, [role])
+
+            return pingrole, None
         if name == "watchlist":
 
             async def watchlist(interaction: discord.Interaction[Any]) -> None:
