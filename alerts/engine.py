@@ -908,10 +908,12 @@ class Engine:
         session: MarketSession | None = None
         basis_open = isinstance(rule, ChangeRule) and rule.basis is Basis.OPEN
         for member in members:
+            # A member in NoData or halted counts with its last good quote: dropping it would
+            # move the average (or the count) and read as a crossing or a recovery.
             q = self._quotes.get(member)
-            if q is None or member in self._nodata or q.price is None or q.previous_close is None:
+            if q is None or q.price is None or q.previous_close is None:
                 continue
-            if q.session is MarketSession.CLOSED or q.halted:
+            if q.session is MarketSession.CLOSED:
                 continue
             base = q.open if basis_open else q.previous_close
             if base is None or not math.isfinite(base) or base <= 0:

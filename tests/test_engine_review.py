@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from alerts.engine import Engine, EngineConfig
 from alerts.models import AlertKind, MarketSession, Quote, Watch
 
@@ -57,3 +59,44 @@ def test_replacing_a_watch_keeps_the_channel_outage_open() -> None:
     assert kinds_at(engine, [quote("NVDA", math.nan, 0)], 0) == [AlertKind.DEGRADED]
     engine.upsert_watch(Watch(1, "c", "NVDA", "drop 10%", T0, note="core position"))
     assert kinds_at(engine, [quote("NVDA", 99, 1)], 1) == [AlertKind.RECOVERED]
+
+
+BASKET = {"c": {"x": ["A", "B", "C", "D"]}}
+
+
+def _crashing_basket(rule: str) -> Engine:
+    engine = Engine(EngineConfig(resolved_notices=True))
+    engine.load([Watch(1, "c", "basket:x", rule, T0)], [], BASKET)
+    # A is down 20%, B 6%, C and D 1%: the average is -7%, two names are past 5%.
+    ev = engine.on_quotes([quote("A", 80, 0), quote("B", 94, 0), quote("C", 99, 0)], T0)
+    ev2 = engine.on_quotes([quote("D", 99, 0)], T0)
+    fired = [a for a in (*ev.alerts, *ev2.alerts) if a.symbol == "basket:x"]
+    assert [a.kind for a in fired] == [AlertKind.FIRING]
+    return engine
+
+
+def _basket_kinds(engine: Engine, quotes: list[Quote], i: int) -> list[AlertKind]:
+    ev = engine.on_quotes(quotes, T0 + i * MIN)
+    return [a.kind for a in ev.alerts if a.symbol == "basket:x"]
+
+
+@pytest.mark.parametrize("rule", ["drop 5%", "breadth 2 of 4 drop 5%"])
+def test_a_basket_member_in_nodata_neither_resolves_nor_refires_the_basket(rule: str) -> None:
+    engine = _crashing_basket(rule)
+    # One bad tick on the biggest loser: without it the average is -2.7% (past the
+    # -3% re-arm line) and one name is down 3% or more, but NoData is never a recovery
+    assert _basket_kinds(engine, [quote("A", math.nan, 1)], 1) == []
+    assert _basket_kinds(engine, [quote("C", 99, 2)], 2) == []
+    # ... and its return is not a fresh crossing: the basket fired once.
+    assert _basket_kinds(engine, [quote("A", 80, 3)], 3) == []
+    st = engine.state(1, "basket:x")
+    assert st is not None
+    assert st.episode == T0.isoformat()
+
+
+def test_a_halted_basket_member_neither_resolves_nor_refires_the_basket() -> None:
+    engine = _crashing_basket("drop 5%")
+    halted = Quote("A", 80, T0 + MIN, MarketSession.REGULAR, 100.0, halted=True)
+    assert _basket_kinds(engine, [halted], 1) == []
+    assert _basket_kinds(engine, [quote("C", 99, 2)], 2) == []
+    assert _basket_kinds(engine, [quote("A", 80, 3)], 3) == []
