@@ -213,6 +213,8 @@ _ARMED, _PENDING, _FIRING = RuleStatus.ARMED, RuleStatus.PENDING, RuleStatus.FIR
 _K_FIRING, _K_ESCALATED = AlertKind.FIRING, AlertKind.ESCALATED
 _K_RESOLVED, _K_REPEAT = AlertKind.RESOLVED, AlertKind.REPEAT
 _KIND_TEXT = {k: k.value for k in AlertKind}
+# Sessions in which a quote's ``open`` is today's: "from open" rules wait for them.
+_OPENED = frozenset({MarketSession.REGULAR, MarketSession.POST})
 
 
 def _evolve(
@@ -743,6 +745,8 @@ class Engine:
             idx.reset_levels("close-")  # a new trading day: the old metric says nothing
         idx.last_prev = prev
         open_ = q.open if q.open is not None and math.isfinite(q.open) and q.open > 0 else None
+        if q.session not in _OPENED:
+            open_ = None  # before today's open a quote may still carry the last session's
         if open_ is None or (idx.last_open is not None and not _same(idx.last_open, open_)):
             idx.reset_levels("open-")
         idx.last_open = open_
@@ -916,6 +920,8 @@ class Engine:
             if q.session is MarketSession.CLOSED:
                 continue
             base = q.open if basis_open else q.previous_close
+            if basis_open and q.session not in _OPENED:
+                continue
             if base is None or not math.isfinite(base) or base <= 0:
                 continue
             changes.append(_pct(q.price, base))

@@ -100,3 +100,28 @@ def test_a_halted_basket_member_neither_resolves_nor_refires_the_basket() -> Non
     assert _basket_kinds(engine, [halted], 1) == []
     assert _basket_kinds(engine, [quote("C", 99, 2)], 2) == []
     assert _basket_kinds(engine, [quote("A", 80, 3)], 3) == []
+
+
+def test_from_open_rules_ignore_the_previous_sessions_open_in_premarket() -> None:
+    # In premarket Yahoo's quote still carries the previous session's open (148.87 on
+    # Friday 2025-01-24): "from open" must wait for today's open, not fire against Friday's.
+    engine = Engine()
+    engine.load(
+        [
+            Watch(1, "c", "NVDA", "drop 5% from open", T0),
+            Watch(2, "c", "basket:x", "drop 5% from open", T0),
+        ],
+        [],
+        {"c": {"x": ["NVDA"]}},
+    )
+    pre = Quote("NVDA", 124.0, T0, MarketSession.PRE, 142.62, open=148.87)
+    assert engine.on_quotes([pre], T0).alerts == ()
+    opened = T0 + 330 * MIN  # 14:30 UTC, 09:30 ET
+    regular = Quote("NVDA", 117.5, opened, MarketSession.REGULAR, 142.62, open=124.0)
+    alerts = engine.on_quotes([regular], opened).alerts
+    assert sorted((a.symbol, a.kind) for a in alerts) == [
+        ("NVDA", AlertKind.FIRING),
+        ("NVDA", AlertKind.FIRING),
+        ("basket:x", AlertKind.FIRING),
+    ]
+    assert {a.reference_price for a in alerts if a.symbol == "NVDA"} == {124.0}
