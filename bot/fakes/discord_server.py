@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.fakes.loopback import LoopbackServer
+
 _EPOCH_MS = 1420070400000
 
 
@@ -61,12 +63,13 @@ USE_APPLICATION_COMMANDS = 1 << 31
 MEMBER_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | USE_APPLICATION_COMMANDS
 
 
-class FakeDiscord:
+class FakeDiscord(LoopbackServer):
     """``async with FakeDiscord() as discord:`` one guild, one text channel, a manager role."""
 
     def __init__(
         self, *, token: str = "fake-bot-token", validator: Validator | None = None
     ) -> None:
+        super().__init__()
         self.token = token
         self.validator = validator
         self._ids = itertools.count(1)
@@ -87,33 +90,12 @@ class FakeDiscord:
         self.heartbeats = 0
         self._changed = asyncio.Event()
         self._failures: list[_Failure] = []
-        self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ----------------------------------------------------------------- lifecycle
-    async def __aenter__(self) -> FakeDiscord:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self, port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @property
     def rest_base(self) -> str:

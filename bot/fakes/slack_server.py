@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from bot.fakes.loopback import LoopbackServer
+
 
 @dataclass
 class RecordedRequest:
@@ -53,7 +55,7 @@ class PostedMessage:
 Validator = Callable[[RecordedRequest], None]
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """``async with FakeSlack() as slack:`` then ``AsyncWebClient(base_url=slack.api_url)``."""
 
     def __init__(
@@ -65,6 +67,7 @@ class FakeSlack:
         bot_user_id: str = "U0BOT",
         validator: Validator | None = None,
     ) -> None:
+        super().__init__()
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
@@ -83,35 +86,13 @@ class FakeSlack:
         self._envelopes = itertools.count(1)
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._response_event = asyncio.Event()
-        self._sockets: list[web.WebSocketResponse] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ----------------------------------------------------------------- lifecycle
-    async def __aenter__(self) -> FakeSlack:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self, port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link", self._socket)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @property
     def base(self) -> str:
