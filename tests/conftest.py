@@ -53,6 +53,17 @@ def premarket_quote(
 
 
 @pytest.fixture
+def discord_endpoints() -> Iterator[None]:
+    """discord.py keeps its REST and gateway URLs in class attributes: put them back after."""
+    import discord
+    from discord.gateway import DiscordWebSocket
+
+    base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    yield
+    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqlStore]:
     store = SqlStore(f"sqlite:///{tmp_path / 'marketbot.db'}")
     store.upgrade()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import discord
 import pytest
-from discord.gateway import DiscordWebSocket
 from pydantic import SecretStr
 
 from alerts.commands import COMMANDS, CommandContext, CommandSpec, Reply
@@ -48,11 +47,7 @@ class RecordingRouter:
         return COMMANDS
 
 
-@pytest.fixture(autouse=True)
-def _restore_endpoints() -> Iterator[None]:
-    base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+pytestmark = pytest.mark.usefixtures("discord_endpoints")
 
 
 @pytest.fixture

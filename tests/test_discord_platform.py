@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import discord
 import pytest
-from discord.gateway import DiscordWebSocket
 
 from alerts.mentions import has_ping
 from alerts.models import NewsItem, Severity
@@ -22,11 +21,7 @@ from bot.render.discord_embeds import COLOURS, embed_chars
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "discord-openapi.json"
 
 
-@pytest.fixture(autouse=True)
-def _restore_endpoints() -> Iterator[None]:
-    base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+pytestmark = pytest.mark.usefixtures("discord_endpoints")
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ Real discord.py against the loopback fake gateway and REST; real yfinance agains
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import discord
 import pytest
-from discord.gateway import DiscordWebSocket
 
 from alerts.ports import ManualClock
 from bot.fakes.discord_server import MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeDiscord
@@ -23,11 +21,7 @@ from tests.conftest import premarket_quote
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _restore_endpoints() -> Iterator[None]:
-    base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+pytestmark = pytest.mark.usefixtures("discord_endpoints")
 
 
 @pytest.fixture
