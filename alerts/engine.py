@@ -206,6 +206,7 @@ class _Reading(NamedTuple):
     reference_price: float | None
     change_pct: float | None
     session: MarketSession | None
+    day: date | None = None  # baskets' day marker: the New York trading day of the reading
 
 
 # Enum member lookups are descriptor calls; the hot path uses plain module names.
@@ -215,6 +216,25 @@ _K_RESOLVED, _K_REPEAT = AlertKind.RESOLVED, AlertKind.REPEAT
 _KIND_TEXT = {k: k.value for k in AlertKind}
 # Sessions in which a quote's ``open`` is today's: "from open" rules wait for them.
 _OPENED = frozenset({MarketSession.REGULAR, MarketSession.POST})
+# A basket's trading day is New York's, starting with the US premarket at 04:00 ET: its
+# members' previous closes change at different hours (Amsterdam's at 03:00 ET), so they
+# cannot mark the day without resetting a mixed basket twice. A weekend belongs to Friday's
+# day, so Amsterdam's Monday 03:00 ET open does not start a day of its own an hour before
+# New York's. (Holidays would need an exchange calendar; alerts/ stays pure.)
+_NEW_YORK = ZoneInfo("America/New_York")
+_DAY_STARTS = time(4, 0)
+
+
+def _trading_day(at: datetime) -> tuple[date, datetime]:
+    """The New York trading day ``at`` belongs to, and the instant that day started."""
+    local = at.astimezone(_NEW_YORK)
+    day = local.date()
+    if local.time() < _DAY_STARTS:
+        day -= timedelta(days=1)
+    if day.weekday() >= 5:
+        day -= timedelta(days=day.weekday() - 4)
+    # 04:00 is never inside a DST gap or fold (those happen at 02:00).
+    return day, datetime.combine(day, _DAY_STARTS, tzinfo=_NEW_YORK)
 
 
 def _evolve(
@@ -225,6 +245,7 @@ def _evolve(
     reference: float | None,
     last_alert_at: datetime | None,
     repeats: int,
+    day: date | None,
 ) -> RuleState:
     # dataclasses.replace is several times slower, and this runs for every crossing.
     return RuleState(
@@ -241,6 +262,7 @@ def _evolve(
         st.nodata_since,
         st.nodata_reason,
         st.seen,
+        day,
     )
 
 
@@ -590,8 +612,10 @@ class Engine:
                     and not q2.halted
                 ):
                     self._evaluate_symbol(idx, q2, out, naive=True)
-        for b in touched_aggregates.values():
-            self._evaluate_aggregate(b, out)
+        if touched_aggregates:
+            day, day_start = _trading_day(now)
+            for b in touched_aggregates.values():
+                self._evaluate_aggregate(b, day, day_start, out)
         self._flush_degraded(now, out)
         return out.result()
 
@@ -901,7 +925,7 @@ class Engine:
             )
         return None
 
-    def _evaluate_aggregate(self, b: Binding, out: _Out) -> None:
+    def _evaluate_aggregate(self, b: Binding, day: date, day_start: datetime, out: _Out) -> None:
         rule = b.rule
         name = b.symbol[len(BASKET_PREFIX) :]
         members = resolve_basket(name, self._baskets.get(b.channel))
@@ -919,6 +943,8 @@ class Engine:
                 continue
             if q.session is MarketSession.CLOSED:
                 continue
+            if q.time < day_start:
+                continue  # an earlier day's move is not part of today's average or count
             base = q.open if basis_open else q.previous_close
             if basis_open and q.session not in _OPENED:
                 continue
@@ -952,6 +978,7 @@ class Engine:
                 None,
                 average,
                 session,
+                day,
             )
         elif isinstance(rule, BreadthRule):
             band = min(cfg.hysteresis_pct, rule.pct / 2.0)
@@ -968,6 +995,7 @@ class Engine:
                 None,
                 average,
                 session,
+                day,
             )
         else:
             return
@@ -989,7 +1017,10 @@ class Engine:
             and not _same(st.reference, r.reference)
         ):
             # A new trading day moved the baseline: the old episode ends without a "resolved".
-            st = _evolve(st, _ARMED, 0, None, st.reference, st.last_alert_at, 0)
+            st = _evolve(st, _ARMED, 0, None, st.reference, st.last_alert_at, 0, st.day)
+        elif st.status is not _ARMED and r.day is not None and _day_moved(st, r.day):
+            # The same for a basket, whose day is New York's (see ``_trading_day``).
+            st = _evolve(st, _ARMED, 0, None, st.reference, st.last_alert_at, 0, st.day)
         confirm = b.confirm
         alert: tuple[AlertKind, int] | None = None
         new = st
@@ -1003,28 +1034,34 @@ class Engine:
                 if cooling:
                     pass  # held back: stays armed (and active) until the cooldown is over
                 elif confirm:
-                    new = _evolve(st, _PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0)
+                    new = _evolve(
+                        st, _PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0, r.day
+                    )
                 else:
                     new, alert = self._fire(st, r, r.at), (_K_FIRING, r.tier)
         elif st.status is _PENDING:
             if not r.holds:
-                new = _evolve(st, _ARMED, st.tier, None, st.reference, st.last_alert_at, 0)
+                new = _evolve(st, _ARMED, st.tier, None, st.reference, st.last_alert_at, 0, st.day)
             elif confirm and st.since is not None and r.at - st.since >= confirm:
                 new, alert = self._fire(st, r, st.since), (_K_FIRING, r.tier)
         else:  # FIRING
             if r.recovered:
-                new = _evolve(st, _ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0)
+                new = _evolve(st, _ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0, st.day)
                 if self._resolved.get(b.channel, cfg.resolved_notices):
                     alert = (_K_RESOLVED, st.tier)
             elif r.holds and r.tier > st.tier:
-                new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, st.repeats)
+                new = _evolve(
+                    st, st.status, r.tier, st.since, st.reference, r.at, st.repeats, st.day
+                )
                 alert = (_K_ESCALATED, r.tier)
             elif (
                 cfg.repeat_interval is not None
                 and st.last_alert_at is not None
                 and r.at - st.last_alert_at >= cfg.repeat_interval
             ):
-                new = _evolve(st, st.status, st.tier, st.since, st.reference, r.at, st.repeats + 1)
+                new = _evolve(
+                    st, st.status, st.tier, st.since, st.reference, r.at, st.repeats + 1, st.day
+                )
                 alert = (_K_REPEAT, new.repeats)
         # Transitions always build a new object, so identity tells whether anything changed.
         if new is not (old if old is not None else st):
@@ -1061,6 +1098,7 @@ class Engine:
             st.nodata_since,
             st.nodata_reason,
             st.seen,
+            r.day,
         )
 
     def _alert(self, b: Binding, st: RuleState, r: _Reading, kind: AlertKind, n: int) -> Alert:
@@ -1090,6 +1128,16 @@ class Engine:
             tier=st.tier,
             note=b.watch.note,
         )
+
+
+def _day_moved(st: RuleState, day: date) -> bool:
+    held = st.day
+    if held is None:
+        # A record written before ``day`` existed: the episode began on the day of ``since``.
+        if st.since is None:
+            return False
+        held = _trading_day(st.since)[0]
+    return held != day
 
 
 def _pct(price: float, base: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -23,6 +23,14 @@ def _dt(value: object) -> datetime | None:
     if parsed.tzinfo is None:
         raise ValueError(f"expected an aware ISO time, got {value!r}")
     return parsed
+
+
+def _date(value: object) -> date | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO date, got {value!r}")
+    return date.fromisoformat(value)
 
 
 def _float(value: object) -> float | None:
@@ -58,9 +66,11 @@ class RuleState:
     alert key of that crossing, so a restarted engine produces the same keys and the store's
     unique index refuses the duplicates. ``reference`` is the previous close (or open) the
     episode was measured against: when it changes, a new trading day began, and the episode
-    ends silently instead of counting as a recovery. ``nodata_since`` is set while the symbol's
-    data is untrustworthy; the status underneath is kept, so an outage neither fires nor
-    resolves anything.
+    ends silently instead of counting as a recovery. A basket has no one previous close, so
+    ``day`` does that job for it: the New York trading day its episode belongs to (None for
+    single-symbol rules, and in records written before baskets had it). ``nodata_since`` is
+    set while the symbol's data is untrustworthy; the status underneath is kept, so an outage
+    neither fires nor resolves anything.
     """
 
     watch_id: int
@@ -76,6 +86,7 @@ class RuleState:
     nodata_since: datetime | None = None
     nodata_reason: str | None = None
     seen: tuple[str, ...] = ()  # news rules: keys of stories already alerted (bounded)
+    day: date | None = None
 
     @property
     def nodata(self) -> bool:
@@ -98,6 +109,7 @@ class RuleState:
             "repeats": self.repeats,
             "nodata_since": iso(self.nodata_since),
             "nodata_reason": self.nodata_reason,
+            "day": self.day.isoformat() if self.day is not None else None,
         }
         if self.seen:
             record["seen"] = list(self.seen)
@@ -124,4 +136,5 @@ class RuleState:
             nodata_since=_dt(record.get("nodata_since")),
             nodata_reason=_str(record.get("nodata_reason")),
             seen=tuple(str(s) for s in seen_raw),
+            day=_date(record.get("day")),
         )
