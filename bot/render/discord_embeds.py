@@ -19,7 +19,6 @@ FIELD_NAME = 256
 FIELD_VALUE = 1024
 FOOTER = 2048
 MAX_HEADLINES = 5
-NOTE_CHARS = 300
 
 COLOURS = {Severity.INFO: 0x3498DB, Severity.WARNING: 0xE67E22, Severity.CRITICAL: 0xE74C3C}
 
@@ -33,19 +32,11 @@ def _safe_url(url: str | None) -> str | None:
     return url
 
 
+MARKUP = fmt.Markup(escape=discord_markdown, bold="**", italic="*", indent="\u2003")
+
+
 def alert_line(message: AlertMessage, index: int) -> str:
-    parts = fmt.alert_parts(message.alerts[index])
-    line = f"{parts.arrow} **{discord_markdown(parts.symbol)}**"
-    if parts.change:
-        line += f"  **{parts.change}**"
-    if parts.detail:
-        line += f"  {discord_markdown(parts.detail)}"
-    if parts.note:
-        line += f"\n\u2003📝 *{fit(parts.note, NOTE_CHARS, discord_markdown)}*"
-    shown = {item.title for item in message.headlines}
-    if parts.headline and parts.headline not in shown:
-        line += f"\n\u2003📰 {fit(parts.headline, NOTE_CHARS, discord_markdown)}"
-    return line
+    return fmt.alert_line(message, index, MARKUP)
 
 
 def _lines_within(lines: list[str], limit: int) -> str:

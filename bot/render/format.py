@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from alerts.models import Alert, AlertKind, ContextLine, MarketSession, Severity
+from alerts.mentions import fit
+from alerts.models import Alert, AlertKind, AlertMessage, ContextLine, MarketSession, Severity
 
 DEFAULT_TZ = "America/New_York"
 
@@ -107,3 +109,33 @@ def context_text(line: ContextLine) -> str:
 
 def more_marker(hidden: int) -> str:
     return f"… and {hidden} more"
+
+
+NOTE_CHARS = 300  # a note or headline under an alert line
+
+
+@dataclass(frozen=True, slots=True)
+class Markup:
+    """How one chat platform spells emphasis and escapes user text."""
+
+    escape: Callable[[str], str]
+    bold: str
+    italic: str
+    indent: str
+
+
+def alert_line(message: AlertMessage, index: int, markup: Markup) -> str:
+    """One alert as a chat line, with its note and (if not shown below) its headline."""
+    parts = alert_parts(message.alerts[index])
+    b, i, esc = markup.bold, markup.italic, markup.escape
+    line = f"{parts.arrow} {b}{esc(parts.symbol)}{b}"
+    if parts.change:
+        line += f"  {b}{parts.change}{b}"
+    if parts.detail:
+        line += f"  {esc(parts.detail)}"
+    if parts.note:
+        line += f"\n{markup.indent}📝 {i}{fit(parts.note, NOTE_CHARS, esc)}{i}"
+    shown = {item.title for item in message.headlines}
+    if parts.headline and parts.headline not in shown:
+        line += f"\n{markup.indent}📰 {fit(parts.headline, NOTE_CHARS, esc)}"
+    return line

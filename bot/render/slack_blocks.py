@@ -15,7 +15,6 @@ HEADER_TEXT = 150
 CONTEXT_ELEMENTS = 10
 FALLBACK_TEXT = 3000  # Slack truncates `text` past 40k; notifications show far less
 MAX_HEADLINES = 5
-NOTE_CHARS = 300
 
 Block = dict[str, Any]
 
@@ -37,20 +36,11 @@ def _safe_url(url: str | None) -> str | None:
     return url.replace("&", "&amp;")
 
 
+MARKUP = fmt.Markup(escape=slack_mrkdwn, bold="*", italic="_", indent=" " * 8)
+
+
 def alert_line(message: AlertMessage, index: int) -> str:
-    alert = message.alerts[index]
-    parts = fmt.alert_parts(alert)
-    line = f"{parts.arrow} *{slack_mrkdwn(parts.symbol)}*"
-    if parts.change:
-        line += f"  *{parts.change}*"
-    if parts.detail:
-        line += f"  {slack_mrkdwn(parts.detail)}"
-    if parts.note:
-        line += f"\n        📝 _{fit(parts.note, NOTE_CHARS, slack_mrkdwn)}_"
-    shown = {item.title for item in message.headlines}
-    if parts.headline and parts.headline not in shown:
-        line += f"\n        📰 {fit(parts.headline, NOTE_CHARS, slack_mrkdwn)}"
-    return fit(line, SECTION_TEXT, lambda s: s)
+    return fit(fmt.alert_line(message, index, MARKUP), SECTION_TEXT, lambda s: s)
 
 
 def _pack_sections(lines: list[str], max_sections: int) -> tuple[list[Block], int]:
