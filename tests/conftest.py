@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from alerts.ports import ManualClock
 from bot.fakes.yahoo_server import FakeYahoo
+from bot.settings import Settings
 from bot.store import SqlStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -50,6 +52,23 @@ def premarket_quote(
         pre_time=at,
     )
     fake.set_closes(symbol, [((at - timedelta(days=3)).date(), previous_close)])
+
+
+def run_settings(tmp_path: Path, yahoo: FakeYahoo, **sections: Any) -> Settings:
+    """Settings for a whole `marketbot run` in a test: SQLite in tmp_path, the fake Yahoo
+    polled fast (no stream), no group wait (so no clock move is needed before delivery), no
+    context futures; ``sections`` override or add (``console=False``, ``slack={...}``)."""
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'run.db'}",
+        "yahoo": {
+            "base_url": yahoo.base_url,
+            "stream_enabled": False,
+            "poll_interval_seconds": 0.05,
+        },
+        "alerts": {"context_symbols": [], "group_wait_seconds": 0},
+    }
+    values.update(sections)
+    return Settings.model_validate(values)
 
 
 @pytest.fixture

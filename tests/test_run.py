@@ -14,7 +14,7 @@ from bot.console import ConsolePlatform
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
 from bot.settings import Settings
-from tests.conftest import premarket_quote
+from tests.conftest import premarket_quote, run_settings
 
 # Monday 2025-01-27 04:05 ET: premarket.
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
@@ -44,18 +44,9 @@ class WatchedConsole(ConsolePlatform):
 
 
 def _settings(tmp_path: Path, fake: FakeYahoo) -> Settings:
-    return Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
-            "yahoo": {
-                "base_url": fake.base_url,
-                "stream_enabled": False,
-                "poll_interval_seconds": 0.05,
-            },
-            # No group wait: the first alert goes out on the next delivery run, so the test
-            # need not move the clock (which would age the fake's quotes into staleness).
-            "alerts": {"context_symbols": ["NQ=F"], "group_wait_seconds": 0},
-        }
+    base = run_settings(tmp_path, fake)
+    return base.model_copy(
+        update={"alerts": base.alerts.model_copy(update={"context_symbols": ["NQ=F"]})}
     )
 
 

@@ -15,8 +15,7 @@ from alerts.ports import ManualClock
 from bot.fakes.discord_server import MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeDiscord
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
-from bot.settings import Settings
-from tests.conftest import premarket_quote
+from tests.conftest import premarket_quote, run_settings
 
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
@@ -39,23 +38,16 @@ async def discord_fake() -> AsyncIterator[FakeDiscord]:
 async def test_watch_in_discord_then_the_alert_pings_only_the_opted_in_role(
     tmp_path: Path, avgo_falls: FakeYahoo, discord_fake: FakeDiscord
 ) -> None:
-    settings = Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
-            "console": False,
-            "discord": {
-                "token": discord_fake.token,
-                "api_url": discord_fake.rest_base,
-                "gateway_url": discord_fake.gateway_url,
-                "dev_guild_id": int(discord_fake.guild_id),
-            },
-            "yahoo": {
-                "base_url": avgo_falls.base_url,
-                "stream_enabled": False,
-                "poll_interval_seconds": 0.05,
-            },
-            "alerts": {"context_symbols": [], "group_wait_seconds": 0},
-        }
+    settings = run_settings(
+        tmp_path,
+        avgo_falls,
+        console=False,
+        discord={
+            "token": discord_fake.token,
+            "api_url": discord_fake.rest_base,
+            "gateway_url": discord_fake.gateway_url,
+            "dev_guild_id": int(discord_fake.guild_id),
+        },
     )
     runtime = Runtime(settings, clock=ManualClock(PREMARKET))
     await runtime.start()

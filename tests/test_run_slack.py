@@ -17,8 +17,7 @@ from alerts.ports import ManualClock
 from bot.fakes.slack_server import FakeSlack
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
-from bot.settings import Settings
-from tests.conftest import premarket_quote
+from tests.conftest import premarket_quote, run_settings
 
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
@@ -38,22 +37,15 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def test_slash_command_in_slack_then_alert_posted_there(
     tmp_path: Path, nvda_falls: FakeYahoo, slack: FakeSlack
 ) -> None:
-    settings = Settings.model_validate(
-        {
-            "database_url": f"sqlite:///{tmp_path / 'run.db'}",
-            "console": False,
-            "slack": {
-                "bot_token": slack.bot_token,
-                "app_token": slack.app_token,
-                "api_url": slack.api_url,
-            },
-            "yahoo": {
-                "base_url": nvda_falls.base_url,
-                "stream_enabled": False,
-                "poll_interval_seconds": 0.05,
-            },
-            "alerts": {"context_symbols": [], "group_wait_seconds": 0},
-        }
+    settings = run_settings(
+        tmp_path,
+        nvda_falls,
+        console=False,
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "api_url": slack.api_url,
+        },
     )
     runtime = Runtime(settings, clock=ManualClock(PREMARKET))
     await runtime.start()
