@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from alerts.baskets import BASKET_PREFIX, BUILTIN_BASKETS
+from alerts.baskets import BASKET_PREFIX, BUILTIN_BASKETS, all_baskets
+from alerts.digest import compose_digest
 from alerts.durations import DurationError, format_duration, parse_duration
 from alerts.models import Alert, Mute, NewsItem, Quote, Watch
 from alerts.ports import Clock, Store
@@ -319,7 +320,7 @@ class CommandRouter:
             raise CommandError(str(exc)) from None
 
     def _baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
-        return {**BUILTIN_BASKETS, **self._store.list_baskets(channel)}
+        return all_baskets(self._store.list_baskets(channel))
 
     def _rule_text(self, target: str, words: Sequence[str]) -> str:
         text = " ".join(words) if words else self._default_rule
@@ -514,21 +515,25 @@ class CommandRouter:
         return Reply(f"Critical alerts in this channel will ping role id {role}.", changed=True)
 
     def _digest_text(self, channel: str) -> str:
+        """The same digest the daily job posts (``compose_digest``), as reply text."""
         symbols = sorted(
             {w.target for w in self._store.list_watches(channel) if _is_symbol(w.target)}
         )
         if not symbols:
             return "Nothing to digest: this channel watches no symbols yet. Try `/watch NVDA`."
-        lines = ["*Premarket digest*"]
+        latest = {}
         for symbol in symbols:
             quote = self._market.latest_quote(symbol) if self._market else None
-            change = quote.change_pct() if quote else None
-            if quote is None or quote.price is None or change is None:
-                lines.append(f"{symbol}: no quote yet")
-            else:
-                lines.append(
-                    f"{symbol}: {quote.price:,.2f} ({change:+.2f}%, {quote.session.value})"
-                )
+            if quote is not None:
+                latest[symbol] = quote
+        now = self._clock.now()
+        digest = compose_digest(channel, symbols, latest, day=now.date(), now=now)
+        lines = ["*Premarket digest*"]
+        for line in digest.alerts:
+            session = line.session.value if line.session else "?"
+            lines.append(f"{line.symbol}: {line.price:,.2f} ({line.change_pct:+.2f}%, {session})")
+        if digest.footer:
+            lines.append(digest.footer)
         return "\n".join(lines)
 
     def _alerts(self, command: ParsedCommand, ctx: CommandContext) -> Reply:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from alerts.baskets import BUILTIN_BASKETS, is_basket_target
+from alerts.baskets import all_baskets, is_basket_target
 from alerts.compose import compose_message
 from alerts.context import context_lines
 from alerts.digest import compose_digest, digest_key
@@ -216,7 +216,7 @@ class Pipeline:
         return fresh
 
     def _baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
-        return {**BUILTIN_BASKETS, **self.store.list_baskets(channel)}
+        return all_baskets(self.store.list_baskets(channel))
 
     # -- delivery -------------------------------------------------------------------------
 
