@@ -13,7 +13,13 @@ from alerts.digest import compose_digest
 from alerts.durations import DurationError, format_duration, parse_duration
 from alerts.models import Alert, Mute, NewsItem, Quote, Watch
 from alerts.ports import Clock, Store
-from alerts.rules import DEFAULT_RULE_TEXT, RuleSyntaxError, parse_rule, rule_target_problem
+from alerts.rules import (
+    DEFAULT_RULE_TEXT,
+    RuleSyntaxError,
+    parse_rule,
+    rule_target_problem,
+    watch_problem,
+)
 from alerts.symbols import SymbolError, normalize_symbol
 
 _ROLE = re.compile(r"<@&(\d{5,25})>|(\d{5,25})")
@@ -641,7 +647,12 @@ def _hhmm(when: datetime) -> str:
 
 def _watch_line(watch: Watch) -> str:
     note = f" ({watch.note})" if watch.note else ""
-    return f"#{watch.id} *{watch.target}* `{watch.rule_text}`{note}"
+    line = f"#{watch.id} *{watch.target}* `{watch.rule_text}`{note}"
+    problem = watch_problem(watch.rule_text, watch.target)
+    if problem is not None:
+        # Stored by an older version or edited by hand: the engine never evaluates it.
+        line += f" — broken, never checked: {problem} Remove it with `/unwatch {watch.target}`."
+    return line
 
 
 def _alert_line(alert: Alert) -> str:

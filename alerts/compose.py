@@ -37,16 +37,19 @@ def _rank(alert: Alert) -> tuple[int, int, float, datetime]:
     return (alert.severity.rank, alert.tier, abs(alert.change_pct or 0.0), alert.at)
 
 
-def latest_per_symbol(alerts: Sequence[Alert]) -> list[Alert]:
-    """One alert per symbol: an escalation supersedes the first fire of the same name."""
-    best: dict[str, Alert] = {}
+def latest_per_crossing(alerts: Sequence[Alert]) -> list[Alert]:
+    """One alert per (watch, symbol): an escalation supersedes the first fire of the same
+    crossing, while two watches on one name (``drop 7%`` and ``move 7%``) both stay visible,
+    each with its own rule and note."""
+    best: dict[tuple[str, int | None, str], Alert] = {}
     for alert in alerts:
         if alert.kind in (AlertKind.DEGRADED, AlertKind.RECOVERED, AlertKind.NEWS):
-            best[alert.key] = alert  # notices are not per symbol
+            best[(alert.key, None, "")] = alert  # notices are not per crossing
             continue
-        held = best.get(alert.symbol)
+        crossing = ("", alert.watch_id, alert.symbol)
+        held = best.get(crossing)
         if held is None or (alert.at, _rank(alert)) >= (held.at, _rank(held)):
-            best[alert.symbol] = alert
+            best[crossing] = alert
     return list(best.values())
 
 
@@ -80,14 +83,14 @@ def _basket_headline(
     price_alerts: Sequence[Alert],
     baskets: Mapping[str, Sequence[str]],
     moves: Mapping[str, float] | None = None,
-) -> tuple[str, str] | None:
-    """("AI selloff: 6 of 8 down more than 5%", "ai") when a basket dominates the group.
+) -> str | None:
+    """ "AI selloff: 6 of 8 down more than 5%" when a basket dominates the group.
 
     The count covers the whole basket: the group's own alerts, overlaid with ``moves`` (the
     latest change per symbol) when given, so a follow-up message does not undercount names
     that fired in an earlier message.
     """
-    best: tuple[int, str, str] | None = None
+    best: tuple[int, str] | None = None
     by_symbol = {a.symbol.upper(): a for a in price_alerts if a.change_pct is not None}
     latest = {k.upper(): v for k, v in (moves or {}).items()}
     for name, members in sorted(baskets.items()):
@@ -117,8 +120,8 @@ def _basket_headline(
             count = len(side)
             text = f"{_basket_label(name)} {word}: {count} of {len(upper)} {verb}"
         if best is None or count > best[0]:
-            best = (count, text, name)
-    return (best[1], best[2]) if best is not None else None
+            best = (count, text)
+    return best[1] if best is not None else None
 
 
 def _alert_phrase(alert: Alert) -> str:
@@ -146,7 +149,7 @@ def compose_title(
     price = [a for a in alerts if a.kind in _PRICE_KINDS]
     lead = _basket_headline(price, baskets, moves)
     if lead is not None:
-        return lead[0]
+        return lead
     names = [a for a in price if not a.symbol.startswith(BASKET_PREFIX)]
     if len({a.symbol for a in names}) >= BASKET_HEADLINE_MIN:
         down = [a for a in names if (a.change_pct or 0.0) < 0]
@@ -186,23 +189,18 @@ def compose_message(
     now: datetime,
     moves: Mapping[str, float] | None = None,
 ) -> AlertMessage:
-    """The message for one group: one line per name, most severe first, a leading title.
+    """The message for one group: one line per crossing, most severe first, a leading title.
 
     Called again with the grown list when names join, so an edit shows the whole group.
     ``moves`` (symbol -> latest change %, e.g. ``Engine.latest_changes()``) lets a basket
     headline count names that fired in an earlier message too.
     """
     own = [a for a in alerts if a.channel == channel]
-    shown = order_alerts(latest_per_symbol(own))
+    shown = order_alerts(latest_per_crossing(own))
     baskets = baskets or {}
-    price = [a for a in shown if a.kind in _PRICE_KINDS]
-    lead = _basket_headline(price, baskets, moves)
     title = compose_title(shown, baskets, moves)
     severity = max((a.severity for a in shown), key=lambda s: s.rank, default=Severity.INFO)
     news_alert_titles = {a.headline for a in shown if a.headline}
-    extra: dict[str, str] = {}
-    if lead is not None:
-        extra["basket"] = lead[1]
     return AlertMessage(
         channel=channel,
         title=title,
@@ -212,5 +210,4 @@ def compose_message(
         headlines=tuple(h for h in headlines if h.title not in news_alert_titles),
         footer=None,
         severity=severity,
-        extra=extra,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import deque
@@ -26,6 +27,7 @@ from alerts.index import (
 )
 from alerts.lifecycle import RuleState, RuleStatus
 from alerts.models import Alert, AlertKind, MarketSession, NewsItem, Quote, Severity, Watch
+from alerts.quality import plain_reason
 from alerts.rules import (
     Basis,
     BreadthRule,
@@ -38,7 +40,10 @@ from alerts.rules import (
     RuleSyntaxError,
     VolumeRule,
     parse_rule,
+    rule_target_problem,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Engine",
@@ -286,11 +291,11 @@ class Engine:
 
     def __init__(self, config: EngineConfig = EngineConfig()) -> None:
         self.config = config
+        self._logged_rejections: set[tuple[int, str]] = set()
         self._reset()
 
     def _reset(self) -> None:
         self._watches: dict[int, Watch] = {}
-        self._rules: dict[int, Rule] = {}
         self._bound: dict[int, list[Binding]] = {}
         self._index: dict[str, SymbolIndex] = {}
         self._aggregates: dict[tuple[int, str], Binding] = {}
@@ -438,11 +443,13 @@ class Engine:
     def _bind(self, watch: Watch) -> None:
         try:
             rule = self._parse(watch.rule_text)
+            problem = rule_target_problem(rule, watch.target)
         except RuleSyntaxError as exc:
-            self.rejected[watch.id] = str(exc)
+            problem = str(exc)
+        if problem is not None:
+            self._reject(watch, problem)
             return
         self._watches[watch.id] = watch
-        self._rules[watch.id] = rule
         bound: list[Binding] = []
         target = watch.target
         if isinstance(rule, NewsRule):
@@ -465,9 +472,23 @@ class Engine:
             if not isinstance(rule, BreadthRule):
                 for m in members:
                     bound.append(self._bind_symbol(watch, rule, m))
-        elif not isinstance(rule, BreadthRule):
+        else:
             bound.append(self._bind_symbol(watch, rule, target))
         self._bound[watch.id] = bound
+
+    def _reject(self, watch: Watch, problem: str) -> None:
+        self.rejected[watch.id] = problem
+        # Once per watch and rule text for the engine's life: load() runs again on every
+        # restart of the pipeline's view, and a broken watch stays broken until edited.
+        if (watch.id, watch.rule_text) not in self._logged_rejections:
+            self._logged_rejections.add((watch.id, watch.rule_text))
+            log.warning(
+                "watch #%s on %s in %s is never evaluated: %s",
+                watch.id,
+                watch.target,
+                watch.channel,
+                problem,
+            )
 
     def _bind_symbol(self, watch: Watch, rule: Rule, symbol: str) -> Binding:
         idx = self._symbol_index(symbol)
@@ -504,7 +525,6 @@ class Engine:
 
     def _unbind(self, watch_id: int, *, keep_states: bool) -> None:
         self._watches.pop(watch_id, None)
-        self._rules.pop(watch_id, None)
         self.rejected.pop(watch_id, None)
         for b in self._bound.pop(watch_id, []):
             if not keep_states:
@@ -620,11 +640,19 @@ class Engine:
         return out.result()
 
     def mark_nodata(self, symbols: Iterable[str], reason: str, now: datetime) -> Evaluation:
-        """The market-data gate says these symbols cannot be trusted (suspect, unreachable)."""
+        """The market-data gate says these symbols cannot be trusted, all for one reason."""
+        return self.mark_unavailable(dict.fromkeys(symbols, reason), now)
+
+    def mark_unavailable(self, reasons: Mapping[str, str], now: datetime) -> Evaluation:
+        """The market-data gate's verdict on a batch: symbol -> why it cannot be trusted.
+
+        One call per batch, so a channel's "degraded" notice names every symbol that went
+        bad together (reasons differ per symbol: a jump's reason carries its size).
+        """
         out = _Out()
-        for symbol in symbols:
+        for symbol in sorted(reasons):
             if symbol in self._index:
-                self._enter_nodata(symbol, reason, now, out)
+                self._enter_nodata(symbol, reasons[symbol], now, out)
         self._flush_degraded(now, out)
         return out.result()
 
@@ -703,8 +731,6 @@ class Engine:
             if not items or channel not in self._outages:
                 continue
             symbols = sorted({s for s, _ in items})
-            reasons = sorted({r for _, r in items})
-            more = f" (+{len(symbols) - 5} more)" if len(symbols) > 5 else ""
             out.alerts.append(
                 Alert(
                     key=f"degraded:{channel}:{self._outages[channel].astimezone(UTC).isoformat()}",
@@ -713,7 +739,7 @@ class Engine:
                     symbol=symbols[0] if len(symbols) == 1 else "*",
                     at=now,
                     severity=Severity.WARNING,
-                    note=f"{'; '.join(reasons)}: {', '.join(symbols[:5])}{more}",
+                    note=degraded_note(items),
                 )
             )
         out.degraded.clear()
@@ -1128,6 +1154,32 @@ class Engine:
             tier=st.tier,
             note=b.watch.note,
         )
+
+
+# A notice names this many symbols, then counts the rest: a whole-feed outage of 500 names
+# must still fit a chat message's title.
+NOTICE_NAMES = 12
+
+
+def degraded_note(items: Iterable[tuple[str, str]]) -> str:
+    """``SMCI (bad price 0.0); AMD, NVDA (unreachable)``: every symbol, grouped by reason.
+
+    Deterministic: symbols sorted, reasons in the order of their first symbol.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for symbol, reason in sorted(set(items)):
+        by_reason.setdefault(plain_reason(reason), []).append(symbol)
+    parts: list[str] = []
+    named = 0
+    for reason, symbols in by_reason.items():
+        room = NOTICE_NAMES - named
+        if room <= 0:
+            break
+        named += len(symbols[:room])
+        parts.append(f"{', '.join(symbols[:room])} ({reason})")
+    total = sum(len(s) for s in by_reason.values())
+    more = f" and {total - named} more" if total > named else ""
+    return "; ".join(parts) + more
 
 
 def _day_moved(st: RuleState, day: date) -> bool:

@@ -47,6 +47,21 @@ class QuoteBatch:
         return frozenset(q.symbol for q in self.quotes) | frozenset(self.unavailable)
 
 
+def plain_reason(reason: str) -> str:
+    """A gate reason as a user reads it: ``nodata: bad price 0.0`` -> ``bad price 0.0``.
+
+    ``QuoteBatch.unavailable`` keeps the verdict in front (logs and metrics group by it);
+    a chat notice needs only what is wrong.
+    """
+    head, sep, rest = reason.partition(": ")
+    if sep and head in _VERDICT_WORDS:
+        return f"unconfirmed {rest}" if head == Verdict.SUSPECT.value else rest
+    return reason
+
+
+_VERDICT_WORDS = frozenset(v.value for v in Verdict)
+
+
 @dataclass(slots=True)
 class _SymbolState:
     last_good: Quote | None = None
@@ -60,8 +75,12 @@ def _bad_number(value: float | None) -> bool:
 class QualityGate:
     """Stateful per symbol: it remembers the last good quote to judge jumps against.
 
-    ``max_jump_pct``: a move larger than this against the last good quote is Suspect until the
-    next quote confirms it (lands nearer the new level than the old one).
+    ``max_jump_pct``: a move larger than this against the last good quote is Suspect until it is
+    confirmed by something one bad print cannot fake: the new level still holding
+    ``jump_confirm_after`` later (every quote in between nearer the new level than the old), or
+    a second source (stream vs poll) seeing the new level. A quote back near the old level
+    drops the jump. A burst of bad ticks within a second therefore never confirms itself,
+    while a real collapse on the stream is confirmed within a few seconds.
     ``min_reference_ratio``: a previous close below ``price * ratio`` is treated as a broken
     reference (Yahoo has served previous closes near zero), i.e. NoData.
     ``stale_factor``: in the regular session a quote older than ``factor * expected_interval`` is
@@ -75,8 +94,10 @@ class QualityGate:
         min_reference_ratio: float = 0.05,
         stale_factor: float = 2.0,
         require_previous_close: bool = True,
+        jump_confirm_after: timedelta = timedelta(seconds=5),
     ) -> None:
         self.max_jump_pct = max_jump_pct
+        self.jump_confirm_after = jump_confirm_after
         self.min_reference_ratio = min_reference_ratio
         self.stale_factor = stale_factor
         self.require_previous_close = require_previous_close
@@ -132,14 +153,19 @@ class QualityGate:
         old = anchor.price
         pending = state.pending
         if pending is not None and pending.price is not None and quote.time > pending.time:
-            # The quote after a jump decides: nearer the new level confirms it.
-            state.pending = None
-            if abs(quote.price - pending.price) < abs(quote.price - old):
+            if abs(quote.price - pending.price) >= abs(quote.price - old):
+                state.pending = None  # back near the old level: the jump was a bad print
+            elif (
+                quote.time - pending.time >= self.jump_confirm_after
+                or quote.source != pending.source
+            ):
+                state.pending = None
                 state.last_good = quote
                 return QualityVerdict(symbol, Verdict.OK, "jump confirmed", quote)
         move_pct = abs(quote.price / old - 1.0) * 100.0
         if move_pct > self.max_jump_pct:
-            state.pending = quote
+            if state.pending is None:
+                state.pending = quote  # the first print of the jump: confirmation counts from it
             return QualityVerdict(
                 symbol,
                 Verdict.SUSPECT,
@@ -147,6 +173,7 @@ class QualityGate:
                 quote,
             )
         state.last_good = quote
+        state.pending = None  # an ordinary move from here: the jump is judged afresh
         return QualityVerdict(symbol, Verdict.OK, None, quote)
 
     def judge_batch(

@@ -141,8 +141,6 @@ class NewsRule:
 
 Rule = ChangeRule | LevelRule | GapRule | VolumeRule | BreadthRule | NewsRule
 
-PRICE_RULE_TYPES = (ChangeRule, LevelRule, GapRule, VolumeRule, BreadthRule)
-
 _DIRECTION_WORDS = {
     "drop": Direction.DROP,
     "drops": Direction.DROP,
@@ -168,7 +166,6 @@ _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|([a-z]+)|(\S))")
 _NEWS_KEYWORD = re.compile(r"[\w$.&' -]{1,60}")
 
 EXAMPLE_CHANGE = "drop 10%"
-EXAMPLE_LEVEL = "above 150"
 EXAMPLE_ANY = "drop 10%"
 EXAMPLES = (
     "drop 10%",
@@ -410,10 +407,6 @@ def parse_rule(text: str) -> Rule:
     raise RuleSyntaxError(stripped, first, EXAMPLE_ANY)
 
 
-def is_price_rule(rule: Rule) -> bool:
-    return not isinstance(rule, NewsRule)
-
-
 def rule_target_problem(rule: Rule, target: str) -> str | None:
     """Why ``rule`` cannot watch ``target`` (one friendly line), or None when it fits."""
     is_basket = target.lower().startswith("basket:")
@@ -423,3 +416,13 @@ def rule_target_problem(rule: Rule, target: str) -> str | None:
             'Try for example: "/watch basket:ai breadth 5 of 8 drop 5%".'
         )
     return None
+
+
+def watch_problem(rule_text: str, target: str) -> str | None:
+    """Why a stored watch cannot be evaluated (its rule no longer parses, or does not fit its
+    target), or None. The engine skips such a watch; ``/watchlist`` shows it as broken."""
+    try:
+        rule = parse_rule(rule_text)
+    except RuleSyntaxError as exc:
+        return str(exc)
+    return rule_target_problem(rule, target)

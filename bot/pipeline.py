@@ -158,9 +158,7 @@ class Pipeline:
             self._remember(quote)
         evaluations = [self.engine.on_quotes(quotes, now)]
         if unavailable:
-            for reason in set(unavailable.values()):
-                symbols = [s for s, r in unavailable.items() if r == reason]
-                evaluations.append(self.engine.mark_nodata(symbols, reason, now))
+            evaluations.append(self.engine.mark_unavailable(unavailable, now))
         return self._record(evaluations, now)
 
     def _remember(self, quote: Quote) -> None:

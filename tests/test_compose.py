@@ -214,7 +214,6 @@ def test_rally_headline() -> None:
     alerts = [alert(s, 6.0, rule="rise 5%") for s in ("NVDA", "AMD", "AVGO")]
     m = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0)
     assert m.title == "AI rally: 3 of 8 up more than 5%"
-    assert m.extra == {"basket": "ai"}
 
 
 def test_escalation_supersedes_first_fire_of_the_same_name() -> None:
@@ -267,3 +266,24 @@ def test_basket_headline_counts_names_from_earlier_messages() -> None:
     assert moves["ASML"] == pytest.approx(-10.6, abs=0.01)
     whole = compose_message("c", alerts, baskets=BUILTIN_BASKETS, now=T0, moves=moves)
     assert whole.title == "AI selloff: 4 of 8 down more than 5%"  # ASML fired earlier
+
+
+def test_two_watches_on_one_symbol_crossing_together_both_show() -> None:
+    # "drop 7%" and "move 7%" on NVDA cross on the same quote: two crossings, two lines,
+    # each with its own rule and note (one line per symbol used to hide the second watch).
+    engine = Engine()
+    engine.load(
+        [
+            Watch(1, "c", "NVDA", "drop 7%", T0, note="core position"),
+            Watch(2, "c", "NVDA", "move 7%", T0, note="options hedge"),
+        ],
+        [],
+    )
+    quote = Quote("NVDA", CLOSES["NVDA"] * 0.87, T0, MarketSession.PRE, CLOSES["NVDA"])
+    alerts = engine.on_quotes([quote], T0).alerts
+    assert len(alerts) == 2
+    m = compose_message("c", alerts, now=T0)
+    assert sorted((a.rule_text, a.note) for a in m.alerts) == [
+        ("drop 7%", "core position"),
+        ("move 7%", "options hedge"),
+    ]

@@ -85,10 +85,11 @@ def test_jump_confirmed_by_the_next_quote_is_accepted() -> None:
     assert check(gate, q(100.0)) is Verdict.OK
     first = q(40.0, at=T0 + timedelta(seconds=1))
     assert check(gate, first, first.time) is Verdict.SUSPECT
-    second = q(41.0, at=T0 + timedelta(seconds=2))
+    # The next quote confirms once the new level has held for the confirmation time.
+    second = q(41.0, at=T0 + timedelta(seconds=7))
     assert check(gate, second, second.time) is Verdict.OK
     # ...and the new level is the reference from now on.
-    third = q(42.0, at=T0 + timedelta(seconds=3))
+    third = q(42.0, at=T0 + timedelta(seconds=8))
     assert check(gate, third, third.time) is Verdict.OK
 
 
