@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import inspect, text
 
@@ -73,6 +74,22 @@ def _join_open(
     return decisions
 
 
+Planner = Callable[[Mapping[str, OpenGroup], Sequence[Alert]], list[GroupDecision]]
+
+
+def _record(
+    store: SqlStore,
+    states: Sequence[tuple[int, str, dict[str, Any]]],
+    alerts: Sequence[Alert],
+    planner: Planner,
+    muted: frozenset[str] = frozenset(),
+) -> list[Alert]:
+    """Decide groups as the pipeline does (before the write), then hand the store the data."""
+    unmuted = [a for a in alerts if a.key not in muted]
+    decisions = planner(store.open_groups({a.channel for a in unmuted}), unmuted)
+    return store.record_evaluation(states, alerts, now=T0, decisions=decisions, muted_keys=muted)
+
+
 def test_migrations_create_every_table_on_a_fresh_sqlite(tmp_path: Path) -> None:
     store = SqlStore(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert store.current_revision() is None
@@ -133,8 +150,8 @@ def test_baskets_and_mutes(store: SqlStore) -> None:
 def test_a_recorded_alert_is_never_recorded_or_queued_twice(store: SqlStore) -> None:
     watch, _ = store.add_watch("console:default", "NVDA", "drop 10%", now=T0)
     states = [(watch.id, "NVDA", {"status": "firing"})]
-    fresh = store.record_evaluation(states, [_alert("k1")], now=T0, plan_groups=_new_groups)
-    repeat = store.record_evaluation(states, [_alert("k1")], now=T0, plan_groups=_new_groups)
+    fresh = _record(store, states, [_alert("k1")], _new_groups)
+    repeat = _record(store, states, [_alert("k1")], _new_groups)
     assert [a.key for a in fresh] == ["k1"]
     assert repeat == []
     assert store.outbox_counts() == {"pending": 1}
@@ -145,26 +162,26 @@ def test_a_recorded_alert_is_never_recorded_or_queued_twice(store: SqlStore) -> 
 def test_state_of_a_removed_watch_is_not_written(store: SqlStore) -> None:
     watch, _ = store.add_watch("console:default", "NVDA", "drop 10%", now=T0)
     store.remove_watches("console:default", "NVDA", None)
-    store.record_evaluation([(watch.id, "NVDA", {"s": 1})], [], now=T0, plan_groups=_new_groups)
+    _record(store, [(watch.id, "NVDA", {"s": 1})], [], _new_groups)
     assert store.load_states() == []
 
 
 def test_outbox_delivers_then_edits_the_same_message(store: SqlStore) -> None:
-    store.record_evaluation([], [_alert("a1")], now=T0, plan_groups=_join_open)
+    _record(store, [], [_alert("a1")], _join_open)
     [post] = store.due_deliveries(T0)
     assert post.message_id is None
     assert [a.key for a in post.alerts] == ["a1"]
 
     # A second name joins while the first post is still pending: no separate edit is queued,
     # the post itself will show both.
-    store.record_evaluation([], [_alert("a2", "AVGO")], now=T0, plan_groups=_join_open)
+    _record(store, [], [_alert("a2", "AVGO")], _join_open)
     [post] = store.due_deliveries(T0)
     assert [a.key for a in post.alerts] == ["a1", "a2"]
     store.mark_delivered(post, "m-1", T0)
     assert store.due_deliveries(T0) == []
 
     # After the post went out, a joining name becomes an edit of message m-1.
-    store.record_evaluation([], [_alert("a3", "AMD")], now=T0, plan_groups=_join_open)
+    _record(store, [], [_alert("a3", "AMD")], _join_open)
     [edit] = store.due_deliveries(T0)
     assert edit.message_id == "m-1"
     assert [a.symbol for a in edit.alerts] == ["NVDA", "AVGO", "AMD"]
@@ -176,7 +193,7 @@ def test_outbox_delivers_then_edits_the_same_message(store: SqlStore) -> None:
 def test_failed_delivery_waits_then_retries_and_a_refused_one_is_kept_dead(
     store: SqlStore,
 ) -> None:
-    store.record_evaluation([], [_alert("b1")], now=T0, plan_groups=_new_groups)
+    _record(store, [], [_alert("b1")], _new_groups)
     [delivery] = store.due_deliveries(T0)
     store.mark_failed(delivery, "HTTP 500", retry_at=T0 + timedelta(seconds=4), now=T0)
     assert store.due_deliveries(T0 + timedelta(seconds=3)) == []
@@ -198,19 +215,13 @@ def test_not_before_holds_a_group_back(store: SqlStore) -> None:
             )
         ]
 
-    store.record_evaluation([], [_alert("c1")], now=T0, plan_groups=later)
+    _record(store, [], [_alert("c1")], later)
     assert store.due_deliveries(T0 + timedelta(seconds=1)) == []
     assert len(store.due_deliveries(T0 + timedelta(seconds=2))) == 1
 
 
 def test_muted_alerts_are_stored_not_queued_and_summarised_once(store: SqlStore) -> None:
-    store.record_evaluation(
-        [],
-        [_alert("m1"), _alert("m2", "AMD")],
-        now=T0,
-        plan_groups=_new_groups,
-        is_muted=lambda alert: alert.symbol == "NVDA",
-    )
+    _record(store, [], [_alert("m1"), _alert("m2", "AMD")], _new_groups, muted=frozenset({"m1"}))
     [delivery] = store.due_deliveries(T0)
     assert [a.symbol for a in delivery.alerts] == ["AMD"]
     missed = store.muted_alerts("console:default", lambda alert: True)
@@ -225,15 +236,12 @@ def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     first = SqlStore(url)
     first.upgrade()
     watch, _ = first.add_watch("console:default", "NVDA", "drop 10%", now=T0)
-    first.record_evaluation(
-        [(watch.id, "NVDA", {"status": "firing", "tier": 1})],
-        [_alert("r1")],
-        now=T0,
-        plan_groups=_new_groups,
+    _record(
+        first, [(watch.id, "NVDA", {"status": "firing", "tier": 1})], [_alert("r1")], _new_groups
     )
     first.close()
     second = SqlStore(url)
     second.upgrade()
     assert second.load_states() == [(watch.id, "NVDA", {"status": "firing", "tier": 1})]
-    assert second.record_evaluation([], [_alert("r1")], now=T0, plan_groups=_new_groups) == []
+    assert _record(second, [], [_alert("r1")], _new_groups) == []
     second.close()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,6 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 # (watch_id, symbol, JSON-safe state) as the engine hands them over.
 StateRecord = tuple[int, str, dict[str, Any]]
-GroupPlanner = Callable[[Mapping[str, OpenGroup], Sequence[Alert]], list[GroupDecision]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,19 +257,37 @@ class SqlStore:
                 for row in session.scalars(select(RuleStateRow))
             ]
 
+    def known_alert_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of these alert keys are already stored (those alerts are never queued again)."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return set()
+        with self._tx() as session:
+            return set(session.scalars(select(AlertRow.key).where(AlertRow.key.in_(wanted))))
+
+    def open_groups(self, channels: Iterable[str]) -> dict[str, OpenGroup]:
+        """Each channel's most recent message group, which new alerts may join."""
+        wanted = set(channels)
+        if not wanted:
+            return {}
+        with self._tx() as session:
+            return self._open_groups(session, wanted)
+
     def record_evaluation(
         self,
         states: Sequence[StateRecord],
         alerts: Sequence[Alert],
         *,
         now: datetime,
-        plan_groups: GroupPlanner,
-        is_muted: Callable[[Alert], bool] = lambda alert: False,
+        decisions: Sequence[GroupDecision] = (),
+        muted_keys: Collection[str] = frozenset(),
     ) -> list[Alert]:
         """Persist an evaluation in one transaction: states, new alerts, groups, outbox rows.
 
-        Alerts whose key is already stored are dropped here, which is what makes a replayed or
-        restarted evaluation unable to send anything twice. Returns the alerts that were new.
+        ``muted_keys`` and ``decisions`` were decided before the write (pure steps of the
+        pipeline); the store only applies them. Alerts whose key is already stored are dropped
+        here, which is what makes a replayed or restarted evaluation unable to send anything
+        twice. Returns the alerts that were new.
         """
         with self._tx() as session:
             known_watches = set(
@@ -306,7 +323,7 @@ class SqlStore:
                     symbol=alert.symbol,
                     at=alert.at,
                     data=alert_to_record(alert),
-                    muted=is_muted(alert),
+                    muted=alert.key in muted_keys,
                     summarized=False,
                 )
                 session.add(row)
@@ -314,12 +331,13 @@ class SqlStore:
                 fresh.append(alert)
             session.flush()
 
-            to_send = [alert for alert in fresh if not rows_by_key[alert.key].muted]
-            if to_send:
-                channels = {alert.channel for alert in to_send}
-                decisions = plan_groups(self._open_groups(session, channels), to_send)
-                for decision in decisions:
-                    self._apply_group_decision(session, decision, rows_by_key, now)
+            for decision in decisions:
+                # A decision may name an alert another writer stored first: skip that one.
+                mine = tuple(k for k in decision.alert_keys if k in rows_by_key)
+                if mine and not rows_by_key[mine[0]].muted:
+                    self._apply_group_decision(
+                        session, replace(decision, alert_keys=mine), rows_by_key, now
+                    )
             return fresh
 
     def _open_groups(self, session: Session, channels: set[str]) -> dict[str, OpenGroup]:

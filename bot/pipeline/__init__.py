@@ -1,0 +1,120 @@
+"""The alert pipeline, one module per job, flowing one way.
+
+``ingest`` (quotes, news -> engine -> decisions -> one transaction), ``delivery`` (outbox ->
+platforms -> confirmed), ``notices`` (mute summaries, digests) and ``market_view`` (what /price
+and /news answer from). ``Pipeline`` composes them for ``run``, ``replay`` and the tests.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+
+from alerts.engine import Engine
+from alerts.grouping import GroupingConfig
+from alerts.models import Alert, NewsItem, Quote
+from alerts.ports import ChatPlatform, Clock
+from bot.pipeline.delivery import DeliveryWorker
+from bot.pipeline.ingest import Ingest
+from bot.pipeline.market_view import MarketState
+from bot.pipeline.notices import Notices
+from bot.pipeline.platforms import short_key
+from bot.pipeline.stats import PipelineStats
+from bot.store import SqlStore
+
+__all__ = ["Pipeline", "PipelineStats", "short_key"]
+
+
+class Pipeline:
+    """Ingest, delivery, notices and the market view over one store, clock and platform list.
+
+    Every evaluation is written in one transaction (states, alerts, group, outbox), and a
+    message is marked sent only after its platform accepted it.
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        engine: Engine,
+        platforms: Sequence[ChatPlatform],
+        clock: Clock,
+        *,
+        grouping: GroupingConfig | None = None,
+        context_symbols: Sequence[str] = ("NQ=F", "ES=F", "YM=F"),
+        rng: random.Random | None = None,
+        charts: bool = False,
+        timezone: str = "America/New_York",
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        # One list shared by every part: a platform added at start-up serves all of them.
+        self.platforms: list[ChatPlatform] = list(platforms)
+        self.clock = clock
+        self.grouping = grouping or GroupingConfig()
+        self.stats = PipelineStats()
+        self.market = MarketState(context_symbols)
+        self.ingest = Ingest(store, engine, self.market, clock, self.grouping, self.stats)
+        self.delivery = DeliveryWorker(
+            store,
+            self.market,
+            self.platforms,
+            clock,
+            self.stats,
+            baskets=self.ingest.baskets,
+            latest_changes=engine.latest_changes,
+            rng=rng,
+            charts=charts,
+            timezone=timezone,
+        )
+        self.notices = Notices(store, self.market, self.platforms, clock)
+
+    @property
+    def context_symbols(self) -> tuple[str, ...]:
+        return self.market.context_symbols
+
+    @property
+    def charts(self) -> bool:
+        return self.delivery.charts
+
+    @property
+    def timezone(self) -> str:
+        return self.delivery.timezone
+
+    # -- state ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.ingest.load()
+
+    def sync_watches(self, channel: str | None = None) -> bool:
+        return self.ingest.sync_watches(channel)
+
+    def symbols(self) -> frozenset[str]:
+        return self.ingest.symbols()
+
+    # -- market view (the command layer's MarketView port) --------------------------------
+
+    def latest_quote(self, symbol: str) -> Quote | None:
+        return self.market.latest_quote(symbol)
+
+    def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]:
+        return self.market.recent_news(symbols, limit)
+
+    # -- ingest, delivery, notices --------------------------------------------------------
+
+    def ingest_quotes(
+        self, quotes: Sequence[Quote], unavailable: Mapping[str, str] | None = None
+    ) -> list[Alert]:
+        return self.ingest.quotes(quotes, unavailable)
+
+    def ingest_news(self, items: Iterable[NewsItem]) -> list[Alert]:
+        return self.ingest.news(items)
+
+    async def deliver_due(self) -> int:
+        return await self.delivery.deliver_due()
+
+    async def send_digest(self, channel: str, day: date) -> bool:
+        return await self.notices.send_digest(channel, day)
+
+    async def end_expired_mutes(self) -> int:
+        return await self.notices.end_expired_mutes()

@@ -1,0 +1,18 @@
+"""The pipeline's own counters, read by /metrics at scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PipelineStats:
+    evaluations: int = 0
+    alerts_stored: int = 0
+    duplicates_refused: int = 0
+    messages_sent: int = 0
+    messages_edited: int = 0
+    delivery_failures: int = 0
+    dead_letters: int = 0
+    charts_sent: int = 0
+    by_platform: dict[str, int] = field(default_factory=dict)
