@@ -480,8 +480,8 @@ class CommandRouter:
             hours, sep, minutes = at.partition(":")
             if not (
                 sep
-                and hours.isdigit()
-                and minutes.isdigit()
+                and _is_number(hours)
+                and _is_number(minutes)
                 and int(hours) < 24
                 and int(minutes) < 60
             ):
@@ -543,7 +543,7 @@ class CommandRouter:
         return "\n".join(lines)
 
     def _alerts(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
-        if len(command.args) > 1 or (command.args and not command.args[0].isdigit()):
+        if len(command.args) > 1 or (command.args and not _is_number(command.args[0])):
             raise CommandError(f"Usage: `/alerts [N]`, N from 1 to {MAX_ALERTS_LISTED}.")
         count = int(command.args[0]) if command.args else 10
         if not 1 <= count <= MAX_ALERTS_LISTED:
@@ -635,6 +635,11 @@ def _basket_name(word: str) -> str:
             "Basket names are letters, digits, - and _ (at most 32), for example `ai`."
         )
     return name
+
+
+def _is_number(word: str) -> bool:
+    # str.isdigit() also accepts "¹" and "٣", which int() then refuses.
+    return word.isascii() and word.isdigit()
 
 
 def _is_symbol(target: str) -> bool:
