@@ -266,3 +266,10 @@ def test_role_pings_are_a_discord_channel_setting(
     assert sqlite_store.channel_settings("discord:42")["ping_role"] is None
     assert not router.handle("/pingrole @everyone", discord_ctx).ok
     assert not router.handle("/pingrole 123456789012", CTX).ok  # Slack: never pings
+
+
+@pytest.mark.parametrize("text", ["/alerts ¹", "/alerts ٣", "/digest on ¹:00"])
+def test_digits_that_are_not_ascii_get_a_usage_line(router: CommandRouter, text: str) -> None:
+    reply = router.handle(text, CTX)
+    assert not reply.ok
+    assert "Usage" in reply.text or "HH:MM" in reply.text
