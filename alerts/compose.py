@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from alerts.attribution import Attribution
 from alerts.baskets import BASKET_PREFIX
 from alerts.models import (
     Alert,
@@ -20,7 +21,8 @@ from alerts.rules import BreadthRule, ChangeRule, Direction, LevelRule, RuleSynt
 # A basket leads the title when this many of its names are in one group.
 BASKET_HEADLINE_MIN = 3
 
-_PRICE_KINDS = frozenset({AlertKind.FIRING, AlertKind.ESCALATED, AlertKind.REPEAT})
+PRICE_KINDS = frozenset({AlertKind.FIRING, AlertKind.ESCALATED, AlertKind.REPEAT})
+_PRICE_KINDS = PRICE_KINDS
 _SESSION_WORD = {
     MarketSession.PRE: "premarket",
     MarketSession.POST: "after hours",
@@ -188,12 +190,15 @@ def compose_message(
     baskets: Mapping[str, Sequence[str]] | None = None,
     now: datetime,
     moves: Mapping[str, float] | None = None,
+    attribution: Attribution | None = None,
 ) -> AlertMessage:
     """The message for one group: one line per crossing, most severe first, a leading title.
 
     Called again with the grown list when names join, so an edit shows the whole group.
     ``moves`` (symbol -> latest change %, e.g. ``Engine.latest_changes()``) lets a basket
-    headline count names that fired in an earlier message too.
+    headline count names that fired in an earlier message too. ``attribution`` (price groups)
+    replaces ``headlines`` with the ranked catalysts, names a grouped move's theme in the
+    title, and says so when no headline explains the move.
     """
     own = [a for a in alerts if a.channel == channel]
     shown = order_alerts(latest_per_crossing(own))
@@ -201,6 +206,19 @@ def compose_message(
     title = compose_title(shown, baskets, moves)
     severity = max((a.severity for a in shown), key=lambda s: s.rank, default=Severity.INFO)
     news_alert_titles = {a.headline for a in shown if a.headline}
+    price = [a for a in shown if a.kind in PRICE_KINDS]
+    extra: dict[str, str] = {}
+    times: dict[str, str] = {}
+    note: str | None = None
+    if attribution is not None and price:
+        headlines = [c.item for c in attribution.catalysts]
+        times = {c.item.key: c.when for c in attribution.catalysts}
+        note = attribution.note
+        if attribution.theme and len({a.symbol for a in price}) > 1:
+            # "AI selloff — DeepSeek: 6 of 8 down more than 5%"
+            head, colon, rest = title.partition(":")
+            title = f"{head} — {attribution.theme}{colon}{rest}"
+            extra["theme"] = attribution.theme
     return AlertMessage(
         channel=channel,
         title=title,
@@ -210,4 +228,7 @@ def compose_message(
         headlines=tuple(h for h in headlines if h.title not in news_alert_titles),
         footer=None,
         severity=severity,
+        extra=extra,
+        headline_times=times,
+        news_note=note,
     )

@@ -137,7 +137,9 @@ class AlertMessage:
     """Everything one chat message shows: the platform adapters only format this.
 
     ``title`` leads ("AI selloff: 6 of 8 down more than 5%"), ``alerts`` are ordered most
-    severe first, ``context`` carries futures, ``headlines`` the news that explains the move.
+    severe first, ``context`` carries futures, ``headlines`` the news that explains the move,
+    ``headline_times`` when each appeared relative to the move (by ``NewsItem.key``: "2h
+    before"), and ``news_note`` what to say when no headline explains it.
     """
 
     channel: str
@@ -149,6 +151,8 @@ class AlertMessage:
     footer: str | None = None
     severity: Severity = Severity.WARNING
     extra: dict[str, str] = field(default_factory=dict)
+    headline_times: dict[str, str] = field(default_factory=dict)
+    news_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from bot.store import SqlStore
 if TYPE_CHECKING:
     from bot.discord.platform import DiscordPlatform
     from bot.metrics import MetricsServer
+    from bot.news.source import NewsSource
     from bot.pipeline import Pipeline
     from bot.scheduler import JobScheduler
 
@@ -33,6 +34,7 @@ DELIVERY_INTERVAL = timedelta(seconds=1)
 WATCH_SYNC_INTERVAL = timedelta(seconds=30)
 MUTE_CHECK_INTERVAL = timedelta(seconds=30)
 VOLUME_PROFILE_INTERVAL = timedelta(minutes=5)
+NEWS_PRELOAD = timedelta(days=4)  # a long weekend's headlines survive a restart
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -199,6 +201,7 @@ class Runtime:
         self.pipeline.load()
         self.source = build_market_source(settings, self.clock)
         self.volume_profiles = VolumeProfiles(self.source.poller, self.pipeline.engine, self.clock)
+        self.news: NewsSource | None = self._build_news() if settings.news.enabled else None
         self.router = build_router(
             self.store, settings, market=self.pipeline, clock=self.clock, on_change=self.changed
         )
@@ -209,6 +212,39 @@ class Runtime:
         self.metrics: MetricsServer | None = None
         self._discord: DiscordPlatform | None = None
         self._stop = asyncio.Event()
+
+    def _build_news(self) -> NewsSource:
+        """Feeds on the scheduler; stored headlines come back so a restart loses none."""
+        from bot.news.source import build_news_source
+        from bot.news.store import NewsStore
+
+        poller = self.source.poller
+        store = NewsStore(self.store.engine)
+
+        async def company_names(symbols: Sequence[str]) -> dict[str, str]:
+            # The same v7 quote answers the poller reads carry longName/shortName.
+            unknown = [s for s in symbols if s not in poller.names]
+            if unknown:
+                await poller.fetch_quotes(unknown)
+            return {s: poller.names[s] for s in symbols if s in poller.names}
+
+        source = build_news_source(
+            self.settings.news,
+            clock=self.clock,
+            store=store,
+            yahoo_base_url=self.settings.yahoo.base_url,
+            names=company_names,
+        )
+        self.pipeline.preload_news(store.recent(self.clock.now() - NEWS_PRELOAD))
+        self.pipeline.delivery.explainer.name_terms = source.name_terms
+        return source
+
+    async def _read_news(self) -> None:
+        if self.news is None:
+            return
+        report = await self.news.cycle(self.pipeline.symbols())
+        if report.new:
+            self.pipeline.ingest_news(report.new)
 
     def changed(self, channel: str | None = None) -> None:
         """A channel's watches, baskets or digest changed (here or via `marketbot cmd`).
@@ -247,6 +283,9 @@ class Runtime:
         self.scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
         self.scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
         self.scheduler.every("volume-profiles", VOLUME_PROFILE_INTERVAL, self._refresh_volume)
+        if self.news is not None:
+            interval = timedelta(seconds=self.settings.news.poll_interval_seconds)
+            self.scheduler.every("news", interval, self._read_news)
         sync_digest_jobs(self.scheduler, pipeline, self.settings.timezone)
         self._spawn(run_market_loop(self.source, pipeline), "market")
         console = next((p for p in self.platforms if isinstance(p, ConsolePlatform)), None)
@@ -336,6 +375,8 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.news is not None:
+            await self.news.close()
         await self.source.close()
         self.store.close()
 

@@ -48,6 +48,38 @@ class YahooSettings(BaseModel):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class NewsSettings(BaseModel):
+    """RSS/Atom headlines polled on the scheduler, stored, tagged and attached to alerts."""
+
+    enabled: bool = True
+    # Yahoo Finance headlines for every watched symbol, many symbols per request.
+    yahoo_headlines: bool = True
+    # Feeds besides Yahoo's per-symbol ones; ``default_feeds = false`` makes them replace
+    # the built-in general market feeds instead of adding to them.
+    feeds: list[str] = Field(default_factory=list)
+    default_feeds: bool = True
+    poll_interval_seconds: float = Field(default=120.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_bytes: int = Field(default=2_000_000, ge=1024)  # a bigger body is refused, not parsed
+    yahoo_batch_size: int = Field(default=60, ge=1, le=100)  # symbols per Yahoo feed request
+
+    @field_validator("feeds", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        # "https://a/rss,https://b/atom" as typed in an env file, besides a JSON list.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("feeds")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"a feed must be an http(s) URL, got {url!r}")
+        return value
+
+
 class AlertSettings(BaseModel):
     default_rule: str = "drop 10%"
     hysteresis_pct: float = Field(default=2.0, ge=0)
@@ -82,6 +114,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    news: NewsSettings = Field(default_factory=NewsSettings)
 
     @field_validator("digest_time")
     @classmethod
@@ -163,6 +196,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "discord": DiscordSettings,
     "yahoo": YahooSettings,
     "alerts": AlertSettings,
+    "news": NewsSettings,
 }
 
 

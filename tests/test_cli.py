@@ -39,7 +39,7 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
 
 
 def test_cmd_and_db_upgrade_use_the_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
-    assert "revision 0001" in marketbot("db", "upgrade", cwd=tmp_path).stdout
+    assert "database at revision 0" in marketbot("db", "upgrade", cwd=tmp_path).stdout
     added = marketbot("cmd", "/watch nvda drop 5%", cwd=tmp_path)
     assert added.returncode == 0
     assert "Watching *NVDA*" in added.stdout

@@ -7,6 +7,7 @@ Responses are programmable (quotes, daily closes, faults) or come from recorded 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time as time_module
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
+
+from bot.fakes.news_feeds import Story, rss_document
 
 CRUMB = "fakeCrumb123"
 
@@ -50,6 +53,7 @@ def v7_quote(
     quote_type: str = "EQUITY",
     volume: float | None = None,
     tz_name: str = "America/New_York",
+    name: str | None = None,
 ) -> dict[str, Any]:
     """A ``/v7/finance/quote`` result entry shaped like Yahoo's (only the fields we read)."""
     at = at or datetime.now(UTC)
@@ -64,6 +68,8 @@ def v7_quote(
         "regularMarketTime": int(at.timestamp()),
         "triggerable": True,
     }
+    if name is not None:
+        q["shortName"] = q["longName"] = name
     if price is not None:
         q["regularMarketPrice"] = price
     if previous_close is not None:
@@ -178,6 +184,7 @@ class FakeYahoo:
         self.quotes: dict[str, dict[str, Any]] = {}
         self.charts: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        self.stories: list[Story] = []
         self.counts: Counter[str] = Counter()
         self.paths: list[str] = []
         self._lock = threading.Lock()
@@ -219,6 +226,12 @@ class FakeYahoo:
     ) -> None:
         with self._lock:
             self.faults.append(Fault(match, kind, status, times, delay))
+
+    def publish(self, story: Story) -> None:
+        """A headline on Yahoo's feeds: per-symbol headline feeds carry it for its symbols,
+        the general market feed (``/news/rssindex``) carries stories naming no symbol."""
+        with self._lock:
+            self.stories.append(story)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -271,7 +284,9 @@ class FakeYahoo:
                 pass
 
             def do_GET(self) -> None:
-                status, ctype, body, headers = fake._answer(self.path)
+                status, ctype, body, headers = fake._answer(
+                    self.path, self.headers.get("If-None-Match")
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -319,6 +334,8 @@ class FakeYahoo:
             return "quote"
         if "/v8/finance/chart/" in path:
             return "chart"
+        if "/rss/2.0/headline" in path or "/news/rssindex" in path:
+            return "news"
         return "other"
 
     def _fault_for(self, path: str) -> Fault | None:
@@ -329,7 +346,9 @@ class FakeYahoo:
                 return fault
         return None
 
-    def _answer(self, raw_path: str) -> tuple[int, str, bytes, dict[str, str]]:
+    def _answer(
+        self, raw_path: str, if_none_match: str | None = None
+    ) -> tuple[int, str, bytes, dict[str, str]]:
         parts = urlsplit(raw_path)
         path = parts.path
         query = parse_qs(parts.query)
@@ -337,7 +356,7 @@ class FakeYahoo:
         with self._lock:
             self.counts[kind] += 1
             self.paths.append(raw_path)
-            fault = self._fault_for(path) if kind in ("quote", "chart", "crumb") else None
+            fault = self._fault_for(path) if kind in ("quote", "chart", "crumb", "news") else None
         js = "application/json;charset=utf-8"
         if fault is not None and fault.kind == "slow":
             time_module.sleep(fault.delay)  # a stalled upstream; the client's timeout decides
@@ -358,6 +377,8 @@ class FakeYahoo:
             return 200, "text/plain", CRUMB.encode(), {}
         if kind == "quote":
             return self._answer_quote(query)
+        if kind == "news":
+            return self._answer_news(path, query, if_none_match)
         if kind == "chart":
             sym = path.rsplit("/", 1)[1]
             interval = query.get("interval", ["1d"])[0]
@@ -370,6 +391,22 @@ class FakeYahoo:
                 return 200, js, str(body["_raw"]).encode(), {}
             return 200, js, json.dumps(body).encode(), {}
         return 404, "text/plain", b"not faked", {}
+
+    def _answer_news(
+        self, path: str, query: dict[str, list[str]], if_none_match: str | None
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        wanted = {s for s in query.get("s", [""])[0].split(",") if s}
+        with self._lock:
+            if "/news/rssindex" in path:
+                stories = [s for s in self.stories if not s.symbols]
+            else:
+                stories = [s for s in self.stories if wanted & set(s.symbols)]
+        stories.sort(key=lambda s: s.published, reverse=True)
+        body = rss_document(stories, title="Yahoo! Finance: headlines")
+        etag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
+        if if_none_match == etag:
+            return 304, "application/rss+xml", b"", {"ETag": etag}
+        return 200, "application/rss+xml;charset=utf-8", body, {"ETag": etag}
 
     def _answer_quote(self, query: dict[str, list[str]]) -> tuple[int, str, bytes, dict[str, str]]:
         js = "application/json;charset=utf-8"

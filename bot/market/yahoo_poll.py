@@ -166,6 +166,8 @@ class YahooPoller:
         self._lock = threading.Lock()  # YfData's crumb/session are shared: one caller at a time
         self._closes: dict[tuple[str, date], float | None] = {}
         self._meta: dict[str, tuple[str | None, str | None]] = {}
+        # Company names from the same v7 answers (longName, else shortName): news tagging.
+        self.names: dict[str, str] = {}
 
     def _data(self) -> YfData:
         return YfData(session=self.session)
@@ -194,6 +196,9 @@ class YahooPoller:
                 return result
             now = self.clock.now()
             for entry in entries:
+                name = entry.get("longName") or entry.get("shortName")
+                if isinstance(name, str) and isinstance(entry.get("symbol"), str) and name:
+                    self.names[entry["symbol"]] = name
                 q = quote_from_v7(entry, fallback_time=now)
                 if q is not None and q.symbol in chunk:
                     result.quotes[q.symbol] = q

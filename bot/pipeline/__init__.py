@@ -110,6 +110,10 @@ class Pipeline:
     def ingest_news(self, items: Iterable[NewsItem]) -> list[Alert]:
         return self.ingest.news(items)
 
+    def preload_news(self, items: Iterable[NewsItem]) -> None:
+        """Stored headlines after a restart: kept for attribution and /news, never re-alerted."""
+        self.market.add_news(sorted(items, key=lambda item: item.published))
+
     async def deliver_due(self) -> int:
         return await self.delivery.deliver_due()
 

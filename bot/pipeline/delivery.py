@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from alerts.compose import compose_message
 from alerts.models import AlertMessage
 from alerts.ports import ChatPlatform, Clock, DeliveryError, ImageUploader, MessageRef
+from bot.news.explain import Explainer
 from bot.pipeline.market_view import MarketState
 from bot.pipeline.platforms import platform_for
 from bot.pipeline.stats import PipelineStats
@@ -48,6 +49,7 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self.charts = charts
         self.timezone = timezone
+        self.explainer = Explainer()
 
     async def deliver_due(self) -> int:
         """Send or edit every outbox row that is due; returns how many the platforms accepted."""
@@ -139,14 +141,26 @@ class DeliveryWorker:
 
     def render(self, delivery: Delivery) -> AlertMessage:
         now = self.clock.now()
+        context = self.market.context()
+        baskets = self._baskets(delivery.channel)
+        # Price groups carry the headlines that explain the move, ranked by relevance.
+        attribution = self.explainer.explain(
+            delivery.alerts,
+            self.market.news(),
+            baskets=baskets,
+            context=context,
+            watched={w.target for w in self.store.list_watches(delivery.channel)},
+            now=now,
+        )
         return compose_message(
             delivery.channel,
             delivery.alerts,
-            context=self.market.context(),
+            context=context,
             headlines=self.market.headlines_for({a.symbol for a in delivery.alerts}, now),
-            baskets=self._baskets(delivery.channel),
+            baskets=baskets,
             now=now,
             # The whole basket's latest moves, so a follow-up counts every name that is down,
             # not only those in its own group.
             moves=self._latest_changes(),
+            attribution=attribution,
         )

@@ -8,7 +8,7 @@ from datetime import datetime
 from alerts.baskets import all_baskets
 from alerts.engine import Engine, Evaluation, RuleState
 from alerts.grouping import GroupingConfig, decide_groups
-from alerts.models import Alert, GroupDecision, Mute, NewsItem, OpenGroup, Quote, Watch
+from alerts.models import Alert, AlertKind, GroupDecision, Mute, NewsItem, OpenGroup, Quote, Watch
 from alerts.mute import is_muted
 from alerts.ports import Clock
 from bot.pipeline.market_view import MarketState
@@ -39,6 +39,20 @@ def plan_groups(
 ) -> list[GroupDecision]:
     """Which message each unmuted alert goes into; a pure step before the write."""
     return decide_groups(open_groups, [a for a in alerts if a.key not in muted], now, config)
+
+
+def once_per_channel(evaluation: Evaluation) -> Evaluation:
+    """Two news watches of one channel matching the same story make one alert, not two."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for alert in evaluation.alerts:
+        if alert.kind is AlertKind.NEWS:
+            story = (alert.channel, alert.url or alert.headline or alert.key)
+            if story in seen:
+                continue
+            seen.add(story)
+        kept.append(alert)
+    return Evaluation(states=evaluation.states, alerts=tuple(kept))
 
 
 class Ingest:
@@ -129,7 +143,7 @@ class Ingest:
         if not fresh:
             return []
         now = self.clock.now()
-        return self.record([self.engine.on_news(fresh, now)], now)
+        return self.record([once_per_channel(self.engine.on_news(fresh, now))], now)
 
     def record(self, evaluations: Sequence[Evaluation], now: datetime) -> list[Alert]:
         """Decide mutes and groups for the new alerts, then write it all in one transaction."""

@@ -62,6 +62,10 @@ class MarketState:
     def latest_quote(self, symbol: str) -> Quote | None:
         return self._latest.get(symbol)
 
+    def news(self) -> list[NewsItem]:
+        """Every headline kept, oldest first (attribution ranks them itself)."""
+        return list(self._news)
+
     def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]:
         wanted = set(symbols)
         items = [item for item in reversed(self._news) if not wanted or wanted & set(item.symbols)]

@@ -43,7 +43,12 @@ def render_text(message: AlertMessage, tz: tzinfo | None = None) -> str:
                 line += f" — {clean(item.source)}"
             if item.url:
                 line += f" <{clean(item.url)}>"
+            when = message.headline_times.get(item.key)
+            if when:
+                line += f" ({clean(when)})"
             out.append(line)
+    elif message.news_note:
+        out.append(f"  News: {clean(message.news_note)}")
     if message.footer:
         out.append(f"  {clean(message.footer)}")
     return "\n".join(out)

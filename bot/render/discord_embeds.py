@@ -57,12 +57,14 @@ def _lines_within(lines: list[str], limit: int) -> str:
     return "\n".join(out)
 
 
-def _headline_line(item: NewsItem) -> str:
+def _headline_line(item: NewsItem, when: str | None = None) -> str:
     title = fit(item.title, 250, discord_markdown)
     url = _safe_url(item.url)
     text = f"[{title}]({url})" if url else title
     if item.source:
         text += f" — {discord_markdown(item.source)}"
+    if when:
+        text += f" · *{discord_markdown(when)}*"
     return f"• {text}"
 
 
@@ -86,12 +88,18 @@ def render_embed_payload(
         )
         fields.append({"name": "Market", "value": value, "inline": False})
     if message.headlines:
-        lines = [_headline_line(item) for item in message.headlines[:MAX_HEADLINES]]
+        lines = [
+            _headline_line(item, message.headline_times.get(item.key))
+            for item in message.headlines[:MAX_HEADLINES]
+        ]
         hidden = len(message.headlines) - MAX_HEADLINES
         value = _lines_within(lines, FIELD_VALUE)
         if hidden > 0:
             value = _lines_within([*lines, fmt.more_marker(hidden)], FIELD_VALUE)
         fields.append({"name": "News", "value": value, "inline": False})
+    elif message.news_note:
+        note = fit(message.news_note, FIELD_VALUE, discord_markdown)
+        fields.append({"name": "News", "value": f"*{note}*", "inline": False})
     footer_bits = [fmt.when(message.at, tz)]
     if message.footer:
         footer_bits.append(message.footer)

@@ -58,12 +58,14 @@ def _pack_sections(lines: list[str], max_sections: int) -> tuple[list[Block], in
     return [_section("\n".join(chunk)) for chunk in sections], len(lines) - used
 
 
-def _headline_line(item: NewsItem) -> str:
+def _headline_line(item: NewsItem, when: str | None = None) -> str:
     title = fit(item.title, 500, slack_mrkdwn)
     url = _safe_url(item.url)
     text = f"<{url}|{title}>" if url else title
     if item.source:
         text += f" — {slack_mrkdwn(item.source)}"
+    if when:
+        text += f" · _{slack_mrkdwn(when)}_"
     return f"• {text}"
 
 
@@ -86,13 +88,18 @@ def render_blocks(message: AlertMessage, tz: tzinfo | None = None) -> dict[str, 
             {"type": "context", "elements": [_mrkdwn(fit(f"*Market* {futures}", 3000, str))]}
         )
     if message.headlines:
-        lines = [_headline_line(item) for item in message.headlines[:MAX_HEADLINES]]
+        lines = [
+            _headline_line(item, message.headline_times.get(item.key))
+            for item in message.headlines[:MAX_HEADLINES]
+        ]
         hidden = len(message.headlines) - MAX_HEADLINES
         if hidden > 0:
             lines.append(fmt.more_marker(hidden))
         news = "*News*\n" + "\n".join(lines)
         tail.append({"type": "divider"})
         tail.append(_section(fit(news, SECTION_TEXT, str)))
+    elif message.news_note:
+        tail.append(_section(fit(f"*News* _{slack_mrkdwn(message.news_note)}_", 3000, str)))
     footer_bits = [fmt.when(message.at, tz)]
     if message.footer:
         footer_bits.append(slack_mrkdwn(message.footer))
