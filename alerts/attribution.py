@@ -98,7 +98,8 @@ class Attribution:
 
 
 def _words(title: str) -> list[str]:
-    return _WORD.findall(title)
+    # "DeepSeek's" is DeepSeek: the possessive would split one theme in two.
+    return [re.sub(r"['’]s$", "", w) for w in _WORD.findall(title.replace("’", "'"))]
 
 
 def is_filler(title: str) -> bool:
@@ -143,20 +144,24 @@ def find_theme(
     news: Sequence[NewsItem],
     *,
     exclude_terms: Collection[str] = (),
+    background_news: Sequence[NewsItem] = (),
 ) -> str | None:
     """The term that dominates the moving names' headlines against the background, if any.
 
     A term must appear in headlines of at least two of the moving names (and at least 40% of
     those that have headlines), and be at least ``THEME_MIN_RATIO`` times as frequent there
-    as in the other stories of the period. On unrelated noise no term qualifies: no theme.
+    as in the other stories (of the period, plus ``background_news``: older headlines, the
+    ordinary flow). On unrelated noise no term qualifies: no theme.
     """
     moving = set(moves)
     if len(moving) < 2:
         return None
     excluded = {t.lower() for t in exclude_terms} | {s.lower() for s in moving}
     about: list[NewsItem] = []
-    background: list[NewsItem] = []
+    background: list[NewsItem] = list(background_news)
     for item in news:
+        if is_filler(item.title):
+            continue  # listicles repeat names, not themes
         (about if moving & set(item.symbols) else background).append(item)
     if not about:
         return None
@@ -224,7 +229,8 @@ def attribute(
     window = [i for i in news if since <= i.published <= now]
     moving = set(moves)
     direction = direction_of(moves)
-    theme = find_theme(moves, window, exclude_terms=exclude_terms)
+    older = [i for i in news if i.published < since and not moving & set(i.symbols)]
+    theme = find_theme(moves, window, exclude_terms=exclude_terms, background_news=older)
     market = set(market_symbols)
     scored: list[Catalyst] = []
     for item in window:
