@@ -53,6 +53,7 @@ class Fire:
     at: datetime
     value: float
     label: str
+    move: float | None = None  # the % move that fired (points the marker down for a drop)
 
 
 def _step(span: timedelta) -> timedelta:
@@ -208,10 +209,11 @@ def _move_figure(
             continue
         start, end = min(start, fire.at), max(end, fire.at)
         x = mdates.date2num(fire.at)  # type: ignore[no-untyped-call]
+        falling = (fire.move if fire.move is not None else fire.value) < 0
         ax.plot(
             [x],
             [fire.value],
-            marker="v" if fire.value < 0 else "^",
+            marker="v" if falling else "^",
             markersize=9,
             color=colors[fire.symbol],
             markeredgecolor="black",
@@ -221,7 +223,7 @@ def _move_figure(
         ax.annotate(
             fire.label,
             xy=(x, fire.value),
-            xytext=(6, -12 if fire.value < 0 else 6),
+            xytext=(6, -12 if falling else 6),
             textcoords="offset points",
             fontsize="x-small",
         )

@@ -99,6 +99,42 @@ def _render_kind(value: str) -> Literal["console", "slack", "discord"]:
     return "console"
 
 
+@app.command()
+def backtest(
+    target: Annotated[str, typer.Argument(help="The symbol, e.g. NVDA.")],
+    rule: Annotated[
+        list[str], typer.Argument(help="The rule, e.g. drop 10% (quoting it is optional).")
+    ],
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")],
+    end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="Also write a PNG of the price with the firing points.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Would this rule have fired? The real engine over Yahoo's history (cached on disk).
+
+    1-minute bars with pre/post-market for the last 30 days, coarser bars further back.
+    """
+    from datetime import date
+
+    def day(value: str, flag: str) -> date:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise _fail(f"{flag} must be a date as YYYY-MM-DD, not {value!r}") from None
+
+    first = day(start, "--start")
+    last = day(end, "--end") if end is not None else date.today()
+    settings = _settings(config)
+    from bot.backtest import BacktestError, run_backtest
+
+    try:
+        run_backtest(settings, target, " ".join(rule), first, last, chart=chart)
+    except BacktestError as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command("cmd")
 def command(
     text: Annotated[str, typer.Argument(help='The command, e.g. "/watch NVDA drop 10%".')],

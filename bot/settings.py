@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     digest_time: str = "08:00"  # daily premarket digest, in `timezone`, trading days only
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port
     metrics_addr: str = "0.0.0.0"
+    cache_dir: str | None = None  # backtest history; default $XDG_CACHE_HOME/marketbot
     slack: SlackSettings = Field(default_factory=SlackSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)

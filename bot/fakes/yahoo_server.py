@@ -102,7 +102,12 @@ def intraday_body(
     body = chart_body(symbol, [(start.date(), price) for start, price, _ in rows], tz_name=tz_name)
     result = body["chart"]["result"][0]
     result["timestamp"] = [int(start.timestamp()) for start, _, _ in rows]
-    result["indicators"]["quote"][0]["volume"] = [volume for _, _, volume in rows]
+    # chart_body sorts (day, price) pairs, which reorders the prices of one day: set them here.
+    prices = [price for _, price, _ in rows]
+    quote = result["indicators"]["quote"][0]
+    for key in ("open", "high", "low", "close"):
+        quote[key] = list(prices)
+    quote["volume"] = [volume for _, _, volume in rows]
     result["meta"]["dataGranularity"] = interval
     del result["indicators"]["adjclose"]
     return body
@@ -389,7 +394,10 @@ class FakeYahoo:
                 return 404, js, json.dumps({"chart": {"result": None, "error": err}}).encode(), {}
             if "_raw" in body:
                 return 200, js, str(body["_raw"]).encode(), {}
-            return 200, js, json.dumps(body).encode(), {}
+            refusal = _span_refusal(interval, query)
+            if refusal is not None:
+                return 422, js, json.dumps(refusal).encode(), {}
+            return 200, js, json.dumps(_within_period(body, query)).encode(), {}
         return 404, "text/plain", b"not faked", {}
 
     def _answer_news(
@@ -420,6 +428,51 @@ class FakeYahoo:
             return status, js, data, {}
         body = {"quoteResponse": {"result": result, "error": None}}
         return 200, js, json.dumps(body).encode(), {}
+
+
+# How much one chart request may span, per interval, as Yahoo enforces it.
+MAX_REQUEST_SPAN = {"1m": timedelta(days=8), "5m": timedelta(days=60), "15m": timedelta(days=60)}
+
+
+def _span_refusal(interval: str, query: dict[str, list[str]]) -> dict[str, Any] | None:
+    """Yahoo's 422 for a request spanning more than it serves at once (8 days of 1m bars)."""
+    limit = MAX_REQUEST_SPAN.get(interval)
+    if limit is None or "period1" not in query or "period2" not in query:
+        return None
+    start, end = int(query["period1"][0]), int(query["period2"][0])
+    if end - start <= limit.total_seconds():
+        return None
+    description = (
+        f"{interval} data not available for startTime={start} and endTime={end}. "
+        f"Only {limit.days} days worth of {interval} granularity data are allowed to be "
+        "fetched per request."
+    )
+    return {
+        "chart": {
+            "result": None,
+            "error": {"code": "Unprocessable Entity", "description": description},
+        }
+    }
+
+
+def _within_period(body: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+    """Only the bars in ``[period1, period2)``, as Yahoo answers a ranged request."""
+    if "period1" not in query or "period2" not in query:
+        return body
+    result = body["chart"]["result"][0]
+    stamps = result.get("timestamp")
+    if not stamps:
+        return body
+    start, end = int(query["period1"][0]), int(query["period2"][0])
+    keep = [i for i, stamp in enumerate(stamps) if start <= stamp < end]
+    quote = result["indicators"]["quote"][0]
+    trimmed_quote = {key: [values[i] for i in keep] for key, values in quote.items()}
+    indicators = {**result["indicators"], "quote": [trimmed_quote]}
+    if "adjclose" in indicators:
+        adj = indicators["adjclose"][0]["adjclose"]
+        indicators["adjclose"] = [{"adjclose": [adj[i] for i in keep]}]
+    trimmed = {**result, "timestamp": [stamps[i] for i in keep], "indicators": indicators}
+    return {"chart": {"result": [trimmed], "error": None}}
 
 
 def main(argv: list[str] | None = None) -> None:
