@@ -49,12 +49,15 @@ def run(config: ConfigOption = None) -> None:
     With no tokens it runs on the console: type commands such as `/watch NVDA` on stdin.
     """
     settings = _settings(config)
+    from bot.leadership import RunRefused
     from bot.runner import run_bot
 
     try:
         asyncio.run(run_bot(settings))
     except KeyboardInterrupt:
         typer.echo("marketbot: stopped")
+    except RunRefused as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()

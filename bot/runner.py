@@ -400,15 +400,24 @@ async def run_bot(settings: Settings) -> None:
     # APScheduler logs every run of every job at INFO: seconds-apart noise in the terminal.
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
-    runtime = Runtime(settings)
+    from bot.leadership import run_elected
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on every platform
             loop.add_signal_handler(signum, stop.set)
-    await runtime.start()
-    try:
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await runtime.stop()
+
+    async def serve(until: asyncio.Event) -> None:
+        # Built only once elected: a new leader loads states, outbox and digest markers as
+        # the previous leader committed them.
+        runtime = Runtime(settings)
+        await runtime.start()
+        try:
+            await until.wait()
+            log.info("stopping")
+        finally:
+            await runtime.stop()
+
+    # On SQLite a second run is refused (RunRefused); on PostgreSQL it waits as a standby.
+    await run_elected(settings.database_url, stop, serve)

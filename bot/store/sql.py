@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.models import Alert, GroupAction, GroupDecision, Mute, OpenGroup, Watch
@@ -30,6 +30,7 @@ from bot.store.schema import (
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_LOCK = 0x6D6B7462_0000_0000  # a transaction advisory lock key: "mktb", 0
 
 # (watch_id, symbol, JSON-safe state) as the engine hands them over.
 StateRecord = tuple[int, str, dict[str, Any]]
@@ -74,6 +75,12 @@ class SqlStore:
         cfg = Config()
         cfg.set_main_option("script_location", "bot:migrations")
         with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Several processes (run, standby, workers) may start at once: one migrates,
+                # the others wait here and then find the schema at head.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 

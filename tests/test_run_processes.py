@@ -1,0 +1,243 @@
+"""Several `marketbot run` processes on one database, as an operator starts them (subprocesses).
+
+SQLite: the second run is refused with one line (exit 2), and may start once the first died.
+PostgreSQL: the second run waits as a standby; `kill -9` of the leader hands over within 10 s
+and nothing is polled into an alert or posted twice (each process posts to its own console).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.fakes.yahoo_server import FakeYahoo
+from bot.store import SqlStore
+
+ROOT = Path(__file__).resolve().parents[1]
+TAKEOVER_BUDGET = 10.0
+PANEL_TITLE = re.compile(r"#\d+( updated)? console:default")
+
+
+class RunProcess:
+    """A `marketbot run` subprocess whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=env,
+        )
+        self.out: list[tuple[float, str]] = []
+        self.err: list[tuple[float, str]] = []
+        self._pumps = [
+            threading.Thread(target=_pump, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    def wait_for(self, predicate: Callable[[], bool], within: float, what: str) -> float:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if predicate():
+                return time.monotonic()
+            if self.proc.poll() is not None and not predicate():
+                time.sleep(0.2)  # let the pumps drain the last lines
+                if predicate():
+                    return time.monotonic()
+                raise AssertionError(f"exited ({self.proc.returncode}) before {what}: {self.log}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {what} within {within} s: {self.log}")
+
+    def said(self, text: str, *, stream: str = "out") -> bool:
+        lines = self.out if stream == "out" else self.err
+        return any(text in line for _, line in list(lines))
+
+    def panels(self) -> list[str]:
+        """Each console message this process printed, as its text."""
+        panels: list[str] = []
+        for _, line in list(self.out):
+            if PANEL_TITLE.search(line):
+                panels.append(line)
+            elif panels and not line.startswith("╰"):
+                panels[-1] += "\n" + line
+        return panels
+
+    @property
+    def log(self) -> str:
+        out = "".join(line for _, line in self.out)[-2000:]
+        err = "".join(line for _, line in self.err)[-3000:]
+        return f"\n--- stdout\n{out}\n--- stderr\n{err}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _pump(stream: object, lines: list[tuple[float, str]]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.append((time.monotonic(), line))
+
+
+def run_env(database_url: str, yahoo: FakeYahoo, cache: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MARKETBOT_")}
+    return {
+        **base,
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "100",
+        "XDG_CACHE_HOME": str(cache),  # yfinance's time-zone cache stays in the test
+        "MARKETBOT_DATABASE_URL": database_url,
+        "MARKETBOT_YAHOO__BASE_URL": yahoo.base_url,
+        "MARKETBOT_YAHOO__STREAM_ENABLED": "false",
+        "MARKETBOT_YAHOO__POLL_INTERVAL_SECONDS": "1",  # > quote time granularity (1 s)
+        "MARKETBOT_ALERTS__GROUP_WAIT_SECONDS": "0",
+        "MARKETBOT_ALERTS__GROUP_INTERVAL_SECONDS": "0",
+        "MARKETBOT_ALERTS__CONTEXT_SYMBOLS": "[]",
+        "MARKETBOT_ALERTS__CHARTS": "false",
+    }
+
+
+class Ticker:
+    """Re-quotes the fake Yahoo every 0.2 s, so the prices a test sets stay fresh (never stale)."""
+
+    def __init__(self, yahoo: FakeYahoo) -> None:
+        self.yahoo = yahoo
+        self.prices: dict[str, tuple[float, float]] = {}  # symbol -> (price, previous close)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def set(self, symbol: str, price: float, previous_close: float = 100.0) -> None:
+        self.prices[symbol] = (price, previous_close)
+        self._quote(symbol)
+
+    def _quote(self, symbol: str) -> None:
+        price, previous_close = self.prices[symbol]
+        self.yahoo.set_quote(symbol, price=price, previous_close=previous_close)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for symbol in list(self.prices):
+                self._quote(symbol)
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def ticker(fake_yahoo: FakeYahoo) -> Iterator[Ticker]:
+    with Ticker(fake_yahoo) as running:
+        yield running
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RunProcess]]:
+    started: list[RunProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def test_a_second_run_on_one_sqlite_file_is_refused_until_the_first_dies(
+    tmp_path: Path, fake_yahoo: FakeYahoo, processes: list[RunProcess]
+) -> None:
+    env = run_env(f"sqlite:///{tmp_path / 'bot.db'}", fake_yahoo, tmp_path / "cache")
+    first = RunProcess(env, tmp_path)
+    processes.append(first)
+    first.wait_for(lambda: first.said("marketbot is running"), 60, "start")
+
+    second = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1, second.stderr
+    assert f"pid {first.proc.pid}" in second.stderr
+    assert "one run per database file" in second.stderr
+
+    first.proc.kill()  # the kernel drops the lock with the process, however it ends
+    first.proc.wait()
+    again = RunProcess(env, tmp_path)
+    processes.append(again)
+    again.wait_for(lambda: again.said("marketbot is running"), 60, "start after the crash")
+
+
+@pytest.mark.postgres
+def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twice(
+    tmp_path: Path,
+    fake_yahoo: FakeYahoo,
+    ticker: Ticker,
+    postgres_store: SqlStore,
+    processes: list[RunProcess],
+) -> None:
+    now = datetime.now(UTC)
+    for symbol in ("NVDA", "AVGO"):
+        postgres_store.add_watch("console:default", symbol, "drop 10%", now=now)
+    for symbol in ("NVDA", "AVGO"):
+        fake_yahoo.set_closes(symbol, [(now.date() - timedelta(days=1), 100.0)])
+    ticker.set("NVDA", 85.0)  # -15%: fires at once
+    ticker.set("AVGO", 99.0)
+    env = run_env(postgres_store.url, fake_yahoo, tmp_path / "cache")
+
+    leader = RunProcess(env, tmp_path)
+    processes.append(leader)
+    leader.wait_for(lambda: len(leader.panels()) == 1, 60, "the NVDA alert")
+    standby = RunProcess(env, tmp_path)
+    processes.append(standby)
+    standby.wait_for(lambda: standby.said("standby", stream="err"), 60, "standby")
+
+    leader.proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    leader.proc.wait()
+    took_over = standby.wait_for(
+        lambda: standby.said("marketbot is running"), TAKEOVER_BUDGET + 5, "takeover"
+    )
+    assert took_over - killed <= TAKEOVER_BUDGET, standby.log
+
+    # A new crossing after the takeover reaches the channel from the new leader.
+    ticker.set("AVGO", 80.0)
+    standby.wait_for(lambda: len(standby.panels()) >= 1, 20, "the AVGO alert")
+    polls = fake_yahoo.counts["quote"]
+    standby.wait_for(lambda: fake_yahoo.counts["quote"] >= polls + 5, 20, "five more polls")
+
+    leader_panels, standby_panels = leader.panels(), standby.panels()
+    assert len(leader_panels) == 1, leader.log
+    assert "NVDA" in leader_panels[0]
+    assert len(standby_panels) == 1, standby.log  # NVDA's firing state was reloaded, not re-fired
+    assert "AVGO" in standby_panels[0]
+    assert "NVDA" not in standby_panels[0]
+    assert postgres_store.outbox_counts() == {"sent": 2}
