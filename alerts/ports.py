@@ -69,12 +69,34 @@ class MessageRef:
 
 
 class DeliveryError(Exception):
-    """The platform refused or failed a send. ``retryable`` says whether trying later may help."""
+    """The platform refused or failed a send. ``retryable`` says whether trying later may help.
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    ``retry_after``: the platform asked for this pause (seconds from when it answered).
+    ``outcome_unknown``: the request may have been processed (connection reset, timeout), so
+    it is reconciled with the platform before any resend. ``destination_gone``: the channel
+    refuses everything (not found, archived, bot removed, forbidden). ``message_gone``: the
+    message to edit no longer exists. ``platform_wide``: the pause applies to every channel
+    of the platform (a global limit), not just this one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+        destination_gone: bool = False,
+        message_gone: bool = False,
+        platform_wide: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+        self.destination_gone = destination_gone
+        self.message_gone = message_gone
+        self.platform_wide = platform_wide
 
 
 class ChatPlatform(Protocol):
@@ -87,6 +109,24 @@ class ChatPlatform(Protocol):
     async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef: ...
 
     async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef: ...
+
+
+@runtime_checkable
+class SentFinder(Protocol):
+    """A platform that can tell whether a message with this key was already posted.
+
+    Used only for a post whose earlier attempt's outcome is unknown (a lease that expired);
+    platforms with a server-side idempotency key (Discord's nonce) need not implement it.
+    """
+
+    async def find_sent(self, channel: str, idempotency_key: str) -> MessageRef | None: ...
+
+
+@runtime_checkable
+class PacedPlatform(Protocol):
+    """A platform whose channels take at most one message per ``per_channel_interval`` s."""
+
+    per_channel_interval: float
 
 
 class Store(Protocol):

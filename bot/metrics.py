@@ -40,6 +40,11 @@ class MarketbotCollector(Collector):
             outbox.add_metric([status], count)
         yield outbox
         yield GaugeMetricFamily(
+            "marketbot_broken_destinations",
+            "Channels marked broken (they refused delivery for good)",
+            value=len(self._pipeline.store.broken_destinations()),
+        )
+        yield GaugeMetricFamily(
             "marketbot_symbols_watched",
             "Symbols the watches need",
             value=len(self._pipeline.symbols()),

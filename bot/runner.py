@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("marketbot")
 
-DELIVERY_INTERVAL = timedelta(seconds=1)
 WATCH_SYNC_INTERVAL = timedelta(seconds=30)
 MUTE_CHECK_INTERVAL = timedelta(seconds=30)
 VOLUME_PROFILE_INTERVAL = timedelta(minutes=5)
@@ -270,16 +269,12 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         pipeline = self.pipeline
 
-        async def deliver() -> None:
-            await pipeline.deliver_due()
-
         async def sync() -> None:
             self.changed()
 
         async def mutes() -> None:
             await pipeline.end_expired_mutes()
 
-        self.scheduler.every("deliver", DELIVERY_INTERVAL, deliver)
         self.scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
         self.scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
         self.scheduler.every("volume-profiles", VOLUME_PROFILE_INTERVAL, self._refresh_volume)
@@ -300,6 +295,8 @@ class Runtime:
                 "console",
             )
         self._start_chat_platforms()
+        # Lanes per channel, woken by each committed outbox row (see bot/pipeline/delivery.py).
+        self._spawn(pipeline.run_delivery(), "delivery")
         if self.settings.metrics_port is not None:
             from bot.metrics import MetricsServer
 

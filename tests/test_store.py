@@ -18,7 +18,7 @@ from alerts.models import (
     OpenGroup,
     Severity,
 )
-from bot.store import SqlStore
+from bot.store import Delivery, SqlStore
 
 T0 = datetime(2025, 1, 27, 9, 1, tzinfo=UTC)
 
@@ -97,6 +97,14 @@ def _alembic_head() -> str | None:
     config = Config()
     config.set_main_option("script_location", "bot:migrations")
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+OWNER = "test-worker"
+LEASE = timedelta(seconds=30)
+
+
+def _claim(store: SqlStore, at: datetime = T0) -> list[Delivery]:
+    return store.claim(OWNER, at, LEASE)
 
 
 def test_migrations_create_every_table_on_a_fresh_sqlite(tmp_path: Path) -> None:
@@ -178,40 +186,104 @@ def test_state_of_a_removed_watch_is_not_written(store: SqlStore) -> None:
 
 def test_outbox_delivers_then_edits_the_same_message(store: SqlStore) -> None:
     _record(store, [], [_alert("a1")], _join_open)
-    [post] = store.due_deliveries(T0)
+    [post] = _claim(store)
     assert post.message_id is None
     assert [a.key for a in post.alerts] == ["a1"]
+    assert _claim(store) == []  # claimed: nobody else takes it
 
-    # A second name joins while the first post is still pending: no separate edit is queued,
-    # the post itself will show both.
+    # A second name joins while the post is in flight: it gets its own edit, after the post.
     _record(store, [], [_alert("a2", "AVGO")], _join_open)
-    [post] = store.due_deliveries(T0)
-    assert [a.key for a in post.alerts] == ["a1", "a2"]
-    store.mark_delivered(post, "m-1", T0)
-    assert store.due_deliveries(T0) == []
-
-    # After the post went out, a joining name becomes an edit of message m-1.
-    _record(store, [], [_alert("a3", "AMD")], _join_open)
-    [edit] = store.due_deliveries(T0)
+    assert _claim(store) == []  # the lane's head is still in flight
+    store.confirm(post, "m-1", T0)
+    [edit] = _claim(store)
     assert edit.message_id == "m-1"
-    assert [a.symbol for a in edit.alerts] == ["NVDA", "AVGO", "AMD"]
-    store.mark_delivered(edit, "m-1", T0)
-    assert store.outbox_counts() == {"sent": 2}
+    assert [a.key for a in edit.alerts] == ["a1", "a2"]
+    store.confirm(edit, "m-1", T0)
+    assert store.undelivered_alerts() == []
+
+    # A name joining before its post is claimed rides along in that post.
+    _record(store, [], [_alert("b1", "AMD", channel="slack:C2")], _join_open)
+    _record(store, [], [_alert("b2", "MU", channel="slack:C2")], _join_open)
+    [post2] = _claim(store)
+    assert [a.key for a in post2.alerts] == ["b1", "b2"]
+    store.confirm(post2, "m-2", T0)
+    assert store.outbox_counts() == {"sent": 3}
     assert store.group_message_ids("console:default") == ["m-1"]
+
+
+def test_a_join_in_flight_is_not_marked_sent_by_the_post_that_did_not_show_it(
+    store: SqlStore,
+) -> None:
+    _record(store, [], [_alert("a1")], _join_open)
+    [post] = _claim(store)
+    _record(store, [], [_alert("a2", "AVGO")], _join_open)  # joins while the post is out
+    store.confirm(post, "m-1", T0)
+    assert [a.key for a in store.undelivered_alerts()] == ["a2"]
 
 
 def test_failed_delivery_waits_then_retries_and_a_refused_one_is_kept_dead(
     store: SqlStore,
 ) -> None:
     _record(store, [], [_alert("b1")], _new_groups)
-    [delivery] = store.due_deliveries(T0)
-    store.mark_failed(delivery, "HTTP 500", retry_at=T0 + timedelta(seconds=4), now=T0)
-    assert store.due_deliveries(T0 + timedelta(seconds=3)) == []
-    [retry] = store.due_deliveries(T0 + timedelta(seconds=4))
-    assert retry.attempts == 1
-    store.mark_failed(retry, "channel_not_found", retry_at=None, now=T0)
-    assert store.due_deliveries(T0 + timedelta(days=1)) == []
+    [delivery] = _claim(store)
+    store.retry_later(delivery, "HTTP 500", retry_at=T0 + timedelta(seconds=4))
+    assert _claim(store, T0 + timedelta(seconds=3)) == []
+    [retry] = _claim(store, T0 + timedelta(seconds=4))
+    assert retry.attempts == 2
+    store.give_up(retry, "msg_too_long")
+    assert _claim(store, T0 + timedelta(days=1)) == []
     assert store.outbox_counts() == {"dead": 1}
+
+
+def test_an_expired_lease_is_handed_over_for_reconciliation(store: SqlStore) -> None:
+    _record(store, [], [_alert("l1")], _new_groups)
+    [first] = _claim(store)
+    assert not first.reconcile
+    assert _claim(store, T0 + LEASE - timedelta(seconds=1)) == []  # still leased
+    [again] = _claim(store, T0 + LEASE)
+    assert again.reconcile
+    assert again.idempotency_key == first.idempotency_key
+    assert again.alert_ids == first.alert_ids
+
+
+def test_each_channel_is_a_lane_served_in_order(store: SqlStore) -> None:
+    for n in range(3):
+        _record(store, [], [_alert(f"x{n}", f"S{n}", channel="slack:C1")], _new_groups)
+    _record(store, [], [_alert("y0", "Y", channel="slack:C2")], _new_groups)
+    heads = _claim(store)
+    assert sorted(d.channel for d in heads) == ["slack:C1", "slack:C2"]
+    c1 = next(d for d in heads if d.channel == "slack:C1")
+    assert [a.key for a in c1.alerts] == ["x0"]
+    store.confirm(c1, "m1", T0, pace_until=T0 + timedelta(seconds=1))
+    assert store.claim(OWNER, T0, LEASE, channel="slack:C1") == []  # paced
+    [nxt] = store.claim(OWNER, T0 + timedelta(seconds=1), LEASE, channel="slack:C1")
+    assert [a.key for a in nxt.alerts] == ["x1"]
+
+
+def test_many_lanes_are_not_starved_by_a_full_one(store: SqlStore) -> None:
+    for n in range(60):
+        _record(store, [], [_alert(f"d{n}", f"S{n}", channel="slack:DEAD")], _new_groups)
+    _record(store, [], [_alert("ok", channel="slack:OK")], _new_groups)
+    assert {d.channel for d in store.claim(OWNER, T0, LEASE, limit=2)} == {
+        "slack:DEAD",
+        "slack:OK",
+    }
+
+
+def test_a_broken_destination_drops_its_queue_and_is_listed(store: SqlStore) -> None:
+    for n in range(3):
+        _record(store, [], [_alert(f"z{n}", f"S{n}", channel="slack:GONE")], _new_groups)
+    [head] = _claim(store)
+    assert store.mark_broken(head, "channel_not_found", T0) == (True, 3)
+    [broken] = store.broken_destinations()
+    assert broken.channel == "slack:GONE"
+    assert broken.error == "channel_not_found"
+    assert broken.retry_at is not None and broken.retry_at > T0
+    _record(store, [], [_alert("z9", "NEW", channel="slack:GONE")], _new_groups)
+    assert _claim(store) == []  # backing off
+    [probe] = _claim(store, broken.retry_at)
+    assert store.confirm(probe, "m-9", broken.retry_at)  # it was broken; it works again
+    assert store.broken_destinations() == []
 
 
 def test_not_before_holds_a_group_back(store: SqlStore) -> None:
@@ -226,13 +298,14 @@ def test_not_before_holds_a_group_back(store: SqlStore) -> None:
         ]
 
     _record(store, [], [_alert("c1")], later)
-    assert store.due_deliveries(T0 + timedelta(seconds=1)) == []
-    assert len(store.due_deliveries(T0 + timedelta(seconds=2))) == 1
+    assert _claim(store, T0 + timedelta(seconds=1)) == []
+    assert store.next_due_at(T0) == T0 + timedelta(seconds=2)
+    assert len(_claim(store, T0 + timedelta(seconds=2))) == 1
 
 
 def test_muted_alerts_are_stored_not_queued_and_summarised_once(store: SqlStore) -> None:
     _record(store, [], [_alert("m1"), _alert("m2", "AMD")], _new_groups, muted=frozenset({"m1"}))
-    [delivery] = store.due_deliveries(T0)
+    [delivery] = _claim(store)
     assert [a.symbol for a in delivery.alerts] == ["AMD"]
     missed = store.muted_alerts("console:default", lambda alert: True)
     assert [a.key for a in missed] == ["m1"]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import aiohttp
 import discord
+from aiolimiter import AsyncLimiter
 
 from alerts.models import AlertMessage, Severity
 from alerts.ports import DeliveryError, MessageRef
@@ -15,6 +16,13 @@ from bot.render.discord_embeds import render_embed_payload
 
 CHANNEL_PREFIX = "discord:"
 NONCE_LENGTH = 25  # Discord's limit for a string nonce
+# Discord allows 50 requests a second per bot across all routes. discord.py tracks each
+# route's bucket from the X-RateLimit headers (5 messages / 5 s per channel) but not this
+# global budget, so alert traffic is paced just under it.
+GLOBAL_REQUESTS_PER_SECOND = 49
+UNKNOWN_MESSAGE = 10008
+# A 429 that does not say how long to wait (Cloudflare's, without Via): wait this long.
+UNSTATED_RETRY_AFTER = 60.0
 
 
 def discord_channel_id(channel: str) -> int:
@@ -29,17 +37,53 @@ def nonce_for(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:NONCE_LENGTH]
 
 
+def _header_seconds(exc: discord.HTTPException) -> float | None:
+    headers = getattr(exc.response, "headers", None) or {}
+    for name in ("Retry-After", "X-RateLimit-Reset-After"):
+        raw = headers.get(name)
+        if raw is not None:
+            try:
+                return float(raw)
+            except ValueError:
+                continue
+    return None
+
+
 def _delivery_error(exc: Exception, action: str) -> DeliveryError:
     if isinstance(exc, discord.RateLimited):
         return DeliveryError(
             f"discord {action}: rate limited", retryable=True, retry_after=exc.retry_after
         )
     if isinstance(exc, discord.HTTPException):
-        if exc.status == 429 or exc.status >= 500:
-            return DeliveryError(f"discord {action}: HTTP {exc.status}", retryable=True)
-        # 403 (missing access) and 404 (unknown channel/message) will not heal by waiting.
-        return DeliveryError(f"discord {action}: HTTP {exc.status} {exc.text}", retryable=False)
-    return DeliveryError(f"discord {action}: {type(exc).__name__}: {exc}", retryable=True)
+        text = f"discord {action}: HTTP {exc.status} {exc.text}".rstrip()
+        if exc.status == 429:
+            # discord.py waits out a Discord 429 itself; one reaching us came without the
+            # Via header (Cloudflare's limit, for the whole bot): its body's retry_after is
+            # lost in discord.py, so the headers say how long, and every channel waits.
+            wait = _header_seconds(exc)
+            return DeliveryError(
+                text,
+                retryable=True,
+                retry_after=wait if wait is not None else UNSTATED_RETRY_AFTER,
+                platform_wide=True,
+            )
+        if exc.status >= 500:
+            # discord.py retried already; the nonce makes another try safe.
+            return DeliveryError(text, retryable=True)
+        if exc.status == 401:
+            return DeliveryError(text, retryable=True, retry_after=30.0)
+        if exc.status == 404 and exc.code == UNKNOWN_MESSAGE:
+            return DeliveryError(text, retryable=False, message_gone=True)
+        if exc.status in (403, 404):
+            # Missing access, unknown channel: waiting will not heal it, and Discord bans
+            # bots that keep making such requests.
+            return DeliveryError(text, retryable=False, destination_gone=True)
+        return DeliveryError(text, retryable=False)
+    # A reset or timeout may come after Discord created the message; the nonce makes the
+    # retry return that message instead of a second one.
+    return DeliveryError(
+        f"discord {action}: {type(exc).__name__}: {exc}", retryable=True, outcome_unknown=True
+    )
 
 
 class DiscordPlatform:
@@ -61,6 +105,7 @@ class DiscordPlatform:
         self.client = client
         self.role_pings = dict(role_pings or {})
         self._tz = fmt.zone(timezone)
+        self._global = AsyncLimiter(GLOBAL_REQUESTS_PER_SECOND, 1.0)
 
     def handles(self, channel: str) -> bool:
         return channel.startswith(CHANNEL_PREFIX)
@@ -90,6 +135,7 @@ class DiscordPlatform:
         channel = self.client.get_partial_messageable(discord_channel_id(message.channel))
         content, embeds, allowed = self._payload(message)
         try:
+            await self._global.acquire()
             # discord.py retries 5xx itself; the nonce (sent with enforce_nonce) makes Discord
             # return the first message instead of creating a second one.
             sent = await channel.send(
@@ -109,6 +155,7 @@ class DiscordPlatform:
         if not ref.message_id.isdigit():
             raise DeliveryError(f"not a Discord message id: {ref.message_id!r}", retryable=False)
         try:
+            await self._global.acquire()
             await channel.get_partial_message(int(ref.message_id)).edit(
                 content=content, embeds=embeds, allowed_mentions=allowed
             )
@@ -124,6 +171,7 @@ class DiscordPlatform:
 
         target = self.client.get_partial_messageable(discord_channel_id(channel))
         try:
+            await self._global.acquire()
             sent = await target.send(
                 file=discord.File(io.BytesIO(image), filename=filename, description=title[:1024]),
                 allowed_mentions=discord.AllowedMentions.none(),

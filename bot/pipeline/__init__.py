@@ -68,6 +68,8 @@ class Pipeline:
             timezone=timezone,
         )
         self.notices = Notices(store, self.market, self.platforms, clock)
+        # A committed outbox row wakes delivery at once; the poll is only a safety net.
+        self.ingest.on_queued.append(self.delivery.wake)
 
     @property
     def context_symbols(self) -> tuple[str, ...]:
@@ -115,7 +117,15 @@ class Pipeline:
         self.market.add_news(sorted(items, key=lambda item: item.published))
 
     async def deliver_due(self) -> int:
+        """One pass over everything due now (replays, tests); ``run_delivery`` for a live bot."""
         return await self.delivery.deliver_due()
+
+    async def run_delivery(self) -> None:
+        await self.delivery.run()
+
+    def wake(self) -> None:
+        """Rows were committed elsewhere (another process, a NOTIFY): deliver them now."""
+        self.delivery.wake()
 
     async def send_digest(self, channel: str, day: date) -> bool:
         return await self.notices.send_digest(channel, day)

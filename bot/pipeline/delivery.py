@@ -1,16 +1,34 @@
-"""Delivery: outbox rows -> rendered messages -> platforms -> confirmed in the store."""
+"""Delivery: claim outbox rows (lease) -> render -> send or edit -> confirm, one lane per channel.
+
+Each channel is its own ordered lane, run by its own asyncio task: a lane that is rate
+limited, slow or dead waits alone while every other lane goes on. A dispatcher starts lanes
+for channels with due rows; it wakes the moment ingest commits new rows (``wake``) and polls
+slowly only as a safety net. Retry-After is counted from the moment the refusal arrived.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+import socket
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
 from alerts.compose import compose_message
 from alerts.models import AlertMessage
-from alerts.ports import ChatPlatform, Clock, DeliveryError, ImageUploader, MessageRef
+from alerts.ports import (
+    ChatPlatform,
+    Clock,
+    DeliveryError,
+    ImageUploader,
+    MessageRef,
+    PacedPlatform,
+    SentFinder,
+)
 from bot.news.explain import Explainer
 from bot.pipeline.market_view import MarketState
 from bot.pipeline.platforms import platform_for
@@ -20,10 +38,25 @@ from bot.store import Delivery, SqlStore
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = timedelta(minutes=5)
+LEASE = timedelta(seconds=30)
+SAFETY_POLL_SECONDS = 5.0
+CLAIM_BATCH = 200
+
+T = TypeVar("T")
+
+
+class Waker(Protocol):
+    """Something that can wake a delivery worker: ingest in process, LISTEN/NOTIFY across."""
+
+    def wake(self) -> None: ...
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class DeliveryWorker:
-    """Sends or edits due outbox rows and records what the platforms accepted."""
+    """Drains the outbox: ``run`` for a live bot, ``deliver_due`` for one pass (replay, tests)."""
 
     def __init__(
         self,
@@ -38,6 +71,9 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         charts: bool = False,
         timezone: str = "America/New_York",
+        owner: str | None = None,
+        lease: timedelta = LEASE,
+        poll_interval: float = SAFETY_POLL_SECONDS,
     ) -> None:
         self.store = store
         self.market = market
@@ -50,69 +86,244 @@ class DeliveryWorker:
         self.charts = charts
         self.timezone = timezone
         self.explainer = Explainer()
+        self.owner = owner or default_owner()
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._paused: dict[str, datetime] = {}  # platform name -> paused until (a global limit)
+        self._live = False
+
+    # -- waking ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New rows were committed: look now. Safe to call from any thread."""
+        loop, event = self._loop, self._wakeup
+        if loop is None or event is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    # -- the live loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver until cancelled: lanes start as rows come due; a wake skips the wait."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._live = True
+        if self.store.engine.dialect.name == "sqlite":
+            # One writer per SQLite file: a lease still held was held by a process now dead.
+            self.store.expire_leases(self.clock.now())
+        try:
+            while True:
+                self._wakeup.clear()
+                self._start_lanes()
+                await self._sleep_until_due()
+        finally:
+            self._live = False
+            for task in list(self._lanes.values()):
+                task.cancel()
+            await asyncio.gather(*self._lanes.values(), return_exceptions=True)
+
+    async def _sleep_until_due(self) -> None:
+        assert self._wakeup is not None
+        timeout = self.poll_interval
+        now = self.clock.now()
+        due = self.store.next_due_at(now)
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - now).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _start_lanes(self) -> list[asyncio.Task[None]]:
+        started: list[asyncio.Task[None]] = []
+        while True:
+            claimed = self.store.claim(
+                self.owner,
+                self.clock.now(),
+                self.lease,
+                limit=CLAIM_BATCH,
+                exclude=list(self._lanes),
+            )
+            for delivery in claimed:
+                task = asyncio.create_task(self._lane(delivery), name=f"lane {delivery.channel}")
+                self._lanes[delivery.channel] = task
+                started.append(task)
+            if len(claimed) < CLAIM_BATCH:
+                return started
+
+    # -- one pass -------------------------------------------------------------------------
 
     async def deliver_due(self) -> int:
-        """Send or edit every outbox row that is due; returns how many the platforms accepted."""
-        now = self.clock.now()
-        accepted = 0
-        for delivery in self.store.due_deliveries(now):
-            platform = platform_for(self.platforms, delivery.channel)
-            if platform is None:
-                self.store.mark_failed(
-                    delivery, f"no platform handles {delivery.channel}", retry_at=None, now=now
-                )
-                self.stats.dead_letters += 1
-                log.error(
-                    "no platform for channel %s; outbox row %s kept as dead",
-                    delivery.channel,
-                    delivery.outbox_id,
-                )
-                continue
-            message = self.render(delivery)
-            try:
-                if delivery.message_id is None:
-                    ref = await platform.send(message, idempotency_key=delivery.idempotency_key)
-                    self.stats.messages_sent += 1
-                else:
-                    ref = await platform.edit(
-                        MessageRef(channel=delivery.channel, message_id=delivery.message_id),
-                        message,
-                    )
-                    self.stats.messages_edited += 1
-            except DeliveryError as exc:
-                self._failed(delivery, str(exc), exc.retryable, exc.retry_after, now)
-                continue
-            except Exception as exc:  # an SDK bug or a network error we did not map
-                log.exception("delivery to %s failed", delivery.channel)
-                self._failed(delivery, repr(exc), True, None, now)
-                continue
-            self.store.mark_delivered(delivery, ref.message_id, self.clock.now())
-            self.stats.by_platform[platform.name] = self.stats.by_platform.get(platform.name, 0) + 1
-            accepted += 1
-            if delivery.message_id is None:
-                await self._send_chart(platform, message)
-        return accepted
+        """Deliver everything due now, each lane until it has nothing due; returns accepted."""
+        self._loop = asyncio.get_running_loop()
+        before = sum(self.stats.by_platform.values())
+        while True:
+            started = self._start_lanes()
+            if not started:
+                break
+            await asyncio.gather(*started)
+        return sum(self.stats.by_platform.values()) - before
 
-    def _failed(
-        self,
-        delivery: Delivery,
-        error: str,
-        retryable: bool,
-        retry_after: float | None,
-        now: datetime,
-    ) -> None:
+    # -- a lane ---------------------------------------------------------------------------
+
+    async def _lane(self, first: Delivery) -> None:
+        channel = first.channel
+        delivery: Delivery | None = first
+        try:
+            while delivery is not None:
+                pace_until = await self._deliver(delivery)
+                if pace_until is False:
+                    break  # the lane waits (retry, broken): the store knows until when
+                claimed = self._claim_lane(channel)
+                if not claimed and self._live and isinstance(pace_until, datetime):
+                    # The next message of this lane may be due once the pace allows: wait here,
+                    # in this lane's own task, then look again.
+                    await asyncio.sleep(max(0.0, (pace_until - self.clock.now()).total_seconds()))
+                    claimed = self._claim_lane(channel)
+                delivery = claimed[0] if claimed else None
+        finally:
+            self._lanes.pop(channel, None)
+            if self._live:
+                self.wake()  # its later rows, if any, are the dispatcher's again
+
+    def _claim_lane(self, channel: str) -> list[Delivery]:
+        return self.store.claim(self.owner, self.clock.now(), self.lease, channel=channel, limit=1)
+
+    async def _deliver(self, delivery: Delivery) -> datetime | bool | None:
+        """One claimed row through its platform. Returns the lane's pace, or False to stop."""
+        platform = platform_for(self.platforms, delivery.channel)
+        if platform is None:
+            self.store.give_up(delivery, f"no platform handles {delivery.channel}")
+            self.stats.dead_letters += 1
+            log.error(
+                "no platform for channel %s; outbox row %s kept as dead",
+                delivery.channel,
+                delivery.outbox_id,
+            )
+            return None
+        paused = self._paused.get(platform.name)
+        if paused is not None and paused > self.clock.now():
+            self.store.retry_later(delivery, f"{platform.name} paused", retry_at=paused)
+            return False
+        message = self.render(delivery)
+        try:
+            ref, posted = await self._attempt(platform, delivery, message)
+        except DeliveryError as exc:
+            self._failed(platform, delivery, exc)
+            return False
+        except Exception as exc:  # an SDK bug or a network error we did not map
+            log.exception("delivery to %s failed", delivery.channel)
+            self._failed(
+                platform,
+                delivery,
+                DeliveryError(repr(exc), retryable=True, outcome_unknown=True),
+            )
+            return False
+        now = self.clock.now()
+        interval = platform.per_channel_interval if isinstance(platform, PacedPlatform) else 0.0
+        pace_until = now + timedelta(seconds=interval) if interval else None
+        if self.store.confirm(delivery, ref.message_id, now, pace_until=pace_until):
+            log.warning(
+                "%s accepts messages again; it is no longer marked broken", delivery.channel
+            )
+        self.stats.by_platform[platform.name] = self.stats.by_platform.get(platform.name, 0) + 1
+        if posted:
+            await self._send_chart(platform, message)
+        return pace_until
+
+    async def _attempt(
+        self, platform: ChatPlatform, delivery: Delivery, message: AlertMessage
+    ) -> tuple[MessageRef, bool]:
+        """Send, edit, or first find the post an earlier attempt may have made."""
+        if delivery.message_id is not None:
+            ref = MessageRef(channel=delivery.channel, message_id=delivery.message_id)
+            # An edit shows the whole group: repeating one is harmless.
+            edited = await self._leased(delivery, platform.edit(ref, message))
+            self.stats.messages_edited += 1
+            return edited, False
+        if delivery.reconcile and isinstance(platform, SentFinder):
+            found = await self._leased(
+                delivery, platform.find_sent(delivery.channel, delivery.idempotency_key)
+            )
+            if found is not None:
+                self.stats.reconciled += 1
+                log.info("outbox row %s was already posted; recorded", delivery.outbox_id)
+                return found, False
+        # Discord answers a repeated nonce with the message it already made.
+        sent = await self._leased(
+            delivery, platform.send(message, idempotency_key=delivery.idempotency_key)
+        )
+        self.stats.messages_sent += 1
+        return sent, True
+
+    async def _leased(self, delivery: Delivery, work: Coroutine[Any, Any, T]) -> T:
+        """Await ``work``, renewing the row's lease while it takes long (discord.py may sleep)."""
+        task = asyncio.ensure_future(work)
+        renew_every = max(0.05, self.lease.total_seconds() / 3)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=renew_every)
+                if done:
+                    return task.result()
+                self.store.renew(delivery, self.clock.now() + self.lease)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    def _failed(self, platform: ChatPlatform, delivery: Delivery, exc: DeliveryError) -> None:
+        now = self.clock.now()  # when the refusal arrived: Retry-After counts from here
         self.stats.delivery_failures += 1
-        if not retryable:
+        error = str(exc)
+        if exc.destination_gone:
+            newly, dropped = self.store.mark_broken(delivery, error, now)
+            self.stats.rows_dropped += dropped
+            if newly:
+                self.stats.destinations_broken += 1
+                log.error(
+                    "%s refuses delivery (%s): marked broken, %d queued message(s) dropped; "
+                    "a new alert to it is tried again after a backoff",
+                    delivery.channel,
+                    error,
+                    dropped,
+                )
+            return
+        if exc.message_gone:
+            log.warning("%s: the message to edit is gone; posting the group anew", delivery.channel)
+            self.store.repost(delivery, error, now)
+            return
+        if not exc.retryable:
             self.stats.dead_letters += 1
             log.error(
                 "outbox row %s to %s refused: %s", delivery.outbox_id, delivery.channel, error
             )
-            self.store.mark_failed(delivery, error, retry_at=None, now=now)
+            self.store.give_up(delivery, error)
             return
-        backoff = min(MAX_RETRY_DELAY.total_seconds(), 2.0 ** (delivery.attempts + 1))
-        delay = max(retry_after or 0.0, backoff * (0.5 + self._rng.random() / 2))
-        log.warning("delivery to %s failed (%s); retrying in %.1fs", delivery.channel, error, delay)
-        self.store.mark_failed(delivery, error, retry_at=now + timedelta(seconds=delay), now=now)
+        if exc.retry_after is not None:
+            self.stats.rate_limited += 1
+            delay = exc.retry_after  # never less than asked
+        else:
+            backoff = min(MAX_RETRY_DELAY.total_seconds(), 2.0 ** max(0, delivery.attempts - 1))
+            delay = backoff * (0.5 + self._rng.random() / 2)
+        retry_at = now + timedelta(seconds=delay)
+        if exc.platform_wide:
+            self._paused[platform.name] = max(retry_at, self._paused.get(platform.name, now))
+            log.warning("%s paused for %.1fs: %s", platform.name, delay, error)
+        else:
+            log.warning(
+                "delivery to %s failed (%s); retrying in %.1fs", delivery.channel, error, delay
+            )
+        if exc.outcome_unknown:
+            self.store.outcome_unknown(delivery, error, reconcile_at=retry_at)
+        else:
+            self.store.retry_later(delivery, error, retry_at=retry_at)
 
     async def _send_chart(self, platform: ChatPlatform, message: AlertMessage) -> None:
         """A chart of the names' moves under a new alert message, where the platform can.

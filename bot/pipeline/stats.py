@@ -15,4 +15,8 @@ class PipelineStats:
     delivery_failures: int = 0
     dead_letters: int = 0
     charts_sent: int = 0
+    rate_limited: int = 0  # refusals that named a pause (429 Retry-After)
+    reconciled: int = 0  # posts found already on the platform after an unknown outcome
+    destinations_broken: int = 0  # channels newly marked broken
+    rows_dropped: int = 0  # queued messages dropped because their channel is broken
     by_platform: dict[str, int] = field(default_factory=dict)

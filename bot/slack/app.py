@@ -95,7 +95,8 @@ def _listener(router: CommandHandler, name: str) -> Callable[..., Awaitable[None
 def create_slack_platform(settings: SlackSettings, *, timezone: str | None = None) -> SlackPlatform:
     """The ChatPlatform the delivery worker uses to post alerts to Slack."""
     token = settings.bot_token.get_secret_value() if settings.bot_token else None
-    return SlackPlatform(make_web_client(token, api_url=settings.api_url), timezone=timezone)
+    client = make_web_client(token, api_url=settings.api_url, retry_connection_errors=False)
+    return SlackPlatform(client, timezone=timezone)
 
 
 class SlackService:

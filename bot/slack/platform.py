@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
+from aiolimiter import AsyncLimiter
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
@@ -21,21 +23,30 @@ from bot.render.slack_blocks import render_blocks
 
 CHANNEL_PREFIX = "slack:"
 METADATA_EVENT = "marketbot_alert"
-# Slack's errors that no retry can fix: a later attempt would fail the same way.
-_PERMANENT = {
+# Slack's documented pace for chat.postMessage: about one message per second per channel.
+PER_CHANNEL_INTERVAL = 1.0
+# Errors that mean the channel takes nothing from us until someone fixes it.
+_DESTINATION_GONE = {
     "channel_not_found",
     "not_in_channel",
     "is_archived",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "team_access_not_granted",
+    "ekm_access_denied",
     "invalid_auth",
     "account_inactive",
     "token_revoked",
     "missing_scope",
-    "invalid_blocks",
-    "msg_too_long",
-    "message_not_found",
-    "cant_update_message",
-    "no_text",
 }
+# The message to edit is gone; the group is posted again instead.
+_MESSAGE_GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
+# This message can never be sent as it is; other messages to the channel can.
+_PERMANENT = {"invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_format"}
+# Reconciling reads channel history: Tier 3 for internal apps (about 50 calls a minute).
+HISTORY_CALLS_PER_MINUTE = 50
+HISTORY_CACHE_SECONDS = 10.0
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -91,14 +102,26 @@ class ShortRateLimitRetryHandler(AsyncRetryHandler):
 
 
 def make_web_client(
-    token: str | None, *, api_url: str | None = None, timeout: int = 30
+    token: str | None,
+    *,
+    api_url: str | None = None,
+    timeout: int = 30,
+    retry_connection_errors: bool = True,
 ) -> AsyncWebClient:
-    """The one way marketbot builds a Slack client: base URL override, retry handlers."""
+    """The one way marketbot builds a Slack client: base URL override, retry handlers.
+
+    The delivery client does not retry connection errors: a reset may come after Slack
+    posted the message, and chat.postMessage has no idempotency key, so the outbox
+    reconciles (``find_sent``) before it sends again.
+    """
     kwargs: dict[str, Any] = {"token": token, "timeout": timeout}
     if api_url:
         kwargs["base_url"] = api_url if api_url.endswith("/") else api_url + "/"
     client = AsyncWebClient(**kwargs)
-    client.retry_handlers = [AsyncConnectionErrorRetryHandler(), ShortRateLimitRetryHandler()]
+    handlers: list[AsyncRetryHandler] = [ShortRateLimitRetryHandler()]
+    if retry_connection_errors:
+        handlers.insert(0, AsyncConnectionErrorRetryHandler())
+    client.retry_handlers = handlers
     return client
 
 
@@ -117,10 +140,16 @@ def _delivery_error(exc: Exception, action: str) -> DeliveryError:
             return DeliveryError(f"slack {action}: rate limited", retryable=True, retry_after=wait)
         if status >= 500:
             return DeliveryError(f"slack {action}: HTTP {status}", retryable=True)
-        return DeliveryError(
-            f"slack {action}: {error or status}", retryable=error not in _PERMANENT
-        )
-    return DeliveryError(f"slack {action}: {type(exc).__name__}: {exc}", retryable=True)
+        text = f"slack {action}: {error or status}"
+        if error in _DESTINATION_GONE:
+            return DeliveryError(text, retryable=False, destination_gone=True)
+        if error in _MESSAGE_GONE:
+            return DeliveryError(text, retryable=False, message_gone=True)
+        return DeliveryError(text, retryable=error not in _PERMANENT)
+    # A reset or a timeout may come after Slack processed the request: reconcile first.
+    return DeliveryError(
+        f"slack {action}: {type(exc).__name__}: {exc}", retryable=True, outcome_unknown=True
+    )
 
 
 class SlackPlatform:
@@ -131,10 +160,23 @@ class SlackPlatform:
     """
 
     name = "slack"
+    per_channel_interval = PER_CHANNEL_INTERVAL
 
-    def __init__(self, client: AsyncWebClient, *, timezone: str | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        timezone: str | None = None,
+        history_calls_per_minute: float = HISTORY_CALLS_PER_MINUTE,
+    ) -> None:
         self.client = client
         self._tz = fmt.zone(timezone)
+        # Keys of messages this process posted, recorded the moment Slack returned the ts.
+        self._posted: dict[tuple[str, str], str] = {}
+        # channel -> (monotonic time read, {idempotency key: ts}) from conversations.history.
+        self._history: dict[str, tuple[float, dict[str, str]]] = {}
+        self._history_budget = AsyncLimiter(history_calls_per_minute, 60)
+        self.history_calls = 0
 
     def handles(self, channel: str) -> bool:
         return channel.startswith(CHANNEL_PREFIX)
@@ -156,7 +198,9 @@ class SlackPlatform:
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "chat.postMessage") from exc
-        return MessageRef(channel=message.channel, message_id=str(response["ts"]))
+        ts = str(response["ts"])
+        self._posted[(message.channel, idempotency_key)] = ts
+        return MessageRef(channel=message.channel, message_id=ts)
 
     async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef:
         payload = render_blocks(message, self._tz)
@@ -172,24 +216,42 @@ class SlackPlatform:
         return ref
 
     async def find_sent(
-        self, channel: str, idempotency_key: str, *, limit: int = 50
+        self, channel: str, idempotency_key: str, *, limit: int = 100
     ) -> MessageRef | None:
-        """The message already posted with this key, if any (needs ``channels:history``)."""
+        """The message already posted with this key, if any (needs ``channels:history``).
+
+        Called only for posts whose earlier outcome is unknown. A key this process posted is
+        answered from memory; otherwise one ``conversations.history`` read of the newest
+        ``limit`` messages serves every key of the channel for a few seconds, and reads are
+        kept within a per-minute budget (Slack cut this method to 1/min for some apps).
+        """
+        known = self._posted.get((channel, idempotency_key))
+        if known is not None:
+            return MessageRef(channel=channel, message_id=known)
+        cached = self._history.get(channel)
+        if cached is None or time.monotonic() - cached[0] > HISTORY_CACHE_SECONDS:
+            async with self._history_budget:
+                cached = (time.monotonic(), await self._read_history(channel, limit))
+            self._history[channel] = cached
+        ts = cached[1].get(idempotency_key)
+        return MessageRef(channel=channel, message_id=ts) if ts is not None else None
+
+    async def _read_history(self, channel: str, limit: int) -> dict[str, str]:
+        self.history_calls += 1
         try:
             response = await self.client.conversations_history(
                 channel=slack_channel_id(channel), limit=limit, include_all_metadata=True
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "conversations.history") from exc
+        keys: dict[str, str] = {}
         for item in response.get("messages") or []:
             metadata = item.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
-            if (
-                metadata.get("event_type") == METADATA_EVENT
-                and payload.get("idempotency_key") == idempotency_key
-            ):
-                return MessageRef(channel=channel, message_id=str(item["ts"]))
-        return None
+            key = payload.get("idempotency_key")
+            if metadata.get("event_type") == METADATA_EVENT and isinstance(key, str):
+                keys.setdefault(key, str(item["ts"]))
+        return keys
 
     async def upload_image(
         self, channel: str, image: bytes, *, filename: str = "chart.png", title: str = "chart"

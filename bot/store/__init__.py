@@ -1,5 +1,6 @@
-"""Persistence: the SQLAlchemy store and its schema."""
+"""Persistence: the SQLAlchemy store, its schema and the outbox queue."""
 
-from bot.store.sql import Delivery, SqlStore, StateRecord
+from bot.store.outbox import BrokenDestination, Delivery
+from bot.store.sql import SqlStore, StateRecord
 
-__all__ = ["Delivery", "SqlStore", "StateRecord"]
+__all__ = ["BrokenDestination", "Delivery", "SqlStore", "StateRecord"]

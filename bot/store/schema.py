@@ -52,6 +52,12 @@ class ChannelRow(Base):
     platform: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The channel's delivery lane: paced or waiting out a Retry-After until this time.
+    deliver_after: Mapped[datetime | None]
+    # A permanent refusal (channel gone, bot removed): set until a send works again.
+    broken_since: Mapped[datetime | None]
+    broken_error: Mapped[str | None] = mapped_column(Text)
+    broken_failures: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class WatchRow(Base):
@@ -128,12 +134,19 @@ class AlertRow(Base):
     group_id: Mapped[int | None] = mapped_column(ForeignKey("alert_groups.id", ondelete="SET NULL"))
     muted: Mapped[bool] = mapped_column(default=False)  # tracked but not sent
     summarized: Mapped[bool] = mapped_column(default=False)  # counted in an after-mute summary
+    # Set when a message that showed this alert was accepted by its platform.
+    delivered_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_alerts_channel_at", "channel_id", "at"),)
 
 
 class OutboxRow(Base):
-    """A delivery still owed to a platform: post a group's message, or edit it in place."""
+    """A delivery still owed to a platform: post a group's message, or edit it in place.
+
+    ``pending`` -> claimed into ``sending`` with a lease (owner, expiry) -> ``sent``; or
+    ``dead`` (refused), ``dropped`` (its destination is broken). One lane per channel: only
+    the oldest open row of a channel is ever claimed, so messages keep their order.
+    """
 
     __tablename__ = "outbox"
 
@@ -141,11 +154,18 @@ class OutboxRow(Base):
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     group_id: Mapped[int] = mapped_column(ForeignKey("alert_groups.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(10))  # "post" | "update"
-    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|sent|dead
+    status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     not_before: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    # The alert ids the first send of a post showed: what a reconciled post was.
+    shown_alert_ids: Mapped[list[int] | None] = mapped_column(JSON)
 
-    __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)
+    __table_args__ = (
+        Index("ix_outbox_status_not_before", "status", "not_before"),
+        Index("ix_outbox_channel_status_id", "channel_id", "status", "id"),
+    )

@@ -1,0 +1,452 @@
+"""The outbox as a queue: claim rows under a lease, confirm, retry, reconcile, broken lanes.
+
+Each channel is a lane: only its oldest open row (``pending`` or ``sending``) may be claimed,
+so its messages go out in order and one at a time, while every other lane goes on. A claim
+moves a row to ``sending`` with a lease (owner token, expiry). A lease that expired means the
+process died, or the send's outcome is unknown (connection reset): the next claim hands the
+row over marked ``reconcile``, and delivery checks the platform before sending again.
+
+On PostgreSQL the claim is ``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of worker
+processes share the queue; on SQLite one process writes (the claim's update is conditional,
+so a second writer could never take a row twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Collection
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, aliased
+
+from alerts.models import Alert
+from bot.store.codec import alert_from_record
+from bot.store.schema import AlertGroupRow, AlertRow, ChannelRow, OutboxRow
+
+log = logging.getLogger(__name__)
+
+OPEN = ("pending", "sending")
+MAX_BROKEN_BACKOFF = timedelta(hours=1)
+FIRST_BROKEN_BACKOFF = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A claimed outbox row, with the alerts this attempt shows."""
+
+    outbox_id: int
+    channel: str
+    group_id: int
+    message_id: str | None  # set once the group's message exists: then this is an edit
+    alerts: tuple[Alert, ...]
+    alert_ids: tuple[int, ...]  # the stored ids of ``alerts``: what an accepted render covers
+    attempts: int
+    lease_token: str = ""
+    # The lease of an earlier attempt expired: that attempt may have reached the platform.
+    reconcile: bool = False
+
+    @property
+    def idempotency_key(self) -> str:
+        # Discord nonces are at most 25 characters.
+        return f"mb-{self.group_id}-{self.outbox_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenDestination:
+    """A channel that refused delivery for good (gone, archived, bot removed)."""
+
+    channel: str
+    since: datetime
+    error: str
+    failures: int
+    retry_at: datetime | None  # when a new alert to it is tried again
+
+
+class _HasSessions(Protocol):
+    def _tx(self) -> AbstractContextManager[Session]: ...
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        and_(OutboxRow.status == "pending", OutboxRow.not_before <= now),
+        and_(OutboxRow.status == "sending", OutboxRow.lease_expires_at <= now),
+    )
+
+
+class OutboxQueue:
+    """The delivery side of ``SqlStore``; every method is one short transaction."""
+
+    # -- claim ----------------------------------------------------------------------------
+
+    def claim(
+        self: _HasSessions,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        channel: str | None = None,
+        limit: int = 100,
+        exclude: Collection[str] = (),
+    ) -> list[Delivery]:
+        """Claim the due head row of up to ``limit`` lanes (or of ``channel``'s lane)."""
+        for _ in range(8):  # rows found to be covered already are finished, then look again
+            try:
+                claimed, finished = OutboxQueue._claim_once(
+                    self, owner, now, lease, channel, limit, exclude
+                )
+            except OperationalError as exc:  # SQLite: another writer holds the file
+                log.warning("outbox claim deferred: %s", exc.orig)
+                return []
+            if claimed or not finished:
+                return claimed
+        return []
+
+    def _claim_once(
+        self: _HasSessions,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        channel: str | None,
+        limit: int,
+        exclude: Collection[str],
+    ) -> tuple[list[Delivery], int]:
+        earlier = aliased(OutboxRow)
+        not_head = exists().where(
+            earlier.channel_id == OutboxRow.channel_id,
+            earlier.status.in_(OPEN),
+            earlier.id < OutboxRow.id,
+        )
+        paused = exists().where(
+            ChannelRow.id == OutboxRow.channel_id, ChannelRow.deliver_after > now
+        )
+        query = select(OutboxRow.id, OutboxRow.status).where(_due(now), ~not_head, ~paused)
+        if channel is not None:
+            query = query.where(OutboxRow.channel_id == channel)
+        if exclude:
+            query = query.where(OutboxRow.channel_id.not_in(list(exclude)))
+        query = (
+            query.order_by(OutboxRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=OutboxRow)
+        )
+        token = f"{owner}/{uuid.uuid4().hex[:8]}"
+        with self._tx() as session:
+            picked: dict[int, str] = {row[0]: row[1] for row in session.execute(query)}
+            if not picked:
+                return [], 0
+            # Conditional: on SQLite (no row locks) a row someone else claimed is left alone.
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(list(picked)), _due(now))
+                .values(
+                    status="sending",
+                    lease_owner=token,
+                    lease_expires_at=now + lease,
+                    attempts=OutboxRow.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            rows = list(
+                session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.lease_owner == token)
+                    .order_by(OutboxRow.id)
+                    .execution_options(populate_existing=True)
+                )
+            )
+            members = _members(session, {row.group_id for row in rows})
+            groups = {
+                g.id: g
+                for g in session.scalars(
+                    select(AlertGroupRow).where(AlertGroupRow.id.in_({r.group_id for r in rows}))
+                )
+            }
+            deliveries: list[Delivery] = []
+            finished = 0
+            for row in rows:
+                group = groups.get(row.group_id)
+                shown = members.get(row.group_id, [])
+                if group is None or not shown:
+                    row.status, row.lease_owner, row.lease_expires_at = "dead", None, None
+                    row.last_error = "its group has no alerts to show"
+                    finished += 1
+                    continue
+                reconcile = picked[row.id] == "sending"
+                if reconcile and group.message_id is None and row.shown_alert_ids:
+                    # The earlier attempt of this post may be on the platform: show exactly
+                    # what it showed, so the platform's copy and our record agree.
+                    earlier_ids = set(row.shown_alert_ids)
+                    shown = [m for m in shown if m.id in earlier_ids] or shown
+                elif group.message_id is not None and all(
+                    m.delivered_at is not None for m in shown
+                ):
+                    # An edit with nothing new to show: an accepted message covers it all.
+                    row.status, row.sent_at = "sent", now
+                    row.lease_owner, row.lease_expires_at = None, None
+                    finished += 1
+                    continue
+                else:
+                    row.shown_alert_ids = [m.id for m in shown]
+                deliveries.append(
+                    Delivery(
+                        outbox_id=row.id,
+                        channel=row.channel_id,
+                        group_id=row.group_id,
+                        message_id=group.message_id,
+                        alerts=tuple(alert_from_record(m.data) for m in shown),
+                        alert_ids=tuple(m.id for m in shown),
+                        attempts=row.attempts,
+                        lease_token=token,
+                        reconcile=reconcile,
+                    )
+                )
+            return deliveries, finished
+
+    def renew(self: _HasSessions, delivery: Delivery, until: datetime) -> None:
+        """A send still in progress keeps its lease (a slow platform is not a dead worker)."""
+        with self._tx() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == delivery.outbox_id,
+                    OutboxRow.status == "sending",
+                    OutboxRow.lease_owner == delivery.lease_token,
+                )
+                .values(lease_expires_at=until)
+            )
+
+    def expire_leases(self: _HasSessions, now: datetime) -> int:
+        """Every lease ends now (a single-writer start: whoever held them is gone)."""
+        with self._tx() as session:
+            result = session.execute(
+                update(OutboxRow).where(OutboxRow.status == "sending").values(lease_expires_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def confirm(
+        self: _HasSessions,
+        delivery: Delivery,
+        message_id: str,
+        now: datetime,
+        *,
+        pace_until: datetime | None = None,
+    ) -> bool:
+        """The platform accepted a message showing ``delivery.alert_ids``; record it.
+
+        Marks exactly those alerts delivered. Members that joined while the message was in
+        flight are still undelivered: an edit is queued for them. Returns whether the channel
+        was broken before (it works again now).
+        """
+        with self._tx() as session:
+            group = session.get(AlertGroupRow, delivery.group_id)
+            if group is not None and group.message_id != message_id:
+                group.message_id = message_id
+            if delivery.alert_ids:
+                session.execute(
+                    update(AlertRow)
+                    .where(AlertRow.id.in_(delivery.alert_ids), AlertRow.delivered_at.is_(None))
+                    .values(delivered_at=now)
+                )
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is not None:
+                if row.lease_owner not in (None, delivery.lease_token):
+                    log.warning("outbox row %s confirmed after its lease passed on", row.id)
+                row.status, row.sent_at = "sent", now
+                row.lease_owner, row.lease_expires_at = None, None
+            left = session.scalar(
+                select(func.count())
+                .select_from(AlertRow)
+                .where(
+                    AlertRow.group_id == delivery.group_id,
+                    AlertRow.muted.is_(False),
+                    AlertRow.delivered_at.is_(None),
+                )
+            )
+            waiting = session.scalar(
+                select(func.count())
+                .select_from(OutboxRow)
+                .where(OutboxRow.group_id == delivery.group_id, OutboxRow.status.in_(OPEN))
+            )
+            if left and not waiting:
+                session.add(
+                    OutboxRow(
+                        channel_id=delivery.channel,
+                        group_id=delivery.group_id,
+                        action="update",
+                        status="pending",
+                        attempts=0,
+                        not_before=now,
+                        created_at=now,
+                    )
+                )
+            lane = session.get(ChannelRow, delivery.channel)
+            was_broken = False
+            if lane is not None:
+                was_broken = lane.broken_since is not None
+                lane.deliver_after = pace_until
+                lane.broken_since, lane.broken_error, lane.broken_failures = None, None, 0
+            return was_broken
+
+    def retry_later(
+        self: _HasSessions, delivery: Delivery, error: str, *, retry_at: datetime
+    ) -> None:
+        """The platform did not take it (429, 5xx): the whole lane waits until ``retry_at``."""
+        with self._tx() as session:
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is None or row.status != "sending":
+                return
+            row.status, row.not_before, row.last_error = "pending", retry_at, error[:2000]
+            row.lease_owner, row.lease_expires_at = None, None
+            lane = session.get(ChannelRow, delivery.channel)
+            if lane is not None:
+                lane.deliver_after = retry_at
+        return
+
+    def outcome_unknown(
+        self: _HasSessions, delivery: Delivery, error: str, *, reconcile_at: datetime
+    ) -> None:
+        """The request may have reached the platform (reset, timeout): reconcile, not resend.
+
+        The row keeps its ``sending`` state; its lease ends at ``reconcile_at``, when the
+        next claim hands it over marked for reconciliation.
+        """
+        with self._tx() as session:
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is None or row.status != "sending":
+                return
+            row.lease_expires_at, row.last_error = reconcile_at, error[:2000]
+
+    def give_up(self: _HasSessions, delivery: Delivery, error: str) -> None:
+        """A refusal no retry can fix for this message (too long, invalid): kept as dead."""
+        with self._tx() as session:
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is None:
+                return
+            row.status, row.last_error = "dead", error[:2000]
+            row.lease_owner, row.lease_expires_at = None, None
+
+    def repost(self: _HasSessions, delivery: Delivery, error: str, now: datetime) -> None:
+        """The message to edit is gone (deleted by someone): post the group anew."""
+        with self._tx() as session:
+            group = session.get(AlertGroupRow, delivery.group_id)
+            if group is not None:
+                group.message_id = None
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is not None:
+                row.status, row.not_before, row.last_error = "pending", now, error[:2000]
+                row.lease_owner, row.lease_expires_at = None, None
+                row.shown_alert_ids = None
+
+    def mark_broken(
+        self: _HasSessions, delivery: Delivery, error: str, now: datetime
+    ) -> tuple[bool, int]:
+        """The destination refused for good: drop its open rows, pause the lane, back off.
+
+        Nothing piles up behind a dead channel. A later alert to it is tried after the
+        backoff (5 min, doubling to 1 h); the first send that works clears the mark.
+        Returns (newly broken, rows dropped).
+        """
+        with self._tx() as session:
+            lane = session.get(ChannelRow, delivery.channel)
+            newly = lane is None or lane.broken_since is None
+            failures = 1 if lane is None else lane.broken_failures + 1
+            backoff = min(MAX_BROKEN_BACKOFF, FIRST_BROKEN_BACKOFF * 2 ** (failures - 1))
+            if lane is not None:
+                lane.broken_since = lane.broken_since or now
+                lane.broken_error = error[:2000]
+                lane.broken_failures = failures
+                lane.deliver_after = now + backoff
+            result = session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.channel_id == delivery.channel, OutboxRow.status.in_(OPEN))
+                .values(
+                    status="dropped",
+                    last_error=error[:2000],
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            return newly, int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def next_due_at(self: _HasSessions, now: datetime) -> datetime | None:
+        """The earliest future moment a row may become claimable (for the dispatcher's sleep)."""
+        with self._tx() as session:
+            times = [
+                session.scalar(
+                    select(func.min(OutboxRow.not_before)).where(
+                        OutboxRow.status == "pending", OutboxRow.not_before > now
+                    )
+                ),
+                session.scalar(
+                    select(func.min(OutboxRow.lease_expires_at)).where(
+                        OutboxRow.status == "sending", OutboxRow.lease_expires_at > now
+                    )
+                ),
+                session.scalar(
+                    select(func.min(ChannelRow.deliver_after)).where(
+                        ChannelRow.deliver_after > now,
+                        exists().where(
+                            OutboxRow.channel_id == ChannelRow.id, OutboxRow.status.in_(OPEN)
+                        ),
+                    )
+                ),
+            ]
+        found = [_aware(t) for t in times if t is not None]
+        return min(found) if found else None
+
+    def broken_destinations(self: _HasSessions) -> list[BrokenDestination]:
+        """Channels marked broken, oldest first (``marketbot doctor`` lists them)."""
+        with self._tx() as session:
+            return [
+                BrokenDestination(
+                    channel=row.id,
+                    since=row.broken_since,
+                    error=row.broken_error or "",
+                    failures=row.broken_failures,
+                    retry_at=row.deliver_after,
+                )
+                for row in session.scalars(
+                    select(ChannelRow)
+                    .where(ChannelRow.broken_since.is_not(None))
+                    .order_by(ChannelRow.broken_since, ChannelRow.id)
+                )
+                if row.broken_since is not None
+            ]
+
+    def undelivered_alerts(self: _HasSessions, channel: str | None = None) -> list[Alert]:
+        """Unmuted alerts no accepted message has shown yet (tests, doctor)."""
+        with self._tx() as session:
+            query = select(AlertRow).where(
+                AlertRow.muted.is_(False), AlertRow.delivered_at.is_(None)
+            )
+            if channel is not None:
+                query = query.where(AlertRow.channel_id == channel)
+            return [alert_from_record(r.data) for r in session.scalars(query.order_by(AlertRow.id))]
+
+
+def _members(session: Session, group_ids: set[int]) -> dict[int, list[AlertRow]]:
+    found: dict[int, list[AlertRow]] = {}
+    if not group_ids:
+        return found
+    for alert in session.scalars(
+        select(AlertRow).where(AlertRow.group_id.in_(group_ids)).order_by(AlertRow.id)
+    ):
+        assert alert.group_id is not None
+        found.setdefault(alert.group_id, []).append(alert)
+    return found
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
