@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from alerts.rules import (
     watch_problem,
 )
 from alerts.symbols import SymbolError, normalize_symbol
+
+log = logging.getLogger(__name__)
 
 _ROLE = re.compile(r"<@&(\d{5,25})>|(\d{5,25})")
 MAX_COMMAND_LENGTH = 500
@@ -301,6 +304,10 @@ class CommandRouter:
             reply = handler(command, ctx)
         except CommandError as exc:
             return Reply(str(exc), ok=False)
+        except Exception:
+            # Whoever typed the command still gets an answer; the traceback is logged once.
+            log.exception("command %r in %s failed", text[:200], ctx.channel)
+            return Reply("Something went wrong, it is logged.", ok=False)
         if reply.changed and self._on_change is not None:
             self._on_change(ctx.channel)
         return reply

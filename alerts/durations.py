@@ -32,10 +32,10 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(number) * UNIT_SECONDS[unit] for number, unit in parts)
     if seconds <= 0:
         raise DurationError(f"`{text}` is no time at all; write it like 30m, 2h or 1d")
-    duration = timedelta(seconds=seconds)
-    if duration > MAX_DURATION:
-        raise DurationError(f"`{text}` is longer than a year")
-    return duration
+    # Compared as seconds first: a huge number would overflow timedelta itself.
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationError(f"`{text[:40]}` is longer than a year")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(duration: timedelta) -> str:

@@ -245,12 +245,12 @@ class _Tokens:
             parts += 1
         if parts == 0:
             raise self.fail(example)
-        d = timedelta(seconds=round(seconds))
-        if d <= timedelta(0) or d > MAX_DURATION:
+        # Compared as seconds first: a huge number would overflow timedelta itself.
+        if not 0 < seconds <= MAX_DURATION.total_seconds() or round(seconds) == 0:
             raise RuleSyntaxError(
                 self.text, None, example, why="A duration must be between 1s and 24h"
             )
-        return d
+        return timedelta(seconds=round(seconds))
 
 
 def _check_pct(tokens: _Tokens, direction: Direction, pct: float, example: str) -> None:

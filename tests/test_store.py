@@ -278,7 +278,8 @@ def test_a_broken_destination_drops_its_queue_and_is_listed(store: SqlStore) -> 
     [broken] = store.broken_destinations()
     assert broken.channel == "slack:GONE"
     assert broken.error == "channel_not_found"
-    assert broken.retry_at is not None and broken.retry_at > T0
+    assert broken.retry_at is not None
+    assert broken.retry_at > T0
     _record(store, [], [_alert("z9", "NEW", channel="slack:GONE")], _new_groups)
     assert _claim(store) == []  # backing off
     [probe] = _claim(store, broken.retry_at)
