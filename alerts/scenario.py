@@ -7,13 +7,14 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alerts.models import MarketSession, NewsItem
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format; files without a "format" field are version 1
+SUPPORTED_FORMATS = (1, 2)
 
 # Yahoo's symbol alphabet: NVDA, NQ=F, ASML.AS, ^VIX, BRK-B.
 _SYMBOL_RE = re.compile(r"^[A-Z0-9^][A-Z0-9.=^-]{0,31}$")
@@ -32,8 +33,13 @@ _KNOWN_TOP_LEVEL = frozenset(
         "news",
         "default_watches",
         "context_symbols",
+        "halts",
+        "gaps",
+        "bad_ticks",
     }
 )
+# Fields that only version 2 understands; a version-1 file that uses one is told so.
+_V2_TOP_LEVEL = frozenset({"halts", "gaps", "bad_ticks"})
 
 
 class ScenarioError(ValueError):
@@ -85,6 +91,16 @@ class SessionHours:
                 return session
         return MarketSession.CLOSED
 
+    def trading_day(self, when: datetime) -> date:
+        """The trading day ``when`` counts toward: its local date, except the evening part of a
+        session that wraps midnight (CME from 18:00), which belongs to the next day."""
+        local = when.astimezone(ZoneInfo(self.timezone))
+        clock = local.time().replace(tzinfo=None)
+        for window in (self.regular, self.pre, self.post):
+            if window is not None and window.wraps and clock >= window.start:
+                return local.date() + timedelta(days=1)
+        return local.date()
+
     def _inside(self, window: SessionWindow, clock: time, weekday: int) -> bool:
         if not window.wraps:
             return weekday in self.days and window.start <= clock < window.end
@@ -112,13 +128,29 @@ def default_session_hours(symbol: str) -> SessionHours:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """What a symbol is measured against: the previous regular-session close."""
+    """What a symbol is measured against: the previous regular-session close.
+
+    ``previous_close`` is the close the scenario's first trading day is measured against.
+    A multi-day file (format 2) lists ``previous_closes`` by trading day; a day that is not
+    listed (a weekend tick) uses the latest listed day before it.
+    """
 
     symbol: str
     previous_close: float
     currency: str | None
     exchange: str | None
     session_hours: SessionHours
+    previous_closes: Mapping[date, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def previous_close_on(self, day: date) -> float | None:
+        """The previous close trading day ``day`` is measured against (None: not covered)."""
+        if not self.previous_closes:
+            return self.previous_close
+        covered = [d for d in self.previous_closes if d <= day]
+        return self.previous_closes[max(covered)] if covered else None
+
+    def previous_close_at(self, when: datetime) -> float | None:
+        return self.previous_close_on(self.session_hours.trading_day(when))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +160,35 @@ class Tick:
     time: datetime
     price: float
     volume: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """Trading in ``symbol`` is halted in ``[start, end)``: its quotes carry ``halted``."""
+
+    symbol: str
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """The source goes silent for ``symbol`` in ``[start, end)``: ticks there are withheld and
+    the last quote before it keeps being served, so it turns stale in the regular session."""
+
+    symbol: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BadTick:
+    """A broken print the data-quality gate must refuse: zero, negative, NaN or missing."""
+
+    symbol: str
+    time: datetime
+    price: float | None  # None: the source sent no price at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +227,20 @@ class Scenario:
     news: tuple[NewsItem, ...] = ()
     default_watches: tuple[str, ...] = ()
     context_symbols: tuple[str, ...] = ()
+    format: int = 1
+    halts: tuple[Halt, ...] = ()
+    gaps: tuple[Gap, ...] = ()
+    bad_ticks: tuple[BadTick, ...] = ()
 
     @property
     def symbols(self) -> tuple[str, ...]:
         return tuple(self.reference)
+
+    def halted_at(self, symbol: str, when: datetime) -> bool:
+        return any(h.symbol == symbol and h.start <= when < h.end for h in self.halts)
+
+    def in_gap(self, symbol: str, when: datetime) -> bool:
+        return any(g.symbol == symbol and g.start <= when < g.end for g in self.gaps)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -188,9 +259,19 @@ def load_scenario(data: Mapping[str, object]) -> Scenario:
             f"unknown top-level field(s) {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sorted(_KNOWN_TOP_LEVEL))}"
         )
-    version = data.get("format", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
-        raise ScenarioError(f"format: only version {FORMAT_VERSION} is understood, got {version!r}")
+    version = data.get("format", 1)
+    if isinstance(version, bool) or version not in SUPPORTED_FORMATS:
+        raise ScenarioError(
+            f"format: versions {' and '.join(map(str, SUPPORTED_FORMATS))} are understood, "
+            f"got {version!r}"
+        )
+    assert isinstance(version, int)
+    if version < 2:
+        newer = sorted(_V2_TOP_LEVEL & set(data))
+        if newer:
+            raise ScenarioError(
+                f'{", ".join(map(repr, newer))}: needs "format": 2 (this file says {version})'
+            )
 
     name = _text(_required(data, "name"), "name")
     description = _text(data.get("description", ""), "description", allow_empty=True)
@@ -199,8 +280,17 @@ def load_scenario(data: Mapping[str, object]) -> Scenario:
     if end <= start:
         raise ScenarioError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
 
-    reference = _load_reference(_required(data, "reference"))
+    reference = _load_reference(_required(data, "reference"), version, start)
     ticks = _load_ticks(_required(data, "ticks"), reference, start, end)
+    halts = tuple(
+        Halt(symbol, a, b, reason)
+        for symbol, a, b, reason in _load_spans(data.get("halts", []), "halts", reference, start)
+    )
+    gaps = tuple(
+        Gap(symbol, a, b)
+        for symbol, a, b, _ in _load_spans(data.get("gaps", []), "gaps", reference, start)
+    )
+    bad_ticks = _load_bad_ticks(data.get("bad_ticks", []), reference, ticks, start, end)
     news = _load_news(data.get("news", []), reference, name, start)
     watches = _string_list(data.get("default_watches", []), "default_watches")
     context = _string_list(data.get("context_symbols", []), "context_symbols")
@@ -219,10 +309,14 @@ def load_scenario(data: Mapping[str, object]) -> Scenario:
         news=news,
         default_watches=watches,
         context_symbols=context,
+        format=version,
+        halts=halts,
+        gaps=gaps,
+        bad_ticks=bad_ticks,
     )
 
 
-def _load_reference(raw: object) -> dict[str, Reference]:
+def _load_reference(raw: object, version: int, start: datetime) -> dict[str, Reference]:
     entries = _mapping(raw, "reference")
     if not entries:
         raise ScenarioError("reference: needs at least one symbol")
@@ -231,24 +325,128 @@ def _load_reference(raw: object) -> dict[str, Reference]:
         where = f"reference.{symbol}"
         _check_symbol(symbol, where)
         entry = _mapping(value, where)
-        extra = sorted(set(entry) - {"previous_close", "currency", "exchange", "session_hours"})
+        known = {"previous_close", "currency", "exchange", "session_hours"}
+        if version >= 2:
+            known.add("previous_closes")
+        extra = sorted(set(entry) - known)
         if extra:
-            raise ScenarioError(f"{where}: unknown field(s) {', '.join(map(repr, extra))}")
-        close = _positive(_required(entry, "previous_close", where), f"{where}.previous_close")
+            hint = " ('previous_closes' needs \"format\": 2)" if "previous_closes" in extra else ""
+            raise ScenarioError(f"{where}: unknown field(s) {', '.join(map(repr, extra))}{hint}")
         hours_raw = entry.get("session_hours")
         hours = (
             default_session_hours(symbol)
             if hours_raw is None
             else _load_session_hours(hours_raw, f"{where}.session_hours")
         )
+        by_day: dict[date, float] = {}
+        if "previous_closes" in entry:
+            if "previous_close" in entry:
+                raise ScenarioError(
+                    f"{where}: give 'previous_close' (one day) or 'previous_closes' "
+                    "(by trading day), not both"
+                )
+            by_day = _load_closes(entry["previous_closes"], f"{where}.previous_closes")
+            first_day = hours.trading_day(start)
+            covered = [d for d in by_day if d <= first_day]
+            close = by_day[max(covered)] if covered else by_day[min(by_day)]
+        else:
+            close = _positive(_required(entry, "previous_close", where), f"{where}.previous_close")
         out[symbol] = Reference(
             symbol=symbol,
             previous_close=close,
             currency=_optional_text(entry.get("currency"), f"{where}.currency"),
             exchange=_optional_text(entry.get("exchange"), f"{where}.exchange"),
             session_hours=hours,
+            previous_closes=MappingProxyType(dict(sorted(by_day.items()))),
         )
     return out
+
+
+def _load_closes(raw: object, where: str) -> dict[date, float]:
+    entries = _mapping(raw, where)
+    if not entries:
+        raise ScenarioError(f"{where}: needs at least one 'YYYY-MM-DD': close entry")
+    out: dict[date, float] = {}
+    for day_text, value in entries.items():
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            raise ScenarioError(
+                f"{where}: {day_text!r} is not a trading day like '2025-01-27'"
+            ) from None
+        out[day] = _positive(value, f"{where}.{day_text}")
+    return out
+
+
+def _load_spans(
+    raw: object, where: str, reference: Mapping[str, Reference], start: datetime
+) -> list[tuple[str, datetime, datetime, str]]:
+    """``halts`` and ``gaps``: ``{"symbol", "start", "end"[, "reason"]}`` entries."""
+    if not isinstance(raw, list):
+        raise ScenarioError(f"{where}: expected a list, got {_kind(raw)}")
+    out: list[tuple[str, datetime, datetime, str]] = []
+    for i, value in enumerate(raw):
+        here = f"{where}[{i}]"
+        entry = _mapping(value, here)
+        allowed = (
+            {"symbol", "start", "end", "reason"} if where == "halts" else {"symbol", "start", "end"}
+        )
+        extra = sorted(set(entry) - allowed)
+        if extra:
+            raise ScenarioError(f"{here}: unknown field(s) {', '.join(map(repr, extra))}")
+        symbol = _text(_required(entry, "symbol", here), f"{here}.symbol")
+        _known_symbol(symbol, reference, f"{here}.symbol")
+        a = _time_or_offset(_required(entry, "start", here), f"{here}.start", start)
+        b = _time_or_offset(_required(entry, "end", here), f"{here}.end", start)
+        if b <= a:
+            raise ScenarioError(f"{here}: end ({b.isoformat()}) must be after start")
+        reason = _text(entry.get("reason", ""), f"{here}.reason", allow_empty=True)
+        out.append((symbol, a, b, reason))
+    return out
+
+
+def _load_bad_ticks(
+    raw: object,
+    reference: Mapping[str, Reference],
+    ticks: Mapping[str, tuple[Tick, ...]],
+    start: datetime,
+    end: datetime,
+) -> tuple[BadTick, ...]:
+    """Broken prints, kept apart from ``ticks`` so a typo there is still refused."""
+    if not isinstance(raw, list):
+        raise ScenarioError(f"bad_ticks: expected a list, got {_kind(raw)}")
+    out: list[BadTick] = []
+    for i, value in enumerate(raw):
+        where = f"bad_ticks[{i}]"
+        entry = _mapping(value, where)
+        extra = sorted(set(entry) - {"symbol", "time", "price"})
+        if extra:
+            raise ScenarioError(f"{where}: unknown field(s) {', '.join(map(repr, extra))}")
+        symbol = _text(_required(entry, "symbol", where), f"{where}.symbol")
+        _known_symbol(symbol, reference, f"{where}.symbol")
+        when = _time_or_offset(_required(entry, "time", where), f"{where}.time", start)
+        if not start <= when <= end:
+            raise ScenarioError(f"{where}.time: {when.isoformat()} is outside start..end")
+        if any(t.time == when for t in ticks[symbol]):
+            raise ScenarioError(f"{where}.time: {symbol} already has a tick at {when.isoformat()}")
+        price = _bad_price(_required(entry, "price", where), f"{where}.price")
+        out.append(BadTick(symbol, when, price))
+    out.sort(key=lambda b: b.time)
+    return tuple(out)
+
+
+def _bad_price(raw: object, where: str) -> float | None:
+    # JSON has no NaN: "NaN" (a string) stands for it, null for a missing price.
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.strip().lower() == "nan":
+        return math.nan
+    value = _number(raw, where)
+    if value > 0:
+        raise ScenarioError(
+            f'{where}: {value:g} is a good price; a bad tick is 0, negative, "NaN" or null'
+        )
+    return value
 
 
 def _load_session_hours(raw: object, where: str) -> SessionHours:
@@ -318,6 +516,13 @@ def _load_ticks(
                 raise ScenarioError(
                     f"{where}[{i}]: time {tick.time.isoformat()} is outside "
                     f"start..end ({start.isoformat()} .. {end.isoformat()})"
+                )
+            ref = reference[symbol]
+            if ref.previous_close_at(tick.time) is None:
+                day = ref.session_hours.trading_day(tick.time)
+                raise ScenarioError(
+                    f"{where}[{i}]: no previous close for trading day {day.isoformat()}; "
+                    f"reference.{symbol}.previous_closes starts at {min(ref.previous_closes)}"
                 )
             if built:
                 prev = built[-1]

@@ -76,6 +76,14 @@ def replay(
     render: Annotated[
         str, typer.Option(help="How to show messages: console, slack (Block Kit JSON) or discord.")
     ] = "console",
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Continue from this database URL (e.g. sqlite:///day1.db) instead of a "
+            "throw-away one: watches, rule states and sent digests carry over.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Play a recorded market day through the real pipeline into the console."""
@@ -87,7 +95,12 @@ def replay(
     try:
         asyncio.run(
             run_replay(
-                settings, scenario, speed=speed, commands=cmd or [], render=_render_kind(render)
+                settings,
+                scenario,
+                speed=speed,
+                commands=cmd or [],
+                render=_render_kind(render),
+                database_url=db,
             )
         )
     except ReplayError as exc:

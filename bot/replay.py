@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.commands import CommandContext
 from alerts.models import AlertMessage
 from alerts.ports import ManualClock, MessageRef
 from alerts.quality import QualityGate
-from alerts.scenario import ScenarioError
+from alerts.scenario import Scenario, ScenarioError
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.market.replay import ReplayMarketData
 from bot.pipeline import Pipeline
@@ -83,37 +84,59 @@ async def run_replay(
     render: RenderKind = "console",
     console: Console | None = None,
     database_dir: Path | None = None,
+    database_url: str | None = None,
 ) -> ReplayResult:
-    """Replay into a throw-away SQLite database, so a demo never touches the real one."""
+    """Replay into a throw-away SQLite database, so a demo never touches the real one.
+
+    ``database_url`` (``replay FILE --db URL``) continues from that database instead: its
+    watches, rule states and sent digests carry over, so market days can be replayed one
+    after another and what a restart would send is what the next replay sends.
+    """
     try:
         scenario = open_scenario(scenario_name)
     except (UnknownScenarioError, ScenarioError) as exc:
         raise ReplayError(str(exc)) from None
     out = console or Console()
+    if database_url is not None:
+        return await _play_in(
+            database_url, settings, scenario_name, scenario, speed, commands, render, out
+        )
     with tempfile.TemporaryDirectory(prefix="marketbot-replay-", dir=database_dir) as tmp:
-        store = SqlStore(f"sqlite:///{Path(tmp) / 'replay.db'}")
-        try:
-            store.upgrade()
-            return await _play(
-                settings, scenario_name, scenario, store, speed, commands, render, out
-            )
-        finally:
-            store.close()
+        url = f"sqlite:///{Path(tmp) / 'replay.db'}"
+        return await _play_in(url, settings, scenario_name, scenario, speed, commands, render, out)
+
+
+async def _play_in(
+    url: str,
+    settings: Settings,
+    scenario_name: str,
+    scenario: Scenario,
+    speed: float | None,
+    commands: Sequence[str],
+    render: RenderKind,
+    out: Console,
+) -> ReplayResult:
+    try:
+        store = SqlStore(url)
+        store.upgrade()
+    except (SQLAlchemyError, ValueError, OSError) as exc:  # bad URL, server down: one line
+        raise ReplayError(f"cannot open the database for --db: {exc}") from None
+    try:
+        return await _play(settings, scenario_name, scenario, store, speed, commands, render, out)
+    finally:
+        store.close()
 
 
 async def _play(
     settings: Settings,
     scenario_name: str,
-    scenario: object,
+    scenario: Scenario,
     store: SqlStore,
     speed: float | None,
     commands: Sequence[str],
     render: RenderKind,
     out: Console,
 ) -> ReplayResult:
-    from alerts.scenario import Scenario
-
-    assert isinstance(scenario, Scenario)
     clock = ManualClock(scenario.start)
     market = ReplayMarketData(scenario, clock, speed=speed)
     platform: ConsolePlatform | PayloadPrinter
@@ -140,7 +163,10 @@ async def _play(
     pipeline.load()
 
     gate = QualityGate()
-    last_news_check = clock.now() - timedelta(days=7)
+    # News published before the start is the feed's backlog: all of it is there at once.
+    last_news_check = min([clock.now(), *(n.published for n in scenario.news)]) - timedelta(
+        seconds=1
+    )
     async for quotes in market.stream(sorted(pipeline.symbols())):
         now = clock.now()
         pipeline.ingest_news(market.news_between(last_news_check, now))

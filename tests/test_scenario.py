@@ -235,7 +235,7 @@ BAD = [
     ("end first", _set("end", "2025-01-27T03:00:00-05:00"), r"^end .* must be after start"),
     ("bad symbol", _set("reference.aaa", {"previous_close": 1}), r"reference\.aaa: 'aaa' is not"),
     ("unknown field", _set("tickz", {}), r"unknown top-level field\(s\) 'tickz'"),
-    ("bad format", _set("format", 2), r"^format: only version 1"),
+    ("bad format", _set("format", 3), r"^format: versions 1 and 2 are understood, got 3"),
     ("context unknown", _set("context_symbols", ["NQ=F"]), r"context_symbols\[0\]: unknown"),
     ("watch not text", _set("default_watches", [3]), r"default_watches\[0\]: expected a string"),
     ("target unknown", _set("derivation.targets.ZZZ", {"change_pct": 1}), r"targets\.ZZZ"),

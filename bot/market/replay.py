@@ -6,17 +6,19 @@ import asyncio
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from alerts.models import MarketSession, NewsItem, Quote
 from alerts.ports import ManualClock
-from alerts.scenario import Reference, Scenario, Tick
+from alerts.scenario import Scenario
 from bot.scenarios import open_scenario
 
 SleepFn = Callable[[float], Awaitable[None]]
 
 SOURCE = "replay"
+# How often a silent source (a scenario gap) keeps answering with its last, ageing quote.
+GAP_REPEAT = timedelta(minutes=1)
 
 
 class ReplayMarketData:
@@ -44,14 +46,15 @@ class ReplayMarketData:
         self._sleep = sleep
         self._closed = False
         self._quotes: dict[str, tuple[Quote, ...]] = {
-            symbol: _quotes(scenario.reference[symbol], ticks)
-            for symbol, ticks in scenario.ticks.items()
+            symbol: _quotes(scenario, symbol) for symbol in scenario.ticks
         }
         self._times = {s: [q.time for q in qs] for s, qs in self._quotes.items()}
         by_time: dict[datetime, list[Quote]] = {}
         for quotes in self._quotes.values():
             for q in quotes:
                 by_time.setdefault(q.time, []).append(q)
+        for when, held in _held_quotes(scenario, self._quotes):
+            by_time.setdefault(when, []).append(held)
         self._timeline = sorted(by_time.items())
         self._timeline_times = [t for t, _ in self._timeline]
         self._news_times = [n.published for n in scenario.news]
@@ -146,31 +149,78 @@ class ReplayNewsFeed:
         return self._replay.news_until()
 
 
-def _quotes(ref: Reference, ticks: Sequence[Tick]) -> tuple[Quote, ...]:
+def _quotes(scenario: Scenario, symbol: str) -> tuple[Quote, ...]:
+    """Every quote the source would give for ``symbol``, in time order.
+
+    Format-2 features shape it: each trading day has its own previous close, ticks inside a
+    gap are withheld, bad ticks are merged in as they are, and quotes inside a halt carry
+    ``halted`` (a halt that starts between ticks gets a quote of its own at its start).
+    """
+    ref = scenario.reference[symbol]
     hours = ref.session_hours
     # An overnight regular session (futures) has no single opening print we could name.
     track_open = hours.regular is not None and not hours.regular.wraps
     tz = ZoneInfo(hours.timezone)
+    points: list[tuple[datetime, float | None, float | None]] = [
+        (t.time.astimezone(UTC), t.price, t.volume) for t in scenario.ticks[symbol]
+    ]
+    points += [
+        (b.time.astimezone(UTC), b.price, None) for b in scenario.bad_ticks if b.symbol == symbol
+    ]
+    points.sort(key=lambda p: p[0])
+    for halt in scenario.halts:
+        start = halt.start.astimezone(UTC)
+        if halt.symbol != symbol or any(when == start for when, _, _ in points):
+            continue
+        before = [p for p in points if p[0] < start and _good(p[1])]
+        if before:
+            points.append((start, before[-1][1], before[-1][2]))
+    points.sort(key=lambda p: p[0])
     opens: dict[date, float] = {}
     out: list[Quote] = []
-    for tick in ticks:
-        when = tick.time.astimezone(UTC)
+    for when, price, volume in points:
+        if scenario.in_gap(symbol, when):
+            continue  # the source was silent
         session = hours.session_at(when)
         open_price = None
-        if track_open and session is MarketSession.REGULAR:
-            open_price = opens.setdefault(when.astimezone(tz).date(), tick.price)
+        if track_open and session is MarketSession.REGULAR and _good(price):
+            assert price is not None
+            open_price = opens.setdefault(when.astimezone(tz).date(), price)
         out.append(
             Quote(
                 symbol=ref.symbol,
-                price=tick.price,
+                price=price,
                 time=when,
                 session=session,
-                previous_close=ref.previous_close,
+                previous_close=ref.previous_close_at(when),
                 open=open_price,
-                day_volume=tick.volume,
+                day_volume=volume,
                 currency=ref.currency,
                 exchange=ref.exchange,
+                halted=scenario.halted_at(symbol, when),
                 source=SOURCE,
             )
         )
     return tuple(out)
+
+
+def _good(price: float | None) -> bool:
+    return price is not None and math.isfinite(price) and price > 0
+
+
+def _held_quotes(
+    scenario: Scenario, quotes: dict[str, tuple[Quote, ...]]
+) -> list[tuple[datetime, Quote]]:
+    """During a gap the last quote before it is served again every ``GAP_REPEAT``, with its
+    old time, as a poller keeps answering: the data-quality gate then sees it age."""
+    out: list[tuple[datetime, Quote]] = []
+    for gap in scenario.gaps:
+        start, end = gap.start.astimezone(UTC), gap.end.astimezone(UTC)
+        before = [q for q in quotes.get(gap.symbol, ()) if q.time < start]
+        if not before:
+            continue
+        when = start
+        while when < end:
+            out.append((when, before[-1]))
+            when += GAP_REPEAT
+    return out
