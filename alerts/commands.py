@@ -7,12 +7,20 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from alerts.baskets import BASKET_PREFIX, BUILTIN_BASKETS, all_baskets
-from alerts.digest import compose_digest
+from alerts.digest import (
+    DIGEST_INDEX_SYMBOLS,
+    DigestSettingError,
+    compose_digest,
+    digest_symbols,
+    digest_text,
+    parse_digest_time,
+    parse_zone,
+)
 from alerts.durations import DurationError, format_duration, parse_duration
-from alerts.models import Alert, Mute, NewsItem, Quote, Watch
+from alerts.models import Alert, AlertMessage, Mute, NewsItem, Quote, Watch
 from alerts.ports import Clock, Store
 from alerts.rules import (
     DEFAULT_RULE_TEXT,
@@ -87,6 +95,14 @@ class MarketView(Protocol):
     def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]: ...
 
 
+@runtime_checkable
+class DigestView(Protocol):
+    """A market view that builds the channel's digest itself (the running bot does), so
+    ``/digest`` shows exactly what the scheduled digest posts."""
+
+    def digest(self, channel: str) -> AlertMessage: ...
+
+
 class CommandError(Exception):
     """Bad input: the message is the one friendly line the user sees."""
 
@@ -153,16 +169,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "digest",
-        "/digest [on HH:MM|off]",
-        "Show the premarket digest now, or turn the daily digest on or off.",
+        "/digest [on [HH:MM] [ZONE]|off]",
+        "Show the premarket digest now, or post it daily on trading days (or stop).",
         True,
         (
             ArgSpec(
                 "action", "on or off (omit to show the digest now)", "choice", False, ("on", "off")
             ),
-            ArgSpec("time", "HH:MM in the bot's time zone, for on", "text"),
+            ArgSpec("time", "HH:MM, for on (default: the bot's digest time)", "text"),
+            ArgSpec("zone", "Time zone, e.g. America/New_York, Europe/Berlin, ET", "text"),
         ),
-        ("/digest", "/digest on 08:00", "/digest off"),
+        ("/digest", "/digest on 08:00", "/digest on 07:30 Europe/Berlin", "/digest off"),
     ),
     CommandSpec(
         "resolved",
@@ -260,7 +277,11 @@ class CommandRouter:
         market: MarketView | None = None,
         default_rule: str = DEFAULT_RULE_TEXT,
         on_change: Callable[[str], None] | None = None,
+        digest_time: str = "08:00",
+        timezone: str = "America/New_York",
     ) -> None:
+        self._digest_time = digest_time
+        self._timezone = timezone
         self._store = store
         self._clock = clock
         self._market = market
@@ -478,25 +499,31 @@ class CommandRouter:
         now = self._clock.now()
         if not command.args:
             return Reply(self._digest_text(ctx.channel))
-        action = command.args[0].lower()
-        if action == "off" and len(command.args) == 1:
-            self._store.update_channel_settings(ctx.channel, {"digest": None}, now)
+        action, rest = command.args[0].lower(), command.args[1:]
+        if action == "off" and not rest:
+            self._store.update_channel_settings(
+                ctx.channel, {"digest": None, "digest_zone": None}, now
+            )
             return Reply("The daily premarket digest is off for this channel.", changed=True)
-        if action == "on" and len(command.args) <= 2:
-            at = command.args[1] if len(command.args) == 2 else "08:00"
-            hours, sep, minutes = at.partition(":")
-            if not (
-                sep
-                and _is_number(hours)
-                and _is_number(minutes)
-                and int(hours) < 24
-                and int(minutes) < 60
-            ):
-                raise CommandError("Give the time as HH:MM, for example `/digest on 08:00`.")
-            at = f"{int(hours):02d}:{int(minutes):02d}"
-            self._store.update_channel_settings(ctx.channel, {"digest": at}, now)
-            return Reply(f"Daily premarket digest on at {at}, trading days only.", changed=True)
-        raise CommandError("Usage: `/digest`, `/digest on 08:00` or `/digest off`.")
+        if action == "on" and len(rest) <= 2:
+            try:
+                at = parse_digest_time(rest[0] if rest else self._digest_time)
+                zone = parse_zone(rest[1]) if len(rest) == 2 else None
+            except DigestSettingError as exc:
+                raise CommandError(
+                    f"{exc} For example `/digest on 08:00 America/New_York`."
+                ) from None
+            values = {"digest": f"{at:%H:%M}", "digest_zone": zone}
+            self._store.update_channel_settings(ctx.channel, values, now)
+            return Reply(
+                f"Daily premarket digest on at {at:%H:%M} {zone or self._timezone}, "
+                "NYSE trading days only.",
+                changed=True,
+            )
+        raise CommandError(
+            "Usage: `/digest`, `/digest on 08:00`, `/digest on 08:00 Europe/Berlin` or "
+            "`/digest off`."
+        )
 
     def _resolved(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if len(command.args) != 1 or command.args[0].lower() not in ("on", "off"):
@@ -528,26 +555,22 @@ class CommandRouter:
         return Reply(f"Critical alerts in this channel will ping role id {role}.", changed=True)
 
     def _digest_text(self, channel: str) -> str:
-        """The same digest the daily job posts (``compose_digest``), as reply text."""
-        symbols = sorted(
-            {w.target for w in self._store.list_watches(channel) if _is_symbol(w.target)}
-        )
+        """The digest the daily job posts, as reply text: the running bot builds it (same
+        builder as the schedule); without one, it is composed from what this view knows."""
+        if isinstance(self._market, DigestView):
+            return digest_text(self._market.digest(channel))
+        targets = [w.target for w in self._store.list_watches(channel)]
+        symbols, baskets = digest_symbols(targets, self._baskets(channel))
         if not symbols:
             return "Nothing to digest: this channel watches no symbols yet. Try `/watch NVDA`."
         latest = {}
-        for symbol in symbols:
+        for symbol in (*symbols, *DIGEST_INDEX_SYMBOLS):
             quote = self._market.latest_quote(symbol) if self._market else None
             if quote is not None:
                 latest[symbol] = quote
         now = self._clock.now()
-        digest = compose_digest(channel, symbols, latest, day=now.date(), now=now)
-        lines = ["*Premarket digest*"]
-        for line in digest.alerts:
-            session = line.session.value if line.session else "?"
-            lines.append(f"{line.symbol}: {line.price:,.2f} ({line.change_pct:+.2f}%, {session})")
-        if digest.footer:
-            lines.append(digest.footer)
-        return "\n".join(lines)
+        digest = compose_digest(channel, symbols, latest, day=now.date(), now=now, baskets=baskets)
+        return digest_text(digest)
 
     def _alerts(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if len(command.args) > 1 or (command.args and not _is_number(command.args[0])):

@@ -182,6 +182,7 @@ async def _play(
             # New alerts go out when their group_wait has run, on the simulated clock.
             clock.advance(pipeline.grouping.group_wait)
         await pipeline.deliver_due()
+        await pipeline.send_due_digests()
     # Let the last group's wait run out so nothing decided is left unsent.
     clock.advance(pipeline.grouping.group_wait + timedelta(seconds=1))
     await pipeline.deliver_due()

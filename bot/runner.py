@@ -11,7 +11,6 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from alerts.commands import CommandContext, CommandRouter, MarketView
 from alerts.engine import Engine, EngineConfig
@@ -25,13 +24,15 @@ if TYPE_CHECKING:
     from bot.discord.platform import DiscordPlatform
     from bot.metrics import MetricsServer
     from bot.news.source import NewsSource
-    from bot.pipeline import Pipeline
-    from bot.scheduler import JobScheduler
 
 log = logging.getLogger("marketbot")
 
 WATCH_SYNC_INTERVAL = timedelta(seconds=30)
 MUTE_CHECK_INTERVAL = timedelta(seconds=30)
+# Digests are checked against the clock rather than put on per-channel cron triggers: a bot
+# that was down at 08:00 still posts when it comes back (within the digest window), and the
+# check runs on whatever clock the pipeline has, simulated or not.
+DIGEST_CHECK_INTERVAL = timedelta(seconds=20)
 VOLUME_PROFILE_INTERVAL = timedelta(minutes=5)
 NEWS_PRELOAD = timedelta(days=4)  # a long weekend's headlines survive a restart
 
@@ -82,6 +83,8 @@ def build_router(
         market=market,
         default_rule=settings.alerts.default_rule,
         on_change=changed,
+        digest_time=settings.digest_time,
+        timezone=settings.timezone,
     )
 
 
@@ -130,40 +133,6 @@ async def read_console_commands(
             continue
         answer = await asyncio.to_thread(router.handle, line, ctx)
         reply(answer.text, answer.ok)
-
-
-DIGEST_JOB_PREFIX = "digest:"
-DIGEST_CALENDAR_SYMBOL = "SPY"  # any US equity: the NYSE calendar decides what a trading day is
-
-
-def digest_job(pipeline: Pipeline, channel: str, timezone: str) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        from bot.market.sessions import regular_session_bounds
-
-        day = pipeline.clock.now().astimezone(ZoneInfo(timezone)).date()
-        if regular_session_bounds(DIGEST_CALENDAR_SYMBOL, day) is None:
-            return  # weekends, holidays: no premarket to digest
-        await pipeline.send_digest(channel, day)
-
-    return run
-
-
-def sync_digest_jobs(scheduler: JobScheduler, pipeline: Pipeline, timezone: str) -> None:
-    """One daily job per channel that asked for a digest; ids are stable across restarts."""
-    wanted: dict[str, str] = {}
-    for channel in pipeline.store.channels():
-        at = pipeline.store.channel_settings(channel).get("digest")
-        if isinstance(at, str):
-            wanted[DIGEST_JOB_PREFIX + channel] = at
-    for job_id in scheduler.job_ids():
-        if job_id.startswith(DIGEST_JOB_PREFIX) and job_id not in wanted:
-            scheduler.remove(job_id)
-    for job_id, at in wanted.items():
-        hour, minute = (int(part) for part in at.split(":"))
-        channel = job_id.removeprefix(DIGEST_JOB_PREFIX)
-        scheduler.daily(
-            job_id, hour, minute, digest_job(pipeline, channel, timezone), timezone=timezone
-        )
 
 
 class Runtime:
@@ -261,7 +230,6 @@ class Runtime:
         self.pipeline.sync_watches(channel)
         self._apply_role_pings()
         self.source.set_symbols(self.pipeline.symbols())
-        sync_digest_jobs(self.scheduler, self.pipeline, self.settings.timezone)
 
     async def start(self) -> None:
         from bot.market.live import run_market_loop
@@ -275,13 +243,16 @@ class Runtime:
         async def mutes() -> None:
             await pipeline.end_expired_mutes()
 
+        async def digests() -> None:
+            await pipeline.send_due_digests()
+
         self.scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
         self.scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
+        self.scheduler.every("digests", DIGEST_CHECK_INTERVAL, digests)
         self.scheduler.every("volume-profiles", VOLUME_PROFILE_INTERVAL, self._refresh_volume)
         if self.news is not None:
             interval = timedelta(seconds=self.settings.news.poll_interval_seconds)
             self.scheduler.every("news", interval, self._read_news)
-        sync_digest_jobs(self.scheduler, pipeline, self.settings.timezone)
         self._spawn(run_market_loop(self.source, pipeline), "market")
         console = next((p for p in self.platforms if isinstance(p, ConsolePlatform)), None)
         if console is not None:

@@ -1,8 +1,9 @@
 """The alert pipeline, one module per job, flowing one way.
 
 ``ingest`` (quotes, news -> engine -> decisions -> one transaction), ``delivery`` (outbox ->
-platforms -> confirmed), ``notices`` (mute summaries, digests) and ``market_view`` (what /price
-and /news answer from). ``Pipeline`` composes them for ``run``, ``replay`` and the tests.
+platforms -> confirmed), ``notices`` (mute summaries), ``digest`` (the premarket digest, built,
+scheduled and charted) and ``market_view`` (what /price and /news answer from). ``Pipeline``
+composes them for ``run``, ``replay`` and the tests.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
+from alerts.digest import DIGEST_INDEX_SYMBOLS
 from alerts.engine import Engine
 from alerts.grouping import GroupingConfig
-from alerts.models import Alert, NewsItem, Quote
+from alerts.models import Alert, AlertMessage, NewsItem, Quote
 from alerts.ports import ChatPlatform, Clock
 from bot.pipeline.delivery import DeliveryWorker
+from bot.pipeline.digest import Digests
 from bot.pipeline.ingest import Ingest
 from bot.pipeline.market_view import MarketState
 from bot.pipeline.notices import Notices
@@ -70,6 +73,9 @@ class Pipeline:
         self.notices = Notices(store, self.market, self.platforms, clock)
         # A committed outbox row wakes delivery at once; the poll is only a safety net.
         self.ingest.on_queued.append(self.delivery.wake)
+        self.digests = Digests(
+            store, self.market, self.platforms, clock, self.stats, timezone=timezone, charts=charts
+        )
 
     @property
     def context_symbols(self) -> tuple[str, ...]:
@@ -92,7 +98,8 @@ class Pipeline:
         return self.ingest.sync_watches(channel)
 
     def symbols(self) -> frozenset[str]:
-        return self.ingest.symbols()
+        """What the watches need, the context futures and, for the digest, the VIX too."""
+        return self.ingest.symbols() | frozenset(DIGEST_INDEX_SYMBOLS)
 
     # -- market view (the command layer's MarketView port) --------------------------------
 
@@ -101,6 +108,10 @@ class Pipeline:
 
     def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]:
         return self.market.recent_news(symbols, limit)
+
+    def digest(self, channel: str) -> AlertMessage:
+        """``/digest`` now: the same builder as the daily post (the ``DigestView`` port)."""
+        return self.digests.build(channel)
 
     # -- ingest, delivery, notices --------------------------------------------------------
 
@@ -128,7 +139,10 @@ class Pipeline:
         self.delivery.wake()
 
     async def send_digest(self, channel: str, day: date) -> bool:
-        return await self.notices.send_digest(channel, day)
+        return await self.digests.send(channel, day)
+
+    async def send_due_digests(self) -> int:
+        return await self.digests.run_due()
 
     async def end_expired_mutes(self) -> int:
         return await self.notices.end_expired_mutes()

@@ -1,13 +1,12 @@
-"""Notices outside the alert queue: summaries when a mute ends, and the premarket digest."""
+"""Notices outside the alert queue: summaries when a mute ends (the digest: ``digest``)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 
-from alerts.baskets import all_baskets, is_basket_target
-from alerts.digest import compose_digest, digest_key
+from alerts.baskets import all_baskets
 from alerts.models import Alert, Mute
 from alerts.mute import is_muted, summarize_missed
 from alerts.ports import ChatPlatform, Clock
@@ -32,40 +31,6 @@ class Notices:
         self.market = market
         self.platforms = platforms
         self.clock = clock
-
-    # -- digest ---------------------------------------------------------------------------
-
-    async def send_digest(self, channel: str, day: date) -> bool:
-        """Post the channel's premarket digest for ``day`` once; False if already sent or failed.
-
-        The day is recorded only after the platform accepted the digest: a failure is retried
-        by the next run, and a crash in between at worst repeats it under the same
-        idempotency key.
-        """
-        if self.store.channel_settings(channel).get("digest_sent") == day.isoformat():
-            return False
-        platform = platform_for(self.platforms, channel)
-        if platform is None:
-            return False
-        targets = {w.target for w in self.store.list_watches(channel)} - {"news"}
-        symbols = sorted(t for t in targets if not is_basket_target(t))
-        now = self.clock.now()
-        message = compose_digest(
-            channel,
-            symbols,
-            self.market.latest,
-            day=day,
-            now=now,
-            context=self.market.context(),
-            headlines=self.market.recent_news(symbols, 3),
-        )
-        try:
-            await platform.send(message, idempotency_key=short_key(digest_key(channel, day)))
-        except Exception:
-            log.exception("could not send the digest to %s", channel)
-            return False
-        self.store.update_channel_settings(channel, {"digest_sent": day.isoformat()}, now)
-        return True
 
     # -- mutes ----------------------------------------------------------------------------
 

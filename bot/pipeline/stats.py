@@ -19,4 +19,5 @@ class PipelineStats:
     reconciled: int = 0  # posts found already on the platform after an unknown outcome
     destinations_broken: int = 0  # channels newly marked broken
     rows_dropped: int = 0  # queued messages dropped because their channel is broken
+    digests_sent: int = 0
     by_platform: dict[str, int] = field(default_factory=dict)

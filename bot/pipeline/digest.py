@@ -1,0 +1,203 @@
+"""The premarket digest: built from the store and the market view, posted when due, charted.
+
+One builder serves ``/digest`` (now) and the daily post, so both show the same thing. Whether a
+digest is due is decided on the injected clock by ``alerts.digest.DigestSchedule`` (local time
+in the channel's zone, across DST) and the NYSE calendar (holidays, early closes); the day sent
+is stored per channel, so a restart does not send it again and a failed send is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from alerts.baskets import all_baskets
+from alerts.digest import (
+    NEWS_POOL,
+    DigestSchedule,
+    compose_digest,
+    digest_headlines,
+    digest_key,
+    digest_moves,
+    digest_symbols,
+)
+from alerts.models import AlertMessage, NewsItem
+from alerts.ports import ChatPlatform, Clock, ImageUploader
+from bot.pipeline.market_view import MarketState
+from bot.pipeline.platforms import platform_for, short_key
+from bot.pipeline.stats import PipelineStats
+from bot.store import SqlStore
+
+log = logging.getLogger(__name__)
+
+CALENDAR_SYMBOL = "SPY"  # any US equity: the NYSE calendar decides what a trading day is
+NEW_YORK = ZoneInfo("America/New_York")
+REGULAR_CLOSE = (16, 0)
+SENT_KEY = "digest_sent"
+
+ThemeFinder = Callable[[Sequence[NewsItem], Sequence[str]], str | None]
+
+
+@lru_cache(maxsize=4096)
+def _session(day: date) -> tuple[datetime, datetime] | None:
+    from bot.market.sessions import regular_session_bounds
+
+    return regular_session_bounds(CALENDAR_SYMBOL, day)
+
+
+def is_trading_day(day: date) -> bool:
+    """NYSE trades on ``day`` (exchange_calendars: weekends, holidays, 2025-01-09 closed)."""
+    return _session(day) is not None
+
+
+def early_close_note(day: date) -> str | None:
+    """``Early close 13:00 ET`` on a shortened NYSE session (the day before July 4th...)."""
+    bounds = _session(day)
+    if bounds is None:
+        return None
+    close = bounds[1].astimezone(NEW_YORK)
+    if (close.hour, close.minute) >= REGULAR_CLOSE:
+        return None
+    return f"Early close {close:%H:%M} ET"
+
+
+def previous_close_time(day: date) -> datetime:
+    """When the regular session before ``day`` closed: news since then explains the premarket."""
+    for back in range(1, 15):
+        bounds = _session(day - timedelta(days=back))
+        if bounds is not None:
+            return bounds[1]
+    return datetime.combine(day - timedelta(days=3), datetime.min.time(), tzinfo=NEW_YORK)
+
+
+class Digests:
+    """Builds and posts channel digests; ``run_due`` is the scheduled job."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        market: MarketState,
+        platforms: Sequence[ChatPlatform],
+        clock: Clock,
+        stats: PipelineStats,
+        *,
+        timezone: str = "America/New_York",
+        charts: bool = True,
+        theme: ThemeFinder | None = None,
+    ) -> None:
+        self.store = store
+        self.market = market
+        self.platforms = platforms
+        self.clock = clock
+        self.stats = stats
+        self.timezone = timezone
+        self.charts = charts
+        self._theme = theme
+
+    # -- what -----------------------------------------------------------------------------
+
+    def build(self, channel: str, day: date | None = None) -> AlertMessage:
+        """The channel's digest as of now: index futures and the VIX, watched symbols and
+        basket members by premarket move, baskets summarised, headlines since the last close."""
+        now = self.clock.now()
+        if day is None:
+            day = self._schedule_or_default(channel).local_day(now)
+        targets = [w.target for w in self.store.list_watches(channel)]
+        symbols, baskets = digest_symbols(targets, all_baskets(self.store.list_baskets(channel)))
+        pool = self.market.recent_news((), NEWS_POOL)
+        headlines = digest_headlines(pool, symbols, now=now, since=previous_close_time(day))
+        theme = self._theme(headlines, symbols) if self._theme is not None else None
+        note = early_close_note(day)
+        return compose_digest(
+            channel,
+            symbols,
+            self.market.latest,
+            day=day,
+            now=now,
+            headlines=headlines,
+            baskets=baskets,
+            theme=theme,
+            notes=(note,) if note else (),
+        )
+
+    def chart(self, message: AlertMessage) -> bytes | None:
+        """The PNG of the digest's moves (blocking: run it off the event loop)."""
+        from bot.digest_chart import render_digest_chart
+
+        return render_digest_chart(digest_moves(message), title=message.title)
+
+    # -- when -----------------------------------------------------------------------------
+
+    def schedule(self, channel: str) -> DigestSchedule | None:
+        return DigestSchedule.from_settings(self.store.channel_settings(channel), self.timezone)
+
+    def _schedule_or_default(self, channel: str) -> DigestSchedule:
+        schedule = self.schedule(channel)
+        return schedule or DigestSchedule(datetime.min.time(), self.timezone)
+
+    def due(self) -> list[tuple[str, date]]:
+        """(channel, day) of every digest that should go out now."""
+        now = self.clock.now()
+        out = []
+        for channel in self.store.channels():
+            settings = self.store.channel_settings(channel)
+            schedule = DigestSchedule.from_settings(settings, self.timezone)
+            if schedule is None:
+                continue
+            sent = settings.get(SENT_KEY)
+            sent_day = date.fromisoformat(sent) if isinstance(sent, str) else None
+            day = schedule.due_day(now, is_trading_day=is_trading_day, sent_day=sent_day)
+            if day is not None:
+                out.append((channel, day))
+        return out
+
+    async def run_due(self) -> int:
+        """Post every due digest; returns how many the platforms accepted."""
+        sent = 0
+        for channel, day in self.due():
+            sent += await self.send(channel, day)
+        return sent
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(self, channel: str, day: date) -> bool:
+        """Post the channel's digest for ``day`` once; False if already sent or it failed.
+
+        The day is recorded only after the platform accepted the digest: a failure is due
+        again on the next check, and a crash in between at worst repeats it under the same
+        idempotency key.
+        """
+        if self.store.channel_settings(channel).get(SENT_KEY) == day.isoformat():
+            return False
+        platform = platform_for(self.platforms, channel)
+        if platform is None:
+            return False
+        message = self.build(channel, day)
+        try:
+            await platform.send(message, idempotency_key=short_key(digest_key(channel, day)))
+        except Exception:
+            self.stats.delivery_failures += 1
+            log.exception("could not send the digest to %s; trying again later", channel)
+            return False
+        self.store.update_channel_settings(channel, {SENT_KEY: day.isoformat()}, self.clock.now())
+        self.stats.digests_sent += 1
+        await self._send_chart(platform, message)
+        return True
+
+    async def _send_chart(self, platform: ChatPlatform, message: AlertMessage) -> None:
+        """Best effort, like alert charts: the digest is delivered and recorded already."""
+        if not self.charts or not isinstance(platform, ImageUploader) or not message.alerts:
+            return
+        try:
+            image = await asyncio.to_thread(self.chart, message)
+            if image is not None:
+                await platform.upload_image(
+                    message.channel, image, filename="digest.png", title=message.title
+                )
+                self.stats.charts_sent += 1
+        except Exception:
+            log.exception("digest chart for %s not sent", message.channel)
