@@ -1,11 +1,16 @@
-"""The persisted per-(watch, symbol) lifecycle state and its JSON-safe record form."""
+"""The alert lifecycle: the per-(watch, symbol) state, its record form, and the pure
+``advance(state, reading, policy) -> (state, event)`` every rule family runs through."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from alerts.models import AlertKind, MarketSession
 
 
 class RuleStatus(StrEnum):
@@ -138,3 +143,209 @@ class RuleState:
             seen=tuple(str(s) for s in seen_raw),
             day=_date(record.get("day")),
         )
+
+
+class Reading(NamedTuple):
+    """One rule family's verdict on one input, and what an alert of it would show.
+
+    ``holds``: the condition is met; ``recovered``: the value is back past the hysteresis
+    band; ``tier``: the escalation step reached. ``reference`` is the day marker (the previous
+    close or open; None for day-free rules), ``day`` a basket's New York trading day.
+    """
+
+    metric: float
+    holds: bool
+    recovered: bool
+    tier: int
+    at: datetime
+    reference: float | None
+    price: float | None
+    reference_price: float | None
+    change_pct: float | None
+    session: MarketSession | None
+    day: date | None = None
+    # The move against the benchmark ("drop 5% vs NQ=F"), when one was measured.
+    benchmark: str | None = None
+    benchmark_change_pct: float | None = None
+
+
+class Policy(NamedTuple):
+    """How one binding moves through the lifecycle (from its rule, channel and config)."""
+
+    confirm: timedelta | None = None  # "for 2m": hold that long before firing
+    cooldown: timedelta | None = None  # after a fire, a fresh crossing waits this long
+    repeat_interval: timedelta | None = None  # while firing with no new tier, say it again
+    resolved_notices: bool = False  # announce the recovery
+
+
+class Event(NamedTuple):
+    """What a transition tells the channel: an alert kind and its number (tier or repeat)."""
+
+    kind: AlertKind
+    n: int
+
+
+_ARMED, _PENDING, _FIRING = RuleStatus.ARMED, RuleStatus.PENDING, RuleStatus.FIRING
+
+
+def advance(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, Event | None]:
+    """The next state of one (watch, symbol) pair given a reading, and the alert it owes.
+
+    Pure. Returns ``st`` itself when nothing changed, so identity tells callers whether to
+    persist. NoData is never a crossing and never a recovery.
+    """
+    if st.nodata_since is not None:
+        return st, None
+    if (
+        st.status is _FIRING
+        and r.holds
+        and r.tier <= st.tier
+        and policy.repeat_interval is None
+        and r.day is None
+        and (r.reference is None or st.reference is None or same_value(st.reference, r.reference))
+    ):
+        return st, None  # the common case of a storm: still past the trigger, nothing new
+    if st.status is not _ARMED and _new_day(st, r):
+        # A new trading day moved the baseline: the old episode ends without a "resolved".
+        st = _evolve(st, _ARMED, 0, None, st.reference, st.last_alert_at, 0, st.day)
+    if st.status is _ARMED:
+        return _from_armed(st, r, policy)
+    if st.status is _PENDING:
+        if not r.holds:
+            return _evolve(
+                st, _ARMED, st.tier, None, st.reference, st.last_alert_at, 0, st.day
+            ), None
+        confirm = policy.confirm
+        if confirm and st.since is not None and r.at - st.since >= confirm:
+            return fire(st, r, st.since), Event(AlertKind.FIRING, r.tier)
+        return st, None
+    return _from_firing(st, r, policy)
+
+
+def _from_armed(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, Event | None]:
+    if not r.holds:
+        return st, None
+    cooldown = policy.cooldown
+    if cooldown and st.fired_at is not None and r.at < st.fired_at + cooldown:
+        return st, None  # held back: stays armed until the cooldown is over
+    if policy.confirm:
+        return _evolve(st, _PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0, r.day), None
+    return fire(st, r, r.at), Event(AlertKind.FIRING, r.tier)
+
+
+def _from_firing(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, Event | None]:
+    if r.recovered:
+        new = _evolve(st, _ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0, st.day)
+        return new, Event(AlertKind.RESOLVED, st.tier) if policy.resolved_notices else None
+    if r.holds and r.tier > st.tier:
+        new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, st.repeats, st.day)
+        return new, Event(AlertKind.ESCALATED, r.tier)
+    every = policy.repeat_interval
+    if every is not None and st.last_alert_at is not None and r.at - st.last_alert_at >= every:
+        repeats = st.repeats + 1
+        new = _evolve(st, st.status, st.tier, st.since, st.reference, r.at, repeats, st.day)
+        return new, Event(AlertKind.REPEAT, repeats)
+    return st, None
+
+
+def _new_day(st: RuleState, r: Reading) -> bool:
+    # A symbol's day is its previous close (or open); a basket's is New York's trading day.
+    if (
+        r.reference is not None
+        and st.reference is not None
+        and not same_value(st.reference, r.reference)
+    ):
+        return True
+    return r.day is not None and _day_moved(st, r.day)
+
+
+def _day_moved(st: RuleState, day: date) -> bool:
+    held = st.day
+    if held is None:
+        # A record written before ``day`` existed: the episode began on the day of ``since``.
+        if st.since is None:
+            return False
+        held = trading_day(st.since)[0]
+    return held != day
+
+
+def fire(st: RuleState, r: Reading, started: datetime) -> RuleState:
+    """The state of a fresh crossing that started at ``started``; its episode names it."""
+    # In UTC, so the same instant gives the same key whichever zone the source used.
+    episode = started.astimezone(UTC).isoformat()
+    if st.episode is not None and st.episode.partition("#")[0] == episode:
+        # Fired, re-armed and fired again at one timestamp: keep the keys distinct.
+        _, _, n = st.episode.partition("#")
+        episode = f"{episode}#{int(n or 1) + 1}"
+    # Built directly rather than with dataclasses.replace: this is the hot path of a storm.
+    return RuleState(
+        st.watch_id,
+        st.symbol,
+        _FIRING,
+        r.tier,
+        episode,
+        r.at,
+        r.reference,
+        r.at,
+        r.at,
+        0,
+        st.nodata_since,
+        st.nodata_reason,
+        st.seen,
+        r.day,
+    )
+
+
+def _evolve(
+    st: RuleState,
+    status: RuleStatus,
+    tier: int,
+    since: datetime | None,
+    reference: float | None,
+    last_alert_at: datetime | None,
+    repeats: int,
+    day: date | None,
+) -> RuleState:
+    # dataclasses.replace is several times slower, and this runs for every crossing.
+    return RuleState(
+        st.watch_id,
+        st.symbol,
+        status,
+        tier,
+        st.episode,
+        since,
+        reference,
+        st.fired_at,
+        last_alert_at,
+        repeats,
+        st.nodata_since,
+        st.nodata_reason,
+        st.seen,
+        day,
+    )
+
+
+def same_value(a: float, b: float) -> bool:
+    """Equal up to float noise: previous closes and opens arrive re-computed by sources."""
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+
+
+# A basket's trading day is New York's, starting with the US premarket at 04:00 ET: its
+# members' previous closes change at different hours (Amsterdam's at 03:00 ET), so they
+# cannot mark the day without resetting a mixed basket twice. A weekend belongs to Friday's
+# day, so Amsterdam's Monday 03:00 ET open does not start a day of its own an hour before
+# New York's. (Holidays would need an exchange calendar; alerts/ stays pure.)
+_NEW_YORK = ZoneInfo("America/New_York")
+_DAY_STARTS = time(4, 0)
+
+
+def trading_day(at: datetime) -> tuple[date, datetime]:
+    """The New York trading day ``at`` belongs to, and the instant that day started."""
+    local = at.astimezone(_NEW_YORK)
+    day = local.date()
+    if local.time() < _DAY_STARTS:
+        day -= timedelta(days=1)
+    if day.weekday() >= 5:
+        day -= timedelta(days=day.weekday() - 4)
+    # 04:00 is never inside a DST gap or fold (those happen at 02:00).
+    return day, datetime.combine(day, _DAY_STARTS, tzinfo=_NEW_YORK)

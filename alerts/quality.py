@@ -72,6 +72,61 @@ def _bad_number(value: float | None) -> bool:
     return value is None or not math.isfinite(value) or value <= 0
 
 
+@dataclass(frozen=True, slots=True)
+class QuoteProblem:
+    """Why one quote cannot be used. ``kind`` is short and stable (states store it, tests and
+    metrics group by it); ``detail`` carries the offending value for people and logs."""
+
+    kind: str
+    detail: str
+
+
+def quote_problem(
+    quote: Quote,
+    *,
+    now: datetime,
+    stale_after: timedelta,
+    max_price_ratio: float = 20.0,
+    require_previous_close: bool = True,
+    session: MarketSession | None = None,
+) -> QuoteProblem | None:
+    """The stateless checks every quote passes before a rule sees it, or None when usable.
+
+    The one definition of a usable quote: the market source's gate and the engine both call
+    it. ``max_price_ratio``: a price that far from the previous close (either way) means a
+    broken reference; Yahoo has served previous closes near zero. ``session`` is the
+    calendar's session at ``now`` (None: the quote's own); staleness only counts in the
+    regular session, since pre- and post-market may not trade for an hour (at 04:00 a thin
+    name's latest price is still the previous close): no move, and no outage.
+    """
+    price, prev = quote.price, quote.previous_close
+    if price is None:
+        return QuoteProblem("no price", "bad price None")
+    if _bad_number(price):
+        return QuoteProblem("bad price", f"bad price {price!r}")
+    if prev is None:
+        if not require_previous_close:
+            return _stale(quote, now, stale_after, session)
+        return QuoteProblem("no previous close", "no previous close")
+    if _bad_number(prev) or prev <= 1e-9:
+        return QuoteProblem("bad previous close", f"absurd previous close {prev!r}")
+    ratio = price / prev
+    if ratio > max_price_ratio:
+        return QuoteProblem("implausible price", f"absurd previous close {prev!r}")
+    if ratio < 1.0 / max_price_ratio:
+        return QuoteProblem("implausible price", f"implausible price {price:g} against {prev:g}")
+    return _stale(quote, now, stale_after, session)
+
+
+def _stale(
+    quote: Quote, now: datetime, stale_after: timedelta, session: MarketSession | None
+) -> QuoteProblem | None:
+    age = now - quote.time
+    if (session or quote.session) is MarketSession.REGULAR and age > stale_after:
+        return QuoteProblem("stale", f"stale: {age.total_seconds():.0f} s old")
+    return None
+
+
 class QualityGate:
     """Stateful per symbol: it remembers the last good quote to judge jumps against.
 
@@ -121,26 +176,16 @@ class QualityGate:
         state = self._state.setdefault(symbol, _SymbolState())
         if quote is None:
             return QualityVerdict(symbol, Verdict.NODATA, "no quote in the response")
-        if _bad_number(quote.price):
-            return QualityVerdict(symbol, Verdict.NODATA, f"bad price {quote.price!r}", quote)
-        assert quote.price is not None
-        pc = quote.previous_close
-        if pc is None:
-            if self.require_previous_close:
-                return QualityVerdict(symbol, Verdict.NODATA, "no previous close", quote)
-        elif _bad_number(pc) or pc < quote.price * self.min_reference_ratio:
-            return QualityVerdict(symbol, Verdict.NODATA, f"absurd previous close {pc!r}", quote)
-        # Only the regular session trades densely enough for an old last trade to mean a broken
-        # source. In pre- and post-market a thin name may not trade for an hour (at 04:00 its
-        # latest price is still the previous close): that is no move, not an outage, and a
-        # dead source shows up as transport errors or stream silence instead.
-        dense_session = (session or quote.session) is MarketSession.REGULAR
-        age = now - quote.time
-        limit = expected_interval * self.stale_factor
-        if dense_session and age > limit:
-            return QualityVerdict(
-                symbol, Verdict.NODATA, f"stale: {age.total_seconds():.0f} s old", quote
-            )
+        problem = quote_problem(
+            quote,
+            now=now,
+            stale_after=expected_interval * self.stale_factor,
+            max_price_ratio=1.0 / self.min_reference_ratio,
+            require_previous_close=self.require_previous_close,
+            session=session,
+        )
+        if problem is not None:
+            return QualityVerdict(symbol, Verdict.NODATA, problem.detail, quote)
         return self._judge_jump(symbol, state, quote)
 
     def _judge_jump(self, symbol: str, state: _SymbolState, quote: Quote) -> QualityVerdict:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from alerts.engine import Engine, EngineConfig, Evaluation
 from alerts.lifecycle import RuleState
 from alerts.models import AlertKind, MarketSession, Quote, Watch
+from benchmarks.naive_engine import NaiveEngine
 
 T0 = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -83,7 +84,7 @@ def test_property_index_equals_naive_loop(
     watches = _watch_list(specs)
     config = EngineConfig(resolved_notices=True)
     indexed = Engine(config)
-    naive = Engine(EngineConfig(resolved_notices=True, indexed=False))
+    naive = NaiveEngine(EngineConfig(resolved_notices=True))
     indexed.load(watches, [])
     naive.load(watches, [])
     for i, step in enumerate(steps):

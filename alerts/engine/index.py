@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from datetime import timedelta
 
+from alerts.lifecycle import Policy
 from alerts.models import MarketSession, Watch
 from alerts.rules import Rule
 
@@ -17,7 +18,18 @@ OTHER, AGGREGATE, NEWS = "other", "aggregate", "news"
 class Binding:
     """One rule applied to one symbol: the unit the lifecycle runs on."""
 
-    __slots__ = ("channel", "confirm", "family", "key", "level", "rule", "symbol", "text", "watch")
+    __slots__ = (
+        "channel",
+        "confirm",
+        "family",
+        "key",
+        "level",
+        "policy",
+        "rule",
+        "symbol",
+        "text",
+        "watch",
+    )
 
     def __init__(self, watch: Watch, rule: Rule, symbol: str, family: str, level: float) -> None:
         self.watch = watch
@@ -30,6 +42,9 @@ class Binding:
         self.text = rule.canonical
         confirm = getattr(rule, "confirm", None)
         self.confirm: timedelta | None = confirm if isinstance(confirm, timedelta) else None
+        # How the lifecycle treats it (confirm, cooldown, the channel's resolved notices);
+        # the engine sets it on binding and when the channel's settings change.
+        self.policy = Policy(confirm=self.confirm)
 
 
 class Ladder:

@@ -1,0 +1,50 @@
+"""The one threshold arithmetic every rule family shares: holds, recovered, escalation tier."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from alerts.engine.config import EngineConfig
+
+
+class Crossing(NamedTuple):
+    holds: bool  # the metric is at or past the trigger
+    recovered: bool  # the metric is back inside the hysteresis band: re-arm
+    tier: int  # escalation steps past the trigger (0: none)
+
+
+def pct_band(level: float, cfg: EngineConfig) -> float:
+    """The hysteresis band of a percentage trigger, capped at half of it, so that "drop 1%"
+    re-arms at -0.5% rather than needing a rise."""
+    return min(cfg.hysteresis_pct, level / 2.0)
+
+
+def pct_crossing(metric: float, level: float, cfg: EngineConfig) -> Crossing:
+    """A move in percentage points against its trigger: "drop 10%" fires at -10%, escalates
+    at -15%, -20% (``escalation_step_pct``) and re-arms above -8% (``hysteresis_pct``)."""
+    holds = metric >= level
+    step = cfg.escalation_step_pct
+    tier = int((metric - level) // step) if step > 0 and holds else 0
+    band = min(cfg.hysteresis_pct, level / 2.0)  # pct_band, inlined: once per rule per quote
+    return Crossing(holds, metric < level - band, tier)
+
+
+def price_crossing(metric: float, level: float, cfg: EngineConfig) -> Crossing:
+    """A price level ("above 150"; "below P" as -price): a band of ``hysteresis_pct`` percent
+    of the price, no tiers."""
+    band = abs(level) * cfg.hysteresis_pct / 100.0
+    return Crossing(metric >= level, metric < level - band, 0)
+
+
+def once_crossing(metric: float, level: float) -> Crossing:
+    """A once-a-day event (a gap, a volume surge): it holds or not, and never recovers."""
+    return Crossing(metric >= level, False, 0)
+
+
+def count_crossing(counts: list[float], count: int, pct: float, cfg: EngineConfig) -> Crossing:
+    """Breadth: at least ``count`` of the directional moves reach ``pct``; it recovers when
+    fewer than ``count`` are even within the band of it."""
+    band = pct_band(pct, cfg)
+    hit = sum(1 for c in counts if c >= pct)
+    near = sum(1 for c in counts if c >= pct - band)
+    return Crossing(hit >= count, near < count, 0)

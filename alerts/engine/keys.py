@@ -1,0 +1,53 @@
+"""Alert keys and severity: what makes one crossing's alert unique, and how loud it is."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from alerts.engine.index import Binding
+from alerts.lifecycle import Event, Reading, RuleState
+from alerts.models import Alert, AlertKind, Severity
+from alerts.rules import ChangeRule
+
+_KIND_TEXT = {k: k.value for k in AlertKind}
+
+
+def severity_of(
+    b: Binding, st: RuleState, r: Reading, kind: AlertKind, critical: float
+) -> Severity:
+    """A recovery is info; a follow-up tier, or a first fire already ``critical`` times the
+    threshold, is critical; anything else a warning."""
+    if kind is AlertKind.RESOLVED:
+        return Severity.INFO
+    if st.tier >= 1 or (isinstance(b.rule, ChangeRule) and r.metric >= critical * b.rule.pct):
+        return Severity.CRITICAL
+    return Severity.WARNING
+
+
+def alert_key(b: Binding, episode: str, event: Event) -> str:
+    """``12:NVDA:2025-01-27T09:01:00+00:00:firing:0``: deterministic per crossing and tier,
+    so a restarted engine produces the same key and the store refuses the second copy."""
+    return f"{b.watch.id}:{b.symbol}:{episode}:{_KIND_TEXT[event.kind]}:{event.n}"
+
+
+def price_alert(
+    b: Binding, st: RuleState, r: Reading, event: Event, critical_multiple: float
+) -> Alert:
+    """The alert a lifecycle event of a price rule owes its channel."""
+    episode = st.episode or r.at.astimezone(UTC).isoformat()
+    return Alert(
+        key=alert_key(b, episode, event),
+        channel=b.channel,
+        kind=event.kind,
+        symbol=b.symbol,
+        at=r.at,
+        severity=severity_of(b, st, r, event.kind, critical_multiple),
+        watch_id=b.watch.id,
+        rule_text=b.text,
+        price=r.price,
+        reference_price=r.reference_price,
+        change_pct=r.change_pct,
+        session=r.session,
+        tier=st.tier,
+        note=b.watch.note,
+    )
