@@ -121,6 +121,8 @@ async def test_the_standby_serves_only_after_the_leader_lost_its_lock_then_waits
             text(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
                 " AND classid = :classid AND objid = :objid"
+                # pg_locks is cluster-wide: other databases' leaders hold the same key.
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"classid": LEADER_LOCK_KEY[0], "objid": LEADER_LOCK_KEY[1]},
         ).scalar_one()
