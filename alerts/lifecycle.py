@@ -164,9 +164,6 @@ class Reading(NamedTuple):
     change_pct: float | None
     session: MarketSession | None
     day: date | None = None
-    # The move against the benchmark ("drop 5% vs NQ=F"), when one was measured.
-    benchmark: str | None = None
-    benchmark_change_pct: float | None = None
 
 
 class Policy(NamedTuple):

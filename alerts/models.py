@@ -120,6 +120,11 @@ class Alert:
     headline: str | None = None  # a news title that explains or triggered the alert
     url: str | None = None
     note: str | None = None  # the user's note on the watch
+    # The move against a benchmark (NVDA -13% while NQ=F -4.3%: -8.7 points of its own):
+    # the benchmark, its change against its previous close, and the symbol's change minus it.
+    benchmark: str | None = None
+    benchmark_change_pct: float | None = None
+    relative_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

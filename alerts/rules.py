@@ -8,6 +8,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from alerts.durations import UNIT_SECONDS, format_duration
+from alerts.symbols import SymbolError, normalize_symbol
 
 DEFAULT_RULE_TEXT = "drop 10%"
 
@@ -62,6 +63,8 @@ class ChangeRule:
     basis: Basis = Basis.CLOSE
     window: timedelta | None = None  # "in 15m": against the extreme of the last 15 minutes
     confirm: timedelta | None = None  # "for 2m": must hold that long before firing
+    # "vs NQ=F": the move of its own, the symbol's change minus the benchmark's (in points).
+    benchmark: str | None = None
 
     @property
     def canonical(self) -> str:
@@ -70,6 +73,8 @@ class ChangeRule:
             text += f" in {format_duration(self.window)}"
         elif self.basis is Basis.OPEN:
             text += " from open"
+        if self.benchmark is not None:
+            text += f" vs {self.benchmark}"
         return text + _suffix(self.confirm)
 
 
@@ -178,6 +183,7 @@ EXAMPLES = (
     "breadth 5 of 8 drop 5%",
     "news deepseek",
     "drop 5% for 2m",
+    "drop 5% vs NQ=F",
 )
 
 
@@ -317,6 +323,10 @@ def parse_rule(text: str) -> Rule:
         )
 
     head, _, rest = stripped.partition(" ")
+    if head.lower() != "news":
+        stripped, benchmark = _split_benchmark(stripped)
+        if benchmark is not None:
+            return _relative(stripped, benchmark)
     if head.lower() == "news":
         keyword = " ".join(rest.lower().split())
         if not keyword:
@@ -405,6 +415,38 @@ def parse_rule(text: str) -> Rule:
             why=f'"{first}" alone is ambiguous: say drop, rise, move, above or below',
         )
     raise RuleSyntaxError(stripped, first, EXAMPLE_ANY)
+
+
+_VERSUS = re.compile(r"\s+(?:vs\.?|versus)\s+(\S+)", re.IGNORECASE)
+EXAMPLE_RELATIVE = "drop 5% vs NQ=F"
+
+
+def _split_benchmark(text: str) -> tuple[str, str | None]:
+    """``drop 5% vs NQ=F for 2m`` -> (``drop 5% for 2m``, ``NQ=F``). The symbol is cut out
+    before tokenising, which would split ``NQ=F`` at the ``=``."""
+    found = list(_VERSUS.finditer(text))
+    if not found:
+        return text, None
+    if len(found) > 1:
+        raise RuleSyntaxError(text, "vs", EXAMPLE_RELATIVE, why="A rule has one benchmark")
+    m = found[0]
+    try:
+        symbol = normalize_symbol(m.group(1))
+    except SymbolError as exc:
+        raise RuleSyntaxError(text, m.group(1), EXAMPLE_RELATIVE, why=str(exc).rstrip(".")) from exc
+    return (text[: m.start()] + text[m.end() :]).strip(), symbol
+
+
+def _relative(text: str, benchmark: str) -> ChangeRule:
+    rule = parse_rule(text)
+    if not isinstance(rule, ChangeRule) or rule.window is not None or rule.basis is not Basis.CLOSE:
+        raise RuleSyntaxError(
+            f"{text} vs {benchmark}",
+            "vs",
+            EXAMPLE_RELATIVE,
+            why='"vs SYMBOL" goes with drop, rise or move against the previous close',
+        )
+    return ChangeRule(rule.direction, rule.pct, rule.basis, None, rule.confirm, benchmark)
 
 
 def rule_target_problem(rule: Rule, target: str) -> str | None:

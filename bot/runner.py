@@ -54,6 +54,9 @@ def build_engine(settings: Settings) -> Engine:
             resolved_notices=alerts.resolved_notices,
             repeat_interval=timedelta(minutes=repeat) if repeat is not None else None,
             cooldown=timedelta(minutes=alerts.cooldown_minutes),
+            benchmark_nasdaq=alerts.benchmark_nasdaq or None,
+            benchmark_other=alerts.benchmark_other or None,
+            benchmarks=dict(alerts.benchmarks),
         )
     )
 

@@ -91,6 +91,12 @@ class AlertSettings(BaseModel):
     resolved_notices: bool = False  # default for channels that did not say `/resolved on|off`
     repeat_interval_minutes: float | None = Field(default=None, gt=0)  # None: never repeat
     cooldown_minutes: float = Field(default=0.0, ge=0)  # after a fire, a new crossing waits
+    # Relative moves on every price alert: Nasdaq listings against benchmark_nasdaq, the rest
+    # against benchmark_other ("" switches one off); benchmarks names a symbol's own, as JSON
+    # ({"ASML.AS": "^AEX"}).
+    benchmark_nasdaq: str = "NQ=F"
+    benchmark_other: str = "ES=F"
+    benchmarks: dict[str, str] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -224,8 +230,9 @@ class _FlatEnvSource(PydanticBaseSettingsSource):
 
 
 def _maybe_json(value: str) -> Any:
-    # Lists such as CONTEXT_SYMBOLS come as JSON, as pydantic-settings reads them when nested.
-    if value.startswith("["):
+    # Lists such as CONTEXT_SYMBOLS (and maps such as BENCHMARKS) come as JSON, as
+    # pydantic-settings reads them when nested.
+    if value.startswith(("[", "{")):
         try:
             return json.loads(value)
         except json.JSONDecodeError:

@@ -76,7 +76,7 @@ class WatchBook:
             name = basket_name(target)
             members = resolve_basket(name, self.baskets.get(watch.channel))
             if isinstance(rule, BreadthRule) or (
-                isinstance(rule, ChangeRule) and rule.window is None
+                isinstance(rule, ChangeRule) and rule.window is None and rule.benchmark is None
             ):
                 b = Binding(watch, rule, BASKET_PREFIX + name, AGGREGATE, 0.0)
                 self.aggregates[b.key] = b
@@ -104,6 +104,10 @@ class WatchBook:
                     member_idx.aggregates.pop(b.key, None)
             elif (idx := self.index.get(b.symbol)) is not None:
                 _drop(idx, b)
+                benchmark = b.rule.benchmark if isinstance(b.rule, ChangeRule) else None
+                followed = self.index.get(benchmark) if benchmark is not None else None
+                if followed is not None:
+                    followed.followers.pop(b.key, None)
         return gone
 
     def _parse(self, text: str) -> Rule:
@@ -121,7 +125,8 @@ class WatchBook:
     def _bind_symbol(self, watch: Watch, rule: Rule, symbol: str) -> Binding:
         idx = self._symbol_index(symbol)
         family, level = OTHER, 0.0
-        if isinstance(rule, ChangeRule) and rule.window is None:
+        relative = isinstance(rule, ChangeRule) and rule.benchmark is not None
+        if isinstance(rule, ChangeRule) and rule.window is None and not relative:
             family, level = f"{rule.basis.value}-{rule.direction.value}", rule.pct
         elif isinstance(rule, LevelRule):
             family = ABOVE if rule.above else BELOW
@@ -130,6 +135,9 @@ class WatchBook:
         idx.bindings[b.key] = b
         if family == OTHER:
             idx.others[b.key] = b
+            if isinstance(rule, ChangeRule) and rule.benchmark is not None:
+                # The benchmark's own moves change the relative move too.
+                self._symbol_index(rule.benchmark).followers[b.key] = b
             window = rule.window if isinstance(rule, ChangeRule) else None
             if window is not None:
                 if idx.max_window is None or window > idx.max_window:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from alerts.lifecycle import RuleState
@@ -36,6 +37,14 @@ class EngineConfig:
     news_memory: int = 200
     # A basket's average needs at least this share of its members to have good data.
     basket_min_coverage: float = 0.5
+    # Relative moves: Nasdaq listings (by the quote's exchange) are compared with
+    # ``benchmark_nasdaq``, everything else with ``benchmark_other``; ``benchmarks`` names a
+    # symbol's own (symbol -> benchmark). None switches a default off.
+    benchmark_nasdaq: str | None = "NQ=F"
+    benchmark_other: str | None = "ES=F"
+    benchmarks: Mapping[str, str] = field(default_factory=dict)
+    # A benchmark quote older than this is not compared with (it would invent a move).
+    benchmark_max_age: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)

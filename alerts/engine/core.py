@@ -28,6 +28,7 @@ from alerts.engine.readings import (
     volume_reading,
     window_reading,
 )
+from alerts.engine.relative import benchmark_change, benchmark_for, relative_reading
 from alerts.engine.volume import VolumeProfile
 from alerts.lifecycle import (
     Policy,
@@ -83,6 +84,11 @@ class Engine:
         self._profiles: dict[str, VolumeProfile] = {}
         self._outages = Outages()
         self._resolved: dict[str, bool] = {}
+        # Quotes of the default benchmarks are kept even when no watch names them, so that
+        # every price alert can show its move against one.
+        cfg = self.config
+        defaults = (cfg.benchmark_nasdaq, cfg.benchmark_other, *cfg.benchmarks.values())
+        self._benchmarks = frozenset(b for b in defaults if b)
         self.rejected = self._book.rejected  # watch id -> why its rule could not be used
 
     # ------------------------------------------------------------------ set-up
@@ -160,7 +166,9 @@ class Engine:
     def symbols(self) -> frozenset[str]:
         """Every symbol some watch needs quotes for, baskets expanded."""
         index = self._book.index
-        return frozenset(s for s, idx in index.items() if idx.bindings or idx.aggregates)
+        return frozenset(
+            s for s, idx in index.items() if idx.bindings or idx.aggregates or idx.followers
+        )
 
     def states(self) -> list[RuleState]:
         return list(self._states.values())
@@ -256,9 +264,12 @@ class Engine:
         shortcuts = self.index_shortcuts
         quoted: set[str] = set()
         touched_aggregates: dict[Key, Binding] = {}
+        touched_followers: dict[Key, Binding] = {}
         for q in quotes:
             idx = index.get(q.symbol)
             if idx is None:
+                if q.symbol in self._benchmarks:
+                    self._keep_benchmark(q, now)
                 continue
             last = last_quotes.get(q.symbol)
             if last is not None:
@@ -296,7 +307,11 @@ class Engine:
                 continue  # inhibited: a closed or halted market moves nothing
             quoted.add(q.symbol)
             self._evaluate_symbol(idx, q, out)
+            if idx.followers:
+                touched_followers.update(idx.followers)
         self._after_quotes(quoted, out)
+        for b in touched_followers.values():
+            self._follow_benchmark(b, out)
         if touched_aggregates:
             day, day_start = trading_day(now)
             for b in touched_aggregates.values():
@@ -417,6 +432,8 @@ class Engine:
         self, b: Binding, q: Quote, change: float, open_: float | None
     ) -> Reading | None:
         rule = b.rule
+        if isinstance(rule, ChangeRule) and rule.benchmark is not None:
+            return self._relative_reading(rule, q)
         if isinstance(rule, ChangeRule) and rule.window is not None:
             history = self._book.history.get(q.symbol)
             return window_reading(rule, history, q, self.config) if history else None
@@ -425,6 +442,48 @@ class Engine:
         if isinstance(rule, VolumeRule):
             return volume_reading(rule, q, self._profiles.get(q.symbol), change)
         return None
+
+    # -- relative moves
+
+    def _keep_benchmark(self, q: Quote, now: datetime) -> None:
+        last = self._quotes.get(q.symbol)
+        if last is not None and q.time < last.time:
+            return
+        cfg = self.config
+        if quote_problem(q, now=now, stale_after=cfg.stale_after) is None:
+            self._quotes[q.symbol] = q
+
+    def _relative_reading(self, rule: ChangeRule, q: Quote) -> Reading | None:
+        assert rule.benchmark is not None
+        cfg = self.config
+        moved = benchmark_change(rule.benchmark, self._quotes, self._outages.symbols, q.time, cfg)
+        return relative_reading(rule, q, moved, cfg)
+
+    def _follow_benchmark(self, b: Binding, out: _Out) -> None:
+        """The benchmark of a "vs" rule moved: judge the rule again on its symbol's last quote."""
+        q = self._quotes.get(b.symbol)
+        if q is None or b.symbol in self._outages or q.session is _CLOSED or q.halted:
+            return
+        assert isinstance(b.rule, ChangeRule)
+        reading = self._relative_reading(b.rule, q)
+        if reading is not None:
+            self._advance(b, reading, out)
+
+    def _relative_figure(self, b: Binding, r: Reading) -> tuple[str, float, float] | None:
+        """(benchmark, its change, the symbol's change minus it) for an alert, when known."""
+        if b.family == AGGREGATE:
+            return None
+        q = self._quotes.get(b.symbol)
+        if q is None or q.price is None or not q.previous_close:
+            return None
+        cfg = self.config
+        benchmark = benchmark_for(b.symbol, b.rule, q.exchange, cfg)
+        if benchmark is None:
+            return None
+        moved = benchmark_change(benchmark, self._quotes, self._outages.symbols, r.at, cfg)
+        if moved is None:
+            return None
+        return benchmark, moved, round(pct(q.price, q.previous_close) - moved, 9)
 
     # -- the lifecycle
 
@@ -444,4 +503,7 @@ class Engine:
             else:
                 idx.active[key] = b
         if event is not None:
-            out.alerts.append(price_alert(b, new, r, event, self.config.critical_multiple))
+            relative = self._relative_figure(b, r)
+            out.alerts.append(
+                price_alert(b, new, r, event, self.config.critical_multiple, relative)
+            )

@@ -91,6 +91,7 @@ class SymbolIndex:
         "active",
         "aggregates",
         "bindings",
+        "followers",
         "ladders",
         "last_open",
         "last_prev",
@@ -108,6 +109,7 @@ class SymbolIndex:
         self.others: dict[tuple[int, str], Binding] = {}
         self.bindings: dict[tuple[int, str], Binding] = {}
         self.aggregates: dict[tuple[int, str], Binding] = {}  # basket rules this symbol feeds
+        self.followers: dict[tuple[int, str], Binding] = {}  # "vs" rules benchmarked on it
         self.max_window: timedelta | None = None
         self.last_prev: float | None = None
         self.last_open: float | None = None

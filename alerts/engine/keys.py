@@ -31,10 +31,17 @@ def alert_key(b: Binding, episode: str, event: Event) -> str:
 
 
 def price_alert(
-    b: Binding, st: RuleState, r: Reading, event: Event, critical_multiple: float
+    b: Binding,
+    st: RuleState,
+    r: Reading,
+    event: Event,
+    critical_multiple: float,
+    relative: tuple[str, float, float] | None = None,
 ) -> Alert:
-    """The alert a lifecycle event of a price rule owes its channel."""
+    """The alert a lifecycle event of a price rule owes its channel; ``relative`` is the move
+    against a benchmark (benchmark, its change, the symbol's change minus it)."""
     episode = st.episode or r.at.astimezone(UTC).isoformat()
+    benchmark, benchmark_change, own = relative if relative is not None else (None, None, None)
     return Alert(
         key=alert_key(b, episode, event),
         channel=b.channel,
@@ -50,4 +57,7 @@ def price_alert(
         session=r.session,
         tier=st.tier,
         note=b.watch.note,
+        benchmark=benchmark,
+        benchmark_change_pct=benchmark_change,
+        relative_pct=own,
     )

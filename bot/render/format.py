@@ -86,6 +86,10 @@ def alert_parts(alert: Alert) -> AlertLineParts:
         if alert.reference_price is not None:
             move += f" (prev close {price(alert.reference_price)})"
         bits.append(move)
+    if alert.benchmark is not None and alert.relative_pct is not None:
+        # "NQ=F −4.3%, −8.7 pts own": how much of the move is the symbol's own.
+        own = pct(alert.relative_pct).removesuffix("%")
+        bits.append(f"{alert.benchmark} {pct(alert.benchmark_change_pct)}, {own} pts own")
     if alert.session is not None and alert.session is not MarketSession.REGULAR:
         bits.append(_SESSION_LABEL[alert.session])
     if alert.rule_text:
