@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -23,12 +23,19 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that only moves when told to (tests, replays)."""
+    """A clock that only moves when told to (tests, replays).
+
+    ``subscribe`` lets the scheduler hear that time moved, so work due then runs at once.
+    """
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
         self._now = start
+        self._listeners: list[Callable[[datetime], None]] = []
+
+    def subscribe(self, listener: Callable[[datetime], None]) -> None:
+        self._listeners.append(listener)
 
     def now(self) -> datetime:
         return self._now
@@ -36,7 +43,11 @@ class ManualClock:
     def set(self, when: datetime) -> None:
         if when < self._now:
             raise ValueError("time does not go backwards")
+        moved = when != self._now
         self._now = when
+        if moved:
+            for listener in self._listeners:
+                listener(when)
 
     def advance(self, delta: timedelta) -> None:
         self.set(self._now + delta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -15,22 +15,28 @@ from sqlalchemy.exc import SQLAlchemyError
 from alerts.commands import CommandContext
 from alerts.models import AlertMessage
 from alerts.ports import ManualClock, MessageRef
-from alerts.quality import QualityGate
 from alerts.scenario import Scenario, ScenarioError
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
-from bot.market.replay import ReplayMarketData
-from bot.pipeline import Pipeline
+from bot.market.replay import REPLAY_TICK_INTERVAL, ReplayFeed, ReplayMarketData
 from bot.render import render_payload
 from bot.render.console_text import render_console
-from bot.runner import build_engine, build_router, grouping_config
+from bot.runner import JobIntervals, Runtime
 from bot.scenarios import UnknownScenarioError, open_scenario
+from bot.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.store import SqlStore
 
 RenderKind = Literal["console", "slack", "discord"]
 
-# Scenario ticks are a minute apart; a quote older than two of them is stale, as live.
-REPLAY_TICK_INTERVAL = timedelta(minutes=1)
+# Simulated time steps from tick to tick and each new alert wakes delivery itself, so one
+# safety-net round per tick is enough (per second would be 23,400 idle rounds a day); only
+# this process changes the replay's database, and its commands apply at once: no watch sync.
+REPLAY_JOB_INTERVALS = JobIntervals(
+    delivery=REPLAY_TICK_INTERVAL,
+    watch_sync=None,
+    mute_check=REPLAY_TICK_INTERVAL,
+    digest_check=REPLAY_TICK_INTERVAL,
+)
 
 
 class ReplayError(Exception):
@@ -137,56 +143,47 @@ async def _play(
     render: RenderKind,
     out: Console,
 ) -> ReplayResult:
+    """`marketbot run`'s composition with a replay feed, a simulated clock, a rendering platform."""
     clock = ManualClock(scenario.start)
-    market = ReplayMarketData(scenario, clock, speed=speed)
     platform: ConsolePlatform | PayloadPrinter
     if render == "console":
         platform = ConsolePlatform(render_console, out)
     else:
         platform = PayloadPrinter(render, out)
-    pipeline = Pipeline(
-        store,
-        build_engine(settings),
-        [platform],
-        clock,
-        grouping=grouping_config(settings),
+
+    def replay_feed(scheduler: JobScheduler) -> ReplayFeed:
+        # The recorded day moves the clock through the scheduler, so every job (delivery
+        # after its group wait, mute ends, digests) runs at its own simulated time.
+        async def advance(when: datetime) -> None:
+            await scheduler.advance_to(when, inclusive=False)
+
+        return ReplayFeed(ReplayMarketData(scenario, clock, speed=speed, advance=advance))
+
+    runtime = Runtime(
+        settings,
+        clock=clock,
+        platforms=[platform],
+        store=store,
+        feed=replay_feed,
         context_symbols=scenario.context_symbols or settings.alerts.context_symbols,
+        intervals=REPLAY_JOB_INTERVALS,
+        front_ends=False,
     )
-    router = build_router(store, settings, market=pipeline, clock=clock)
     ctx = CommandContext(channel=CONSOLE_CHANNEL, user="replay", platform="console")
     replies = []
     out.print(f"[bold]Replaying {scenario.name}[/bold]: {scenario.description}", highlight=False)
     for line in commands or scenario.default_watches:
-        reply = router.handle(line, ctx)
+        reply = runtime.router.handle(line, ctx)
         replies.append(reply.text)
         out.print(f"> {line}\n{reply.text}", style=None if reply.ok else "red", highlight=False)
-    pipeline.load()
-
-    gate = QualityGate()
-    # News published before the start is the feed's backlog: all of it is there at once.
-    last_news_check = min([clock.now(), *(n.published for n in scenario.news)]) - timedelta(
-        seconds=1
-    )
-    async for quotes in market.stream(sorted(pipeline.symbols())):
-        now = clock.now()
-        pipeline.ingest_news(market.news_between(last_news_check, now))
-        last_news_check = now
-        batch = gate.judge_batch(
-            [q.symbol for q in quotes],
-            {q.symbol: q for q in quotes},
-            now=now,
-            expected_interval=REPLAY_TICK_INTERVAL,
-            source="replay",
-        )
-        if pipeline.ingest_quotes(batch.quotes, batch.unavailable):
-            # New alerts go out when their group_wait has run, on the simulated clock.
-            clock.advance(pipeline.grouping.group_wait)
-        await pipeline.deliver_due()
-        await pipeline.send_due_digests()
-    # Let the last group's wait run out so nothing decided is left unsent.
-    clock.advance(pipeline.grouping.group_wait + timedelta(seconds=1))
-    await pipeline.deliver_due()
-    stats = pipeline.stats
+    await runtime.start()
+    try:
+        await runtime.market_closed()
+        # Let the last group's wait run out so nothing decided is left unsent.
+        await runtime.advance(runtime.pipeline.grouping.group_wait + timedelta(seconds=1))
+    finally:
+        await runtime.stop()
+    stats = runtime.pipeline.stats
     out.print(
         f"[dim]replay of {scenario_name} done: {stats.alerts_stored} alerts, "
         f"{stats.messages_sent} messages, {stats.messages_edited} edits[/dim]",

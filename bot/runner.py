@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +18,17 @@ from alerts.engine import Engine, EngineConfig
 from alerts.grouping import GroupingConfig
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
+from bot.market_loop import MarketFeed, run_market_loop
 from bot.settings import Settings
 from bot.store import SqlStore
 
 if TYPE_CHECKING:
     from bot.discord.platform import DiscordPlatform
+    from bot.market.volume import VolumeProfiles
+    from bot.market.yahoo_poll import YahooPoller
     from bot.metrics import MetricsServer
     from bot.news.source import NewsSource
+    from bot.scheduler import JobScheduler
 
 log = logging.getLogger("marketbot")
 
@@ -35,6 +40,18 @@ MUTE_CHECK_INTERVAL = timedelta(seconds=30)
 DIGEST_CHECK_INTERVAL = timedelta(seconds=20)
 VOLUME_PROFILE_INTERVAL = timedelta(minutes=5)
 NEWS_PRELOAD = timedelta(days=4)  # a long weekend's headlines survive a restart
+
+
+@dataclass(frozen=True)
+class JobIntervals:
+    """How often the periodic jobs run; ``None`` leaves a job out."""
+
+    # Delivery's safety-net look at the outbox (None: the worker's own); commits wake it at once.
+    delivery: timedelta | None = None
+    watch_sync: timedelta | None = WATCH_SYNC_INTERVAL  # changes made by other processes
+    mute_check: timedelta = MUTE_CHECK_INTERVAL
+    digest_check: timedelta = DIGEST_CHECK_INTERVAL
+    volume_profiles: timedelta = VOLUME_PROFILE_INTERVAL
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -138,8 +155,23 @@ async def read_console_commands(
         reply(answer.text, answer.ok)
 
 
+FeedFactory = Callable[["JobScheduler"], "MarketFeed"]
+Job = Callable[[], Awaitable[None]]
+
+
 class Runtime:
-    """Everything ``marketbot run`` runs, built from settings; tests inject clock and data."""
+    """The composition root: everything ``marketbot run`` runs, built from settings.
+
+    ``marketbot replay`` is the same composition with three parts swapped (``bot.replay``): a
+    replay feed instead of Yahoo, a ManualClock instead of the system clock, and a platform
+    that renders to the terminal; tests swap the same three. Where things plug in:
+
+    - a periodic job: add it to :meth:`periodic_jobs` (id, interval, coroutine function);
+    - a daily or one-off job: ``self.scheduler.daily(...)`` / ``self.scheduler.once(...)``;
+    - a long-running service (a front end, a listener): add it to :meth:`services`.
+
+    Every job runs on ``self.clock`` through ``self.scheduler``; nothing reads wall time.
+    """
 
     def __init__(
         self,
@@ -148,15 +180,19 @@ class Runtime:
         clock: Clock | None = None,
         platforms: list[ChatPlatform] | None = None,
         commands_in: Callable[[], Awaitable[str]] | None = None,
+        store: SqlStore | None = None,
+        feed: FeedFactory | None = None,
+        context_symbols: Sequence[str] | None = None,
+        intervals: JobIntervals | None = None,
+        front_ends: bool = True,
     ) -> None:
-        from bot.market.live import build_market_source
-        from bot.market.volume import VolumeProfiles
         from bot.pipeline import Pipeline
         from bot.scheduler import JobScheduler
 
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.store = open_store(settings)
+        self.store = store if store is not None else open_store(settings)
+        self._owns_store = store is None
         self._injected_platforms = platforms is not None
         self.platforms = platforms if platforms is not None else build_platforms(settings)
         self.pipeline = Pipeline(
@@ -165,18 +201,22 @@ class Runtime:
             self.platforms,
             self.clock,
             grouping=grouping_config(settings),
-            context_symbols=settings.alerts.context_symbols,
+            context_symbols=(
+                settings.alerts.context_symbols if context_symbols is None else context_symbols
+            ),
             charts=settings.alerts.charts,
             timezone=settings.timezone,
         )
         self.pipeline.load()
-        self.source = build_market_source(settings, self.clock)
-        self.volume_profiles = VolumeProfiles(self.source.poller, self.pipeline.engine, self.clock)
-        self.news: NewsSource | None = self._build_news() if settings.news.enabled else None
+        self.scheduler = JobScheduler(timezone=settings.timezone, clock=self.clock)
+        self.volume_profiles: VolumeProfiles | None = None  # live Yahoo only
+        self.news: NewsSource | None = None  # live feeds only
+        self.source: MarketFeed = (feed or self._live_feed)(self.scheduler)
         self.router = build_router(
             self.store, settings, market=self.pipeline, clock=self.clock, on_change=self.changed
         )
-        self.scheduler = JobScheduler(timezone=settings.timezone)
+        self.intervals = intervals or JobIntervals()
+        self.front_ends = front_ends
         self._commands_in = commands_in
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,12 +224,23 @@ class Runtime:
         self._discord: DiscordPlatform | None = None
         self._stop = asyncio.Event()
 
-    def _build_news(self) -> NewsSource:
+    def _live_feed(self, scheduler: JobScheduler) -> MarketFeed:
+        from bot.market.live import build_market_source
+        from bot.market.volume import VolumeProfiles
+
+        source = build_market_source(self.settings, self.clock, sleep=scheduler.sleep)
+        # Yahoo's intraday history gives `volume Nx` rules their profiles; a recorded day not.
+        self.volume_profiles = VolumeProfiles(source.poller, self.pipeline.engine, self.clock)
+        # Live headlines come from the feeds' own job; a recorded day brings its news along.
+        if self.settings.news.enabled:
+            self.news = self._build_news(source.poller)
+        return source
+
+    def _build_news(self, poller: YahooPoller) -> NewsSource:
         """Feeds on the scheduler; stored headlines come back so a restart loses none."""
         from bot.news.source import build_news_source
         from bot.news.store import NewsStore
 
-        poller = self.source.poller
         store = NewsStore(self.store.engine)
 
         async def company_names(symbols: Sequence[str]) -> dict[str, str]:
@@ -217,6 +268,66 @@ class Runtime:
         if report.new:
             self.pipeline.ingest_news(report.new)
 
+    # -- what runs ------------------------------------------------------------------------
+
+    def periodic_jobs(self) -> list[tuple[str, timedelta, Job]]:
+        """Scheduled work, on the runtime's clock: (stable id, interval, job)."""
+        every = self.intervals
+        jobs: list[tuple[str, timedelta, Job]] = [
+            ("mute-summaries", every.mute_check, self._end_mutes),
+            ("digests", every.digest_check, self._send_digests),
+        ]
+        if every.watch_sync is not None:
+            jobs.append(("sync-watches", every.watch_sync, self._sync))
+        if self.volume_profiles is not None:
+            jobs.append(("volume-profiles", every.volume_profiles, self._refresh_volume))
+        if self.news is not None:
+            interval = timedelta(seconds=self.settings.news.poll_interval_seconds)
+            jobs.append(("news", interval, self._read_news))
+        return jobs
+
+    def services(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """Long-running tasks besides the market loop: delivery, console input, front ends."""
+        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        if self.front_ends:
+            found += self._front_ends()
+        # Lanes per channel, woken by each committed outbox row (see bot/pipeline/delivery.py);
+        # its waits are the scheduler's, so they run on the runtime's clock.
+        self.pipeline.delivery.sleep = self.scheduler.sleep
+        if self.intervals.delivery is not None:
+            self.pipeline.delivery.poll_interval = self.intervals.delivery.total_seconds()
+        found.append(("delivery", self.pipeline.run_delivery()))
+        return found
+
+    def _front_ends(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        console = next((p for p in self.platforms if isinstance(p, ConsolePlatform)), None)
+        if console is not None:
+            console.reply("marketbot is running. Type /help, or /watch NVDA. Ctrl-C stops.")
+            found.append(
+                (
+                    "console",
+                    read_console_commands(
+                        self.router,
+                        lambda text, ok: console.reply(text, ok=ok),
+                        self._commands_in or StdinLines(),
+                    ),
+                )
+            )
+        found += self._chat_front_ends()
+        return found
+
+    async def _sync(self) -> None:
+        self.changed()
+
+    async def _end_mutes(self) -> None:
+        await self.pipeline.end_expired_mutes()
+
+    async def _send_digests(self) -> None:
+        await self.pipeline.send_due_digests()
+
+    # -- changes --------------------------------------------------------------------------
+
     def changed(self, channel: str | None = None) -> None:
         """A channel's watches, baskets or digest changed (here or via `marketbot cmd`).
 
@@ -234,49 +345,21 @@ class Runtime:
         self._apply_role_pings()
         self.source.set_symbols(self.pipeline.symbols())
 
+    # -- lifecycle ------------------------------------------------------------------------
+
     async def start(self) -> None:
-        from bot.market.live import run_market_loop
-
         self._loop = asyncio.get_running_loop()
-        pipeline = self.pipeline
-
-        async def sync() -> None:
-            self.changed()
-
-        async def mutes() -> None:
-            await pipeline.end_expired_mutes()
-
-        async def digests() -> None:
-            await pipeline.send_due_digests()
-
-        self.scheduler.every("sync-watches", WATCH_SYNC_INTERVAL, sync)
-        self.scheduler.every("mute-summaries", MUTE_CHECK_INTERVAL, mutes)
-        self.scheduler.every("digests", DIGEST_CHECK_INTERVAL, digests)
-        self.scheduler.every("volume-profiles", VOLUME_PROFILE_INTERVAL, self._refresh_volume)
-        if self.news is not None:
-            interval = timedelta(seconds=self.settings.news.poll_interval_seconds)
-            self.scheduler.every("news", interval, self._read_news)
-        self._spawn(run_market_loop(self.source, pipeline), "market")
-        console = next((p for p in self.platforms if isinstance(p, ConsolePlatform)), None)
-        if console is not None:
-            console.reply("marketbot is running. Type /help, or /watch NVDA. Ctrl-C stops.")
-            self._spawn(
-                read_console_commands(
-                    self.router,
-                    lambda text, ok: console.reply(text, ok=ok),
-                    self._commands_in or StdinLines(),
-                ),
-                "console",
-            )
-        self._start_chat_platforms()
-        # Lanes per channel, woken by each committed outbox row (see bot/pipeline/delivery.py).
-        self._spawn(pipeline.run_delivery(), "delivery")
-        if self.settings.metrics_port is not None:
+        for job_id, interval, job in self.periodic_jobs():
+            self.scheduler.every(job_id, interval, job)
+        self._spawn(run_market_loop(self.source, self.pipeline), "market")
+        for name, service in self.services():
+            self._spawn(service, name)
+        if self.front_ends and self.settings.metrics_port is not None:
             from bot.metrics import MetricsServer
 
             self.metrics = MetricsServer(
                 self.settings.metrics_port,
-                pipeline,
+                self.pipeline,
                 self.source.stats,
                 addr=self.settings.metrics_addr,
             )
@@ -287,20 +370,38 @@ class Runtime:
             ", ".join(p.name for p in self.platforms) or "none",
         )
 
+    async def market_closed(self) -> None:
+        """Wait until the market feed ended (a recorded day played out; live never ends)."""
+        market = next(task for task in self._tasks if task.get_name() == "market")
+        await asyncio.wait({market})
+
+    async def settle(self) -> None:
+        """Let everything started finish: the feed's work in flight, then every due job."""
+        await self.source.settled()
+        await self.scheduler.idle()
+        await self.source.settled()
+
+    async def advance(self, delta: timedelta) -> None:
+        """Simulated time (a ManualClock): move on, running each job at its own due time."""
+        await self.scheduler.advance(delta, settle=self.settle)
+
     async def _refresh_volume(self) -> None:
         from bot.market.volume import volume_rule_symbols
 
+        if self.volume_profiles is None:
+            return
         symbols = volume_rule_symbols(self.pipeline.engine.watches(), self.store.all_baskets())
         await self.volume_profiles.refresh(symbols)
 
-    def _start_chat_platforms(self) -> None:
+    def _chat_front_ends(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """Slack and Discord, each when its token is set; both serve the same command router."""
         settings = self.settings
+        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
         if settings.slack.enabled and not self._injected_platforms:
             from bot.slack.app import create_slack_platform, run_slack
 
             self._add_platform(create_slack_platform(settings.slack, timezone=settings.timezone))
-            self._spawn(run_slack(settings.slack, self.router, stop=self._stop), "slack")
+            found.append(("slack", run_slack(settings.slack, self.router, stop=self._stop)))
         if settings.discord.enabled and not self._injected_platforms:
             from bot.discord.app import build_discord_client, run_discord
             from bot.discord.platform import DiscordPlatform
@@ -309,10 +410,13 @@ class Runtime:
             self._discord = DiscordPlatform(client, timezone=settings.timezone)
             self._apply_role_pings()
             self._add_platform(self._discord)
-            self._spawn(
-                run_discord(settings.discord, self.router, client=client, stop=self._stop),
-                "discord",
+            found.append(
+                (
+                    "discord",
+                    run_discord(settings.discord, self.router, client=client, stop=self._stop),
+                )
             )
+        return found
 
     def _apply_role_pings(self) -> None:
         """Channels that opted in (`/pingrole`) get their role pinged on critical alerts."""
@@ -349,7 +453,8 @@ class Runtime:
         if self.news is not None:
             await self.news.close()
         await self.source.close()
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from alerts.models import MarketSession, NewsItem, Quote
 from alerts.ports import ManualClock
+from alerts.quality import QualityGate, QuoteBatch
 from alerts.scenario import Scenario
 from bot.scenarios import open_scenario
 
 SleepFn = Callable[[float], Awaitable[None]]
+AdvanceFn = Callable[[datetime], Awaitable[None]]
 
 SOURCE = "replay"
 # How often a silent source (a scenario gap) keeps answering with its last, ageing quote.
 GAP_REPEAT = timedelta(minutes=1)
+# Scenario ticks are a minute apart; a quote older than two of them is stale, as live.
+REPLAY_TICK_INTERVAL = timedelta(minutes=1)
 
 
 class ReplayMarketData:
@@ -27,7 +32,9 @@ class ReplayMarketData:
     ``poll`` answers with each symbol's latest tick at the clock's current time; ``stream``
     walks the ticks in time order and moves the clock to each tick's time before yielding it.
     ``speed=None`` replays as fast as possible; ``speed=N`` waits ``gap / N`` seconds between
-    ticks through the injected ``sleep`` (N× real time).
+    ticks through the injected ``sleep`` (N× real time). ``advance`` moves the clock instead of
+    setting it, so a scheduler on the same clock can stop at each of its jobs' times on the way
+    (``JobScheduler.advance_to``).
     """
 
     def __init__(
@@ -37,6 +44,7 @@ class ReplayMarketData:
         *,
         speed: float | None = None,
         sleep: SleepFn = asyncio.sleep,
+        advance: AdvanceFn | None = None,
     ) -> None:
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a positive number or None, got {speed!r}")
@@ -44,6 +52,7 @@ class ReplayMarketData:
         self.clock = clock if clock is not None else ManualClock(scenario.start.astimezone(UTC))
         self.speed = speed
         self._sleep = sleep
+        self._advance = advance
         self._closed = False
         self._quotes: dict[str, tuple[Quote, ...]] = {
             symbol: _quotes(scenario, symbol) for symbol in scenario.ticks
@@ -97,13 +106,14 @@ class ReplayMarketData:
                 out.append(self._quotes[symbol][i - 1])
         return out
 
-    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Quote]]:
+    async def stream(self, symbols: Sequence[str] | AbstractSet[str]) -> AsyncIterator[list[Quote]]:
         """Batches of quotes (one batch per tick time, requested symbols only) in time order.
 
         Starts at the clock's current time (ticks at exactly that time included) and, once the
-        ticks run out, moves the clock on to the scenario's end.
+        ticks run out, moves the clock on to the scenario's end. A set is read as it changes, so
+        a caller can follow symbols that watches added while the day plays.
         """
-        wanted = set(symbols)
+        wanted = symbols if isinstance(symbols, AbstractSet) else set(symbols)
         previous = self.clock.now()
         for when, quotes in self._timeline[bisect_left(self._timeline_times, previous) :]:
             if self._closed:
@@ -123,7 +133,10 @@ class ReplayMarketData:
             await self._sleep((when - previous).total_seconds() / self.speed)
         # Someone else may have moved the shared clock further already; never move it back.
         if when > self.clock.now():
-            self.clock.set(when)
+            if self._advance is not None:
+                await self._advance(when)
+            else:
+                self.clock.set(when)
 
     async def close(self) -> None:
         self._closed = True
@@ -137,6 +150,56 @@ class ReplayMarketData:
         """News published in ``(after, until]``, oldest first: what arrived since a last look."""
         lo = bisect_right(self._news_times, after)
         return list(self.scenario.news[lo : bisect_right(self._news_times, until)])
+
+
+class ReplayFeed:
+    """The market loop's view of a recorded day: gated batches, with headlines as published.
+
+    Recorded prices and news share one timeline, so each batch brings the headlines published
+    since the last one (live news has its own polling job instead).
+    """
+
+    def __init__(self, market: ReplayMarketData, gate: QualityGate | None = None) -> None:
+        self.market = market
+        self.clock = market.clock
+        self.gate = gate or QualityGate()
+        self._symbols: set[str] = set()
+        # News published before the start is the feed's backlog: all of it is there at once.
+        scenario = market.scenario
+        first = min([self.clock.now(), *(n.published for n in scenario.news)])
+        self._news_seen = first - timedelta(seconds=1)
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        self._symbols.clear()
+        self._symbols.update(symbols)
+
+    async def batches(self) -> AsyncIterator[QuoteBatch]:
+        async for quotes in self.market.stream(self._symbols):
+            yield self.gate.judge_batch(
+                [q.symbol for q in quotes],
+                {q.symbol: q for q in quotes},
+                now=self.clock.now(),
+                expected_interval=REPLAY_TICK_INTERVAL,
+                source=SOURCE,
+            )
+
+    def news(self) -> list[NewsItem]:
+        now = self.clock.now()
+        fresh = self.market.news_between(self._news_seen, now)
+        self._news_seen = now
+        return fresh
+
+    def failures(self) -> int:
+        return 0
+
+    async def settled(self) -> None:
+        return None
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+    async def close(self) -> None:
+        await self.market.close()
 
 
 class ReplayNewsFeed:

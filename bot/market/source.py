@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import date, datetime, timedelta
 
-from alerts.models import MarketSession, Quote
+from alerts.models import MarketSession, NewsItem, Quote
 from alerts.ports import Clock, MarketDataError
 from alerts.quality import QualityGate, QuoteBatch
 from bot.market import sessions
@@ -86,6 +86,7 @@ class YahooMarketData:
         poll_interval: float = 60.0,
         timeout: float = 10.0,
         stream_enabled: bool = True,
+        sleep: Sleep = real_sleep,
     ) -> YahooMarketData:
         poller = YahooPoller(clock=clock, base_url=yahoo_base_url, timeout=timeout)
         return cls(
@@ -93,6 +94,7 @@ class YahooMarketData:
             poller=poller,
             stream_url=(yahoo_stream_url or DEFAULT_STREAM_URL) if stream_enabled else None,
             poll_interval=poll_interval,
+            sleep=sleep,
         )
 
     # --- watches -----------------------------------------------------------------------
@@ -173,6 +175,30 @@ class YahooMarketData:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
+
+    def news(self) -> list[NewsItem]:
+        """Live headlines come from the news feeds' own job, not with the prices."""
+        return []
+
+    def failures(self) -> int:
+        """Consecutive failed polls (0 while the source answers)."""
+        return self.poller.backoff.failures
+
+    async def settled(self, limit: float = 10.0) -> None:
+        """Wait (bounded, real time) until the poll loop is parked and every batch was taken.
+
+        Tests on a simulated clock use it between steps: a woken poll does real HTTP to the
+        loopback fake, which must finish before simulated time moves on.
+        """
+        if not self._tasks:
+            return
+        async with asyncio.timeout(limit):
+            while True:
+                await self.parked.wait()
+                for _ in range(10):
+                    await asyncio.sleep(0)
+                if self.parked.is_set() and not self._changed.is_set() and self._queue.empty():
+                    return
 
     def stats(self) -> dict[str, int]:
         out: dict[str, int] = dict(self.counters)

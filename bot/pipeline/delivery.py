@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -94,6 +94,9 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused: dict[str, datetime] = {}  # platform name -> paused until (a global limit)
         self._live = False
+        # Waits go through the runtime's clock (bot.scheduler.JobScheduler.sleep): wall time
+        # live, simulated time when a test or a replay moves a ManualClock.
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- waking ---------------------------------------------------------------------------
 
@@ -139,8 +142,16 @@ class DeliveryWorker:
         due = self.store.next_due_at(now)
         if due is not None:
             timeout = min(timeout, max(0.0, (due - now).total_seconds()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        woken = asyncio.ensure_future(self._wakeup.wait())
+        slept = asyncio.ensure_future(self.sleep(timeout))
+        try:
+            await asyncio.wait({woken, slept}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (woken, slept):
+                waiter.cancel()
+            for waiter in (woken, slept):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
 
     def _start_lanes(self) -> list[asyncio.Task[None]]:
         started: list[asyncio.Task[None]] = []
@@ -186,7 +197,7 @@ class DeliveryWorker:
                 if not claimed and self._live and isinstance(pace_until, datetime):
                     # The next message of this lane may be due once the pace allows: wait here,
                     # in this lane's own task, then look again.
-                    await asyncio.sleep(max(0.0, (pace_until - self.clock.now()).total_seconds()))
+                    await self.sleep(max(0.0, (pace_until - self.clock.now()).total_seconds()))
                     claimed = self._claim_lane(channel)
                 delivery = claimed[0] if claimed else None
         finally:
