@@ -17,7 +17,6 @@ DIGEST_INDEX_SYMBOLS = ("ES=F", "NQ=F", "YM=F", "^VIX")
 # A digest missed at its time (the bot was down, the platform failed) is still worth sending
 # for a while; after that it would describe a market that has moved on.
 DIGEST_WINDOW = timedelta(hours=2)
-NEWS_POOL = 200  # recent stories the headline choice looks at
 
 # Short names people type for the zones US and European desks work in.
 ZONE_ALIASES: Mapping[str, str] = {
@@ -164,33 +163,6 @@ def basket_summary(name: str, members: Sequence[str], latest: Mapping[str, Quote
     text = f"basket:{name} {average:+.1f}% avg, {down} of {len(changes)} down"
     missing = len(members) - len(changes)
     return text + (f" ({missing} without a quote)" if missing else "")
-
-
-def digest_headlines(
-    pool: Sequence[NewsItem],
-    symbols: Iterable[str],
-    *,
-    now: datetime,
-    since: datetime,
-    limit: int = MAX_DIGEST_HEADLINES,
-) -> tuple[NewsItem, ...]:
-    """Stories since ``since`` (the previous close): first those naming the most of the
-    digest's symbols, then market-wide ones (no symbol, or the index futures); newest first
-    within a rank, so weekend news behind a Monday move is found and filler is not."""
-    wanted = set(symbols)
-    indices = set(DIGEST_INDEX_SYMBOLS)
-
-    def rank(item: NewsItem) -> tuple[int, float]:
-        tagged = set(item.symbols)
-        hits = len(tagged & wanted)
-        if not hits and tagged and not tagged <= indices:
-            return (-1, 0.0)  # about other names only
-        return (hits, item.published.timestamp())
-
-    fresh = [item for item in pool if since <= item.published <= now]
-    ranked = sorted(((rank(i), i) for i in fresh), key=lambda pair: pair[0], reverse=True)
-    chosen = [item for (hits, _), item in ranked if hits >= 0]
-    return tuple(dict.fromkeys(chosen))[:limit]
 
 
 def compose_digest(

@@ -18,7 +18,6 @@ from alerts.digest import (
     DigestSchedule,
     DigestSettingError,
     compose_digest,
-    digest_headlines,
     parse_zone,
 )
 from alerts.engine import Engine
@@ -121,25 +120,41 @@ def test_digest_lists_biggest_movers_first_and_names_missing_quotes() -> None:
     assert [c.symbol for c in message.context] == ["ES=F", "NQ=F", "^VIX"]
 
 
-def test_headlines_rank_the_story_above_filler_and_keep_market_wide_news() -> None:
-    friday_close = datetime(2025, 1, 24, 21, 0, tzinfo=UTC)
-    now = datetime(2025, 1, 27, 13, 0, tzinfo=UTC)
-    pool = [
-        _news(
-            "DeepSeek R1 hits AI chips", datetime(2025, 1, 26, 17, 0, tzinfo=UTC), "NVDA", "AVGO"
-        ),
-        _news("Nvidia filler 1", datetime(2025, 1, 27, 12, 0, tzinfo=UTC), "NVDA"),
-        _news("Fed week ahead", datetime(2025, 1, 27, 11, 0, tzinfo=UTC)),
-        _news("Tesla recall", datetime(2025, 1, 27, 12, 30, tzinfo=UTC), "TSLA"),
-        _news("Last week's news", datetime(2025, 1, 24, 15, 0, tzinfo=UTC), "NVDA", "AVGO"),
-    ]
-    chosen = digest_headlines(pool, ["NVDA", "AVGO"], now=now, since=friday_close)
-    # Weekend news naming both names first; a story about other names only never shows.
-    assert [n.title for n in chosen] == [
-        "DeepSeek R1 hits AI chips",
-        "Nvidia filler 1",
-        "Fed week ahead",
-    ]
+async def test_headlines_explain_the_moves_with_their_theme_and_no_filler(
+    sqlite_store: SqlStore,
+) -> None:
+    """Headlines come from the attribution ranking (alerts.attribution), as for a broad move."""
+    clock = ManualClock(datetime(2025, 1, 27, 13, 0, tzinfo=UTC))
+    pipeline = Pipeline(sqlite_store, Engine(), [], clock)
+    for symbol in ("NVDA", "AVGO"):
+        sqlite_store.add_watch(CHANNEL, symbol, "drop 10%", now=clock.now())
+    pipeline.sync_watches()
+    pipeline.ingest_quotes([_quote("NVDA", 124.07, 142.62), _quote("AVGO", 209.6, 240.66)])
+    pipeline.ingest_news(
+        [
+            _news("Last week: DeepSeek paper", datetime(2025, 1, 22, 15, 0, tzinfo=UTC), "NVDA"),
+            _news(
+                "Nvidia sinks as DeepSeek rattles AI",
+                datetime(2025, 1, 26, 23, 0, tzinfo=UTC),
+                "NVDA",
+            ),
+            _news(
+                "Broadcom falls on DeepSeek fears", datetime(2025, 1, 27, 9, 0, tzinfo=UTC), "AVGO"
+            ),
+            _news("5 stocks to watch today", datetime(2025, 1, 27, 12, 0, tzinfo=UTC), "NVDA"),
+            _news("Tesla recall widens", datetime(2025, 1, 27, 12, 30, tzinfo=UTC), "TSLA"),
+        ]
+    )
+    message = pipeline.digest(CHANNEL)
+    titles = [n.title for n in message.headlines]
+    assert set(titles[:2]) == {
+        "Nvidia sinks as DeepSeek rattles AI",
+        "Broadcom falls on DeepSeek fears",
+    }
+    assert "5 stocks to watch today" not in titles  # filler
+    assert "Tesla recall widens" not in titles  # about another name
+    assert "Last week: DeepSeek paper" not in titles  # before the previous close
+    assert message.title.startswith("Premarket digest Mon 2025-01-27 — DeepSeek: biggest move")
 
 
 async def test_a_basket_only_channel_gets_its_members_and_a_basket_summary(
@@ -159,7 +174,13 @@ async def test_a_basket_only_channel_gets_its_members_and_a_basket_summary(
         ]
     )
     pipeline.ingest_news(
-        [_news("DeepSeek rattles chipmakers", datetime(2025, 1, 27, 8, 45, tzinfo=UTC), "NVDA")]
+        [
+            _news(
+                "Nvidia falls as DeepSeek rattles chipmakers",
+                datetime(2025, 1, 27, 8, 45, tzinfo=UTC),
+                "NVDA",
+            )
+        ]
     )
     message = pipeline.digest(CHANNEL)
     assert [a.symbol for a in message.alerts] == ["NVDA", "AMD"]
@@ -168,7 +189,7 @@ async def test_a_basket_only_channel_gets_its_members_and_a_basket_summary(
         f"basket:chips {average:+.1f}% avg, 2 of 2 down (1 without a quote) · No quote yet: INTC"
     )
     assert [c.symbol for c in message.context] == ["NQ=F", "^VIX"]
-    assert [n.title for n in message.headlines] == ["DeepSeek rattles chipmakers"]
+    assert [n.title for n in message.headlines] == ["Nvidia falls as DeepSeek rattles chipmakers"]
     assert "^VIX" in pipeline.symbols()  # the digest's indices are fetched
 
 
@@ -186,7 +207,9 @@ async def test_on_demand_digest_shows_what_the_scheduled_one_posts(sqlite_store:
             _quote("^VIX", 19.5, 14.85),
         ]
     )
-    pipeline.ingest_news([_news("DeepSeek R1", datetime(2025, 1, 27, 8, 45, tzinfo=UTC), "NVDA")])
+    pipeline.ingest_news(
+        [_news("Nvidia sinks on DeepSeek R1", datetime(2025, 1, 27, 8, 45, tzinfo=UTC), "NVDA")]
+    )
     reply = router.handle("/digest", CTX).text
     assert await pipeline.send_digest(CHANNEL, MONDAY)
     [(_, posted)] = platform.sent
@@ -194,7 +217,7 @@ async def test_on_demand_digest_shows_what_the_scheduled_one_posts(sqlite_store:
         "*Premarket digest Mon 2025-01-27: biggest move NVDA -13.0%*",
         "NVDA: 124.07 (-13.01%, pre)",
         "Market: S&P 500 futures -2.5% 5,980.00 · VIX +31.3% 19.50",
-        "• DeepSeek R1",
+        "• Nvidia sinks on DeepSeek R1",
         "basket:ai -13.0% avg, 1 of 1 down (7 without a quote)",
     ):
         assert line in reply

@@ -74,7 +74,14 @@ class Pipeline:
         # A committed outbox row wakes delivery at once; the poll is only a safety net.
         self.ingest.on_queued.append(self.delivery.wake)
         self.digests = Digests(
-            store, self.market, self.platforms, clock, self.stats, timezone=timezone, charts=charts
+            store,
+            self.market,
+            self.platforms,
+            clock,
+            self.stats,
+            timezone=timezone,
+            charts=charts,
+            name_terms=lambda: self.delivery.explainer.name_terms(),
         )
 
     @property

@@ -15,12 +15,13 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from alerts.attribution import attribute
 from alerts.baskets import all_baskets
 from alerts.digest import (
-    NEWS_POOL,
+    DIGEST_INDEX_SYMBOLS,
+    MAX_DIGEST_HEADLINES,
     DigestSchedule,
     compose_digest,
-    digest_headlines,
     digest_key,
     digest_moves,
     digest_symbols,
@@ -38,8 +39,6 @@ CALENDAR_SYMBOL = "SPY"  # any US equity: the NYSE calendar decides what a tradi
 NEW_YORK = ZoneInfo("America/New_York")
 REGULAR_CLOSE = (16, 0)
 SENT_KEY = "digest_sent"
-
-ThemeFinder = Callable[[Sequence[NewsItem], Sequence[str]], str | None]
 
 
 @lru_cache(maxsize=4096)
@@ -87,7 +86,7 @@ class Digests:
         *,
         timezone: str = "America/New_York",
         charts: bool = True,
-        theme: ThemeFinder | None = None,
+        name_terms: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self.store = store
         self.market = market
@@ -96,7 +95,8 @@ class Digests:
         self.stats = stats
         self.timezone = timezone
         self.charts = charts
-        self._theme = theme
+        # How headlines write the watched companies (from the news source): never a theme.
+        self.name_terms = name_terms
 
     # -- what -----------------------------------------------------------------------------
 
@@ -108,9 +108,7 @@ class Digests:
             day = self._schedule_or_default(channel).local_day(now)
         targets = [w.target for w in self.store.list_watches(channel)]
         symbols, baskets = digest_symbols(targets, all_baskets(self.store.list_baskets(channel)))
-        pool = self.market.recent_news((), NEWS_POOL)
-        headlines = digest_headlines(pool, symbols, now=now, since=previous_close_time(day))
-        theme = self._theme(headlines, symbols) if self._theme is not None else None
+        headlines, theme = self._headlines(symbols, day, now)
         note = early_close_note(day)
         return compose_digest(
             channel,
@@ -123,6 +121,29 @@ class Digests:
             theme=theme,
             notes=(note,) if note else (),
         )
+
+    def _headlines(
+        self, symbols: Sequence[str], day: date, now: datetime
+    ) -> tuple[tuple[NewsItem, ...], str | None]:
+        """The news helper's attribution, as for a broad move: stories about the digest's
+        names first, then their theme, then market-wide ones, since the previous close."""
+        latest = self.market.latest
+        moves = {
+            s: change
+            for s in (*symbols, *DIGEST_INDEX_SYMBOLS)
+            if (q := latest.get(s)) is not None and (change := q.change_pct()) is not None
+        }
+        found = attribute(
+            moves,
+            self.market.news(),
+            since=previous_close_time(day),
+            move_start=now,
+            now=now,
+            broad=True,
+            exclude_terms=self.name_terms(),
+            limit=MAX_DIGEST_HEADLINES,
+        )
+        return tuple(c.item for c in found.catalysts), found.theme
 
     def chart(self, message: AlertMessage) -> bytes | None:
         """The PNG of the digest's moves (blocking: run it off the event loop)."""
