@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,15 @@ def _console() -> Console:
     return Console(file=io.StringIO(), width=100, color_system=None)
 
 
-async def test_default_watches_give_one_grouped_premarket_alert() -> None:
+async def test_default_watches_give_one_grouped_premarket_alert_then_the_digest() -> None:
     out = _console()
     result = await run_replay(Settings(), SCENARIO, console=out)
-    assert len(result.messages) == 1, "one grouped message, never a second for the same crossing"
+    # One grouped alert (never a second for the same crossing), then the 08:00 digest that the
+    # scenario's default commands turn on.
+    assert len(result.messages) == 2
     _, message = result.messages[0]
     scenario = open_scenario(SCENARIO)
-    watched = {line.split()[1] for line in scenario.default_watches}
+    watched = {line.split()[1] for line in scenario.default_watches if line.startswith("/watch")}
     assert {alert.symbol for alert in message.alerts} == watched
     for alert in message.alerts:
         assert alert.kind is AlertKind.FIRING
@@ -47,6 +50,31 @@ async def test_default_watches_give_one_grouped_premarket_alert() -> None:
     for symbol in watched:
         assert symbol in text
     assert "Nasdaq-100 futures" in text
+    _, digest = result.messages[1]
+    assert digest.at == datetime(2025, 1, 27, 13, 0, tzinfo=UTC)  # 08:00 EST
+    assert digest.title.startswith("Premarket digest Mon 2025-01-27")
+    assert all(alert.kind is AlertKind.DIGEST for alert in digest.alerts)
+    assert {alert.symbol for alert in digest.alerts} == watched
+    assert [line.symbol for line in digest.context] == ["ES=F", "NQ=F", "YM=F", "^VIX"]
+    assert any("DeepSeek" in item.title for item in digest.headlines)
+
+
+async def test_the_futures_fall_as_soon_as_cme_reopens_on_sunday() -> None:
+    scenario = open_scenario(SCENARIO)
+    first = scenario.ticks["NQ=F"][0]
+    assert first.time == datetime(2025, 1, 26, 23, 0, tzinfo=UTC)  # Sunday 18:00 ET
+    assert first.price < scenario.reference["NQ=F"].previous_close_at(first.time)  # type: ignore[operator]
+    assert scenario.reference["NQ=F"].session_hours.session_at(first.time).value == "regular"
+
+
+async def test_replaying_twice_into_one_database_posts_the_digest_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    first = await run_replay(Settings(), SCENARIO, console=_console(), database_url=url)
+    second = await run_replay(Settings(), SCENARIO, console=_console(), database_url=url)
+    kinds = [{a.kind for a in m.alerts} for _, m in first.messages]
+    assert {AlertKind.DIGEST} in kinds
+    # The same day again: the alerts' crossings and the digest are already recorded.
+    assert second.messages == []
 
 
 async def test_cmd_replaces_the_default_watches() -> None:
@@ -76,9 +104,10 @@ async def test_render_slack_prints_block_kit_json() -> None:
     out = _console()
     await run_replay(Settings(), SCENARIO, render="slack", console=out)
     text = out.file.getvalue()  # type: ignore[attr-defined]
-    payload = text[text.index("{") : text.rindex("}") + 1]
-    assert "chat.postMessage" in text
-    assert json.loads(payload)["blocks"][0]["type"] == "header"
+    assert text.count("# chat.postMessage") == 2  # the alert, then the 08:00 digest
+    for chunk in text.split("# chat.postMessage")[1:]:
+        payload = chunk[chunk.index("{") : chunk.rindex("}") + 1]
+        assert json.loads(payload)["blocks"][0]["type"] == "header"
 
 
 async def test_an_unknown_scenario_is_a_clear_error() -> None:

@@ -75,10 +75,13 @@ def test_deepseek_file_is_what_the_generator_produces() -> None:
 
 def test_deepseek_covers_the_article_symbols(deepseek: Scenario) -> None:
     wanted = {"NQ=F", "ES=F", "YM=F", "NVDA", "AVGO", "AMD", "MSFT", "GOOGL", "META", "ASML"}
-    assert wanted | {"ASML.AS"} == set(deepseek.symbols)
+    # ^VIX (reconstructed, not in the article) is there for the digest.
+    assert wanted | {"ASML.AS", "^VIX"} == set(deepseek.symbols)
     assert set(deepseek.context_symbols) == {"NQ=F", "ES=F", "YM=F"}
     assert {t.symbol for t in deepseek.derivation.targets} == set(deepseek.symbols)
-    assert all(w.startswith("/watch ") for w in deepseek.default_watches)
+    assert deepseek.format == 2
+    assert deepseek.default_watches[-1] == "/digest on 08:00"
+    assert all(w.startswith("/watch ") for w in deepseek.default_watches[:-1])
     assert deepseek.derivation.summary
     assert deepseek.derivation.notes
 
@@ -372,7 +375,7 @@ def test_unreadable_files_name_file_and_problem(tmp_path: Path) -> None:
 def test_deepseek_default_watches_cross_together_early(deepseek: Scenario) -> None:
     # The demo's promise: the default watches fire at 04:0x ET, so they land in one message.
     crossings = []
-    for line in deepseek.default_watches:
+    for line in (w for w in deepseek.default_watches if w.startswith("/watch ")):
         match = re.fullmatch(r"/watch (\S+) drop (\d+(?:\.\d+)?)%", line)
         assert match is not None, line
         symbol, threshold = match[1], -float(match[2])

@@ -14,6 +14,9 @@ variant:
 * Seeded Ornstein-Uhlenbeck noise (mean-reverting, so it never wanders far) is added, faded to
   zero around ``by`` and the last tick so the reported figure is hit exactly there.
 * Volumes (US stocks and ASML.AS) are illustrative: a decaying per-minute profile, cumulative.
+* Format 2: the file starts at CME's Sunday 18:00 ET reopen, where the futures gap down and
+  keep sliding overnight (5-minute points until 03:00 ET, 1-minute after). The VIX (not in
+  the article) is reconstructed from 03:15 ET. The default commands turn the 08:00 digest on.
 
 Run ``python tools/make_deepseek_scenario.py`` to rewrite the file, ``--check`` to verify that
 the committed file is what this script produces.
@@ -36,7 +39,12 @@ OUTPUT = ROOT / "bot" / "scenarios" / "deepseek-2025-01-27.json"
 
 NAME = "deepseek-2025-01-27"
 ET = ZoneInfo("America/New_York")
-START = datetime(2025, 1, 27, 3, 0, tzinfo=ET)  # 09:00 CET: the Amsterdam open
+START = datetime(2025, 1, 26, 18, 0, tzinfo=ET)  # Sunday: CME Globex reopens
+AMS_OPEN = datetime(2025, 1, 27, 3, 0, tzinfo=ET)  # 09:00 CET: the Amsterdam open
+VIX_FIRST = datetime(2025, 1, 27, 3, 15, tzinfo=ET)  # Cboe's early index values
+DENSE_FROM = AMS_OPEN  # 5-minute points before this, 1-minute points after
+OVERNIGHT_STEP_MIN = 5
+TRADING_DAY = "2025-01-27"  # the day every previous close below is the reference for
 END = datetime(2025, 1, 27, 9, 30, tzinfo=ET)  # the US open
 US_FIRST = datetime(2025, 1, 27, 4, 0, tzinfo=ET)  # US premarket opens
 LAST = datetime(2025, 1, 27, 9, 29, tzinfo=ET)  # last premarket minute
@@ -51,6 +59,12 @@ US_HOURS = {
 }
 CME_HOURS = {"timezone": "America/New_York", "regular": "18:00-17:00", "days": "mon-fri"}
 AMS_HOURS = {"timezone": "Europe/Amsterdam", "regular": "09:00-17:30", "days": "mon-fri"}
+VIX_HOURS = {
+    "timezone": "America/New_York",
+    "pre": "03:15-09:30",
+    "regular": "09:30-16:15",
+    "days": "mon-fri",
+}
 
 
 @dataclass(frozen=True)
@@ -82,8 +96,11 @@ class SymbolPath:
 
 
 STOCK = Shape(first=US_FIRST, by=LAST, gap=0.70, weight=0.6, tau=3.0)
-FUTURE = Shape(first=START, by=LAST, gap=0.72, weight=0.3, tau=20.0)
-ASML_AS = Shape(first=START, by=ASML_AS_BY, gap=0.60, weight=0.5, tau=15.0)
+# Futures drop at the reopen (28% of the morning's move in the first print), fall fast for an
+# hour and then drift down through the night to the reported figure at 09:29.
+FUTURE = Shape(first=START, by=LAST, gap=0.28, weight=0.35, tau=45.0)
+ASML_AS = Shape(first=AMS_OPEN, by=ASML_AS_BY, gap=0.60, weight=0.5, tau=15.0)
+VIX = Shape(first=VIX_FIRST, by=LAST, gap=0.65, weight=0.5, tau=20.0)
 
 PATHS = (
     SymbolPath(
@@ -226,6 +243,18 @@ PATHS = (
         tick_size=0.01,
         volume_per_min=20_000,
     ),
+    SymbolPath(
+        "^VIX",
+        14.85,
+        "USD",
+        "Cboe",
+        VIX_HOURS,
+        31.0,
+        "reconstructed: the VIX is not in the article; a rise to about 19.5 before the open",
+        shape=VIX,
+        noise=0.25,
+        tick_size=0.01,
+    ),
 )
 
 OU_REVERSION = 0.15  # per minute; keeps the noise's spread near noise / sqrt(2 * 0.15)
@@ -237,6 +266,15 @@ NEWS = (
         "title": "DeepSeek's iPhone app tops the U.S. App Store's free charts, passing ChatGPT",
         "source": "seed article (paraphrased)",
         "symbols": [],
+    },
+    {
+        "time": "2025-01-26T18:05:00-05:00",
+        "title": (
+            "Stock futures fall as trading resumes, Nasdaq futures lead the drop on DeepSeek "
+            "worries"
+        ),
+        "source": "reconstructed",
+        "symbols": ["NQ=F", "ES=F", "YM=F"],
     },
     {
         "time": "2025-01-27T03:45:00-05:00",
@@ -281,6 +319,7 @@ DEFAULT_WATCHES = (
     "/watch NVDA drop 10%",
     "/watch AVGO drop 10%",
     "/watch MSFT drop 5%",
+    "/digest on 08:00",
 )
 CONTEXT_SYMBOLS = ("NQ=F", "ES=F", "YM=F")
 
@@ -304,15 +343,22 @@ def _round_to(value: float, step: float) -> float:
     return round(round(value / step) * step, digits)
 
 
+def _minute_grid(p: SymbolPath) -> list[int]:
+    """Minutes after the first tick: every 5 before ``DENSE_FROM``, every minute after."""
+    total = int(_minutes(p.shape.first, LAST))
+    dense = max(0, int(_minutes(p.shape.first, DENSE_FROM)))
+    return [*range(0, min(dense, total), OVERNIGHT_STEP_MIN), *range(dense, total + 1)]
+
+
 def series(p: SymbolPath) -> list[list[float | int]]:
-    """1-minute points ``[seconds after START, price(, cumulative volume)]`` for one symbol."""
+    """Points ``[seconds after START, price(, cumulative volume)]`` for one symbol."""
     rng = random.Random(f"{NAME}:{p.symbol}")
     total = int(_minutes(p.shape.first, LAST))
     span = _minutes(p.shape.first, p.shape.by)
     noise = 0.0
     volume = 0
     points: list[list[float | int]] = []
-    for m in range(total + 1):
+    for m in _minute_grid(p):
         fade = min(1.0, abs(m - span) / NOISE_FADE_MIN, (total - m) / NOISE_FADE_MIN)
         pct = p.target_pct * shape(p, m) + noise * fade
         price = _round_to(p.previous_close * (1.0 + pct / 100.0), p.tick_size)
@@ -337,18 +383,26 @@ def document() -> dict[str, object]:
         "Reconstructed: every path between the first tick and the target, the ASML US ADR move "
         "(set to ASML.AS's), the news times and wording (paraphrases of the article), and all "
         "volumes (illustrative).",
-        "Shape: most of each move is there on the first tick (US premarket 04:00 ET; futures and "
+        "Shape: most of each stock's move is there on the first tick (US premarket 04:00 ET; "
         "ASML.AS from 03:00 ET = 09:00 CET), the rest comes in a fast leg plus a drift; seeded "
         "mean-reverting noise fades out where the target is met. US symbols and futures meet "
         "their targets on the last premarket minute (09:29 ET); ASML.AS at 11:00 CET and then "
         "holds. Regenerate with tools/make_deepseek_scenario.py.",
+        "Format 2: the file opens at CME's Sunday 18:00 ET reopen. The futures fall at once "
+        "(about 28% of the morning's move on the first print: NQ -1.2%), fast for an hour, "
+        "then slide through the night (5-minute points until 03:00 ET). Reconstructed: the "
+        "overnight path, the Sunday 18:05 futures headline, and the VIX (close 14.85, not "
+        "looked up; from 03:15 ET to about +31% before the open).",
+        "The default commands also turn on the 08:00 ET premarket digest, so the replay posts "
+        "it between the 04:0x alert and the open.",
     ]
     return {
-        "format": 1,
+        "format": 2,
         "name": NAME,
         "description": (
-            "Monday 2025-01-27: DeepSeek's R1 news takes Nasdaq-100 futures down 4.3% and NVDA "
-            "down 13% before the US open; ASML falls 10.6% in Amsterdam."
+            "Monday 2025-01-27: DeepSeek's R1 news takes Nasdaq-100 futures down from the "
+            "Sunday evening reopen to -4.3%, and NVDA down 13% before the US open; ASML falls "
+            "10.6% in Amsterdam; the 08:00 digest."
         ),
         "derivation": {
             "summary": (
@@ -370,7 +424,7 @@ def document() -> dict[str, object]:
         "end": END.isoformat(),
         "reference": {
             p.symbol: {
-                "previous_close": p.previous_close,
+                "previous_closes": {TRADING_DAY: p.previous_close},
                 "currency": p.currency,
                 "exchange": p.exchange,
                 "session_hours": p.hours,
