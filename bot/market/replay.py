@@ -241,8 +241,12 @@ def _quotes(scenario: Scenario, symbol: str) -> tuple[Quote, ...]:
     points.sort(key=lambda p: p[0])
     opens: dict[date, float] = {}
     out: list[Quote] = []
+    # Loading checked that every tick has a close: with one close there is nothing to look up.
+    single_close = ref.previous_close if len(ref.previous_closes) <= 1 else None
+    gaps = any(g.symbol == symbol for g in scenario.gaps)
+    halts = any(h.symbol == symbol for h in scenario.halts)
     for when, price, volume in points:
-        if scenario.in_gap(symbol, when):
+        if gaps and scenario.in_gap(symbol, when):
             continue  # the source was silent
         session = hours.session_at(when)
         open_price = None
@@ -255,12 +259,12 @@ def _quotes(scenario: Scenario, symbol: str) -> tuple[Quote, ...]:
                 price=price,
                 time=when,
                 session=session,
-                previous_close=ref.previous_close_at(when),
+                previous_close=single_close or ref.previous_close_at(when),
                 open=open_price,
                 day_volume=volume,
                 currency=ref.currency,
                 exchange=ref.exchange,
-                halted=scenario.halted_at(symbol, when),
+                halted=halts and scenario.halted_at(symbol, when),
                 source=SOURCE,
             )
         )
