@@ -186,7 +186,8 @@ async def _play(
     stats = runtime.pipeline.stats
     out.print(
         f"[dim]replay of {scenario_name} done: {stats.alerts_stored} alerts, "
-        f"{stats.messages_sent} messages, {stats.messages_edited} edits[/dim]",
+        f"{stats.messages_sent} messages, {stats.messages_edited} edits, "
+        f"{stats.digests_sent} digests[/dim]",
         highlight=False,
     )
     return ReplayResult(messages=list(platform.sent), replies=replies)

@@ -58,14 +58,18 @@ def test_a_bad_command_exits_1_with_one_line(tmp_path: Path) -> None:
     assert "BRK-B" in result.stdout
 
 
-def test_replay_prints_one_grouped_alert(tmp_path: Path) -> None:
+def test_replay_prints_one_grouped_alert_then_the_digest(tmp_path: Path) -> None:
     result = marketbot("replay", "deepseek-2025-01-27", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("#1 console:default") == 1
-    assert "#2 console:default" not in result.stdout
+    # The scenario's default commands turn on the 08:00 digest: it is the second message.
+    alert, digest = result.stdout.split("#2 console:default")
+    assert "#3 console:default" not in result.stdout
     for symbol in ("NVDA", "AVGO", "MSFT"):
-        assert symbol in result.stdout
-    assert "1 messages" in result.stdout
+        assert symbol in alert
+        assert symbol in digest
+    assert "Premarket digest Mon 2025-01-27" in digest
+    assert "1 messages, 0 edits, 1 digests" in result.stdout
     assert not (tmp_path / "marketbot.db").exists()  # a replay never touches the real database
 
 
