@@ -68,12 +68,25 @@ async def test_the_futures_fall_as_soon_as_cme_reopens_on_sunday() -> None:
 
 
 async def test_replaying_twice_into_one_database_posts_the_digest_once(tmp_path: Path) -> None:
+    # A few minutes around 08:00 of the DeepSeek Monday: the whole day twice would be slow.
+    path = tmp_path / "eight.json"
+    doc = {
+        "format": 2,
+        "name": "eight-oclock",
+        "start": "2025-01-27T07:58:00-05:00",
+        "end": "2025-01-27T08:02:00-05:00",
+        "reference": {"NVDA": {"previous_closes": {"2025-01-27": 142.62}}},
+        "ticks": {"NVDA": [[0, 125.0], [60, 124.8], [120, 124.6], [180, 124.5]]},
+        "default_watches": ["/watch NVDA drop 20%", "/digest on 08:00"],
+    }
+    path.write_text(json.dumps(doc))
     url = f"sqlite:///{tmp_path / 'kept.db'}"
-    first = await run_replay(Settings(), SCENARIO, console=_console(), database_url=url)
-    second = await run_replay(Settings(), SCENARIO, console=_console(), database_url=url)
-    kinds = [{a.kind for a in m.alerts} for _, m in first.messages]
-    assert {AlertKind.DIGEST} in kinds
-    # The same day again: the alerts' crossings and the digest are already recorded.
+    first = await run_replay(Settings(), str(path), console=_console(), database_url=url)
+    second = await run_replay(Settings(), str(path), console=_console(), database_url=url)
+    [(_, digest)] = first.messages
+    assert [a.symbol for a in digest.alerts] == ["NVDA"]
+    assert digest.at == datetime(2025, 1, 27, 13, 0, tzinfo=UTC)
+    # The same morning again: the digest of that day is already recorded.
     assert second.messages == []
 
 

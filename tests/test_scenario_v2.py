@@ -312,8 +312,16 @@ def test_spans_must_end_after_they_start(field: str) -> None:
 
 
 async def test_news_before_the_start_is_the_backlog_and_db_continues(tmp_path: Path) -> None:
-    path = tmp_path / "two-days.json"
-    path.write_text(json.dumps(_two_days()))
+    doc = _two_days()
+    # Ten simulated minutes are enough: the replay's jobs run every simulated minute.
+    doc["end"] = "2025-01-26T18:10:00-05:00"
+    doc["ticks"] = {"NQ=F": [[0, 21500.0], [300, 21450.0]]}
+    doc["reference"] = {"NQ=F": doc["reference"]["NQ=F"]}
+    doc["news"] = [n for n in doc["news"] if not n.get("symbols")]
+    for key in ("halts", "gaps", "bad_ticks"):
+        del doc[key]
+    path = tmp_path / "sunday.json"
+    path.write_text(json.dumps(doc))
     url = f"sqlite:///{tmp_path / 'kept.db'}"
     out = Console(file=io.StringIO(), width=120, color_system=None)
     first = await run_replay(
