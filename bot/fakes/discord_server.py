@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -52,6 +54,37 @@ class _Failure:
     status: int
     retry_after: float
     times: int
+    global_: bool = False  # a 429 for the whole bot
+    via: bool = True  # Discord's own 429s carry Via; Cloudflare's do not
+    code: int = 0
+    message: str | None = None
+    reset: str | None = None  # "before" / "after" processing: the connection is cut instead
+
+
+# Discord's documented limits: 50 requests/s per bot; 5 messages per 5 s per channel.
+GLOBAL_PER_SECOND = 50
+CHANNEL_BUCKET = (5, 5.0)
+_PERMANENT_BODIES = {
+    403: ("Missing Access", 50001),
+    404: ("Unknown Channel", 10003),
+}
+
+
+class _Bucket:
+    """A token bucket: ``capacity`` requests, refilled at ``rate`` per second."""
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity, self.rate = capacity, rate
+        self.tokens, self.at = capacity, time.monotonic()
+
+    def take(self, now: float) -> float:
+        """0 when a token was taken, else the seconds until one is there."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 Validator = Callable[[RecordedRequest], None]
@@ -67,9 +100,19 @@ class FakeDiscord(LoopbackServer):
     """``async with FakeDiscord() as discord:`` one guild, one text channel, a manager role."""
 
     def __init__(
-        self, *, token: str = "fake-bot-token", validator: Validator | None = None
+        self,
+        *,
+        token: str = "fake-bot-token",
+        validator: Validator | None = None,
+        enforce_limits: bool = False,
     ) -> None:
         super().__init__()
+        # Discord's limits, enforced: route buckets announced in X-RateLimit headers (as
+        # Discord does, so discord.py can pace itself) and the global 50 requests a second.
+        self.enforce_limits = enforce_limits
+        self.limited: list[RecordedRequest] = []  # requests refused by the enforced limits
+        self._global = _Bucket(GLOBAL_PER_SECOND, GLOBAL_PER_SECOND)
+        self._windows: dict[str, tuple[float, int]] = {}  # channel -> (window start, used)
         self.token = token
         self.validator = validator
         self._ids = itertools.count(1)
@@ -114,10 +157,32 @@ class FakeDiscord(LoopbackServer):
         status: int = 429,
         retry_after: float = 1.0,
         times: int = 1,
+        global_: bool = False,
+        via: bool = True,
+        code: int = 0,
+        message: str | None = None,
+        reset: str | None = None,
     ) -> None:
-        """The next ``times`` matching requests answer ``status`` (a Discord-shaped 429)."""
+        """The next ``times`` matching requests answer ``status`` (a Discord-shaped 429).
+
+        ``global_`` makes the 429 bot-wide; ``via=False`` drops the Via header (Cloudflare's
+        429). A 403 or 404 gets Discord's body (Missing Access, Unknown Channel) unless
+        ``message``/``code`` say otherwise. ``reset="before"`` cuts the connection without
+        doing anything; ``reset="after"`` does the work (creates the message), then cuts it.
+        """
         self._failures.append(
-            _Failure(method.upper(), re.compile(path_regex), status, retry_after, times)
+            _Failure(
+                method.upper(),
+                re.compile(path_regex),
+                status,
+                retry_after,
+                times,
+                global_,
+                via,
+                code,
+                message,
+                reset,
+            )
         )
 
     def calls(self, method: str, path_regex: str) -> list[RecordedRequest]:
@@ -159,31 +224,124 @@ class FakeDiscord(LoopbackServer):
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         req = await self._record(request)
         try:
-            return self._answer(req)
+            failure = self._take_failure(req)
+            if failure is not None and failure.reset is not None:
+                if failure.reset == "after":
+                    self._route(req)
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()  # the client sees a reset, no answer
+                return web.Response(status=500)
+            if failure is not None:
+                return self._failure_response(failure)
+            limited = self._enforce(req)
+            if limited is not None:
+                return limited
+            response = self._route(req)
+            if self.enforce_limits and self._message_route(req) is not None:
+                self._bucket_headers(req, response)
+            return response
         finally:
             self._changed.set()
 
-    def _answer(self, req: RecordedRequest) -> web.Response:
+    def _take_failure(self, req: RecordedRequest) -> _Failure | None:
         for failure in self._failures:
             if failure.method == req.method and failure.pattern.fullmatch(req.path):
                 failure.times -= 1
                 if failure.times <= 0:
                     self._failures.remove(failure)
-                if failure.status == 429:
-                    return _json(
-                        {
-                            "message": "You are being rate limited.",
-                            "retry_after": failure.retry_after,
-                            "global": False,
-                        },
-                        status=429,
-                        headers={
-                            "Via": "1.1 google",
-                            "Retry-After": str(failure.retry_after),
-                            "X-RateLimit-Scope": "user",
-                        },
-                    )
-                return _json({"message": "Server error", "code": 0}, status=failure.status)
+                return failure
+        return None
+
+    def _failure_response(self, failure: _Failure) -> web.Response:
+        if failure.status == 429:
+            headers = {
+                "Retry-After": f"{failure.retry_after:g}",
+                "X-RateLimit-Scope": "global" if failure.global_ else "user",
+            }
+            if failure.global_:
+                headers["X-RateLimit-Global"] = "true"
+            if failure.via:
+                headers["Via"] = "1.1 google"
+            return _json(
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": failure.retry_after,
+                    "global": failure.global_,
+                },
+                status=429,
+                headers=headers,
+            )
+        message, code = _PERMANENT_BODIES.get(failure.status, ("Server error", 0))
+        return _json(
+            {"message": failure.message or message, "code": failure.code or code},
+            status=failure.status,
+        )
+
+    def _message_route(self, req: RecordedRequest) -> str | None:
+        match = re.fullmatch(r"/channels/(\d+)/messages(?:/\d+)?", req.path)
+        return match.group(1) if match and req.method in ("POST", "PATCH") else None
+
+    def _enforce(self, req: RecordedRequest) -> web.Response | None:
+        if not self.enforce_limits:
+            return None
+        wait = self._global.take(req.at)
+        if wait > 0:
+            self.limited.append(req)
+            return _json(
+                {"message": "You are being rate limited.", "retry_after": wait, "global": True},
+                status=429,
+                headers={
+                    "Via": "1.1 google",
+                    "Retry-After": f"{wait:.3f}",
+                    "X-RateLimit-Global": "true",
+                    "X-RateLimit-Scope": "global",
+                },
+            )
+        channel = self._message_route(req)
+        if channel is None:
+            return None
+        limit, period = CHANNEL_BUCKET
+        start, used = self._windows.get(channel, (req.at, 0))
+        if req.at - start >= period:
+            start, used = req.at, 0
+        if used >= limit:
+            self.limited.append(req)
+            wait = period - (req.at - start)
+            return _json(
+                {"message": "You are being rate limited.", "retry_after": wait, "global": False},
+                status=429,
+                headers={
+                    "Via": "1.1 google",
+                    "Retry-After": f"{wait:.3f}",
+                    "X-RateLimit-Limit": str(limit),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": f"{wait:.3f}",
+                    "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
+                    "X-RateLimit-Bucket": "channel-messages",
+                    "X-RateLimit-Scope": "user",
+                },
+            )
+        self._windows[channel] = (start, used + 1)
+        return None
+
+    def _bucket_headers(self, req: RecordedRequest, response: web.Response) -> None:
+        channel = self._message_route(req)
+        assert channel is not None
+        limit, period = CHANNEL_BUCKET
+        start, used = self._windows.get(channel, (req.at, 0))
+        reset_after = max(0.0, period - (req.at - start))
+        response.headers.update(
+            {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(max(0, limit - used)),
+                "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+                "X-RateLimit-Bucket": "channel-messages",
+            }
+        )
+
+    def _route(self, req: RecordedRequest) -> web.Response:
         if req.headers.get("Authorization") != f"Bot {self.token}" and not req.path.startswith(
             ("/interactions/", "/webhooks/")
         ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +33,17 @@ class RecordedRequest:
     params: dict[str, Any]
     body: bytes
     content_type: str
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
 class _Failure:
     status: int
-    retry_after: int | None
+    retry_after: float | None
     times: int
     error: str | None
+    channel: str | None = None  # only requests for this channel id
+    reset: str | None = None  # "before" / "after" processing: the connection is cut instead
 
 
 @dataclass
@@ -66,8 +70,13 @@ class FakeSlack(LoopbackServer):
         team_id: str = "T0FAKE",
         bot_user_id: str = "U0BOT",
         validator: Validator | None = None,
+        enforce_limits: bool = False,
     ) -> None:
         super().__init__()
+        # Slack's pace for chat.postMessage: one message a second per channel (429 beyond).
+        self.enforce_limits = enforce_limits
+        self.limited: list[RecordedRequest] = []  # requests refused by the enforced limits
+        self._last_post: dict[str, float] = {}
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
@@ -106,17 +115,21 @@ class FakeSlack(LoopbackServer):
     def fail(
         self,
         api_method: str,
-        status: int,
+        status: int = 200,
         *,
-        retry_after: int | None = None,
+        retry_after: float | None = None,
         times: int = 1,
         error: str | None = None,
+        channel: str | None = None,
+        reset: str | None = None,
     ) -> None:
         """The next ``times`` calls of ``api_method`` answer ``status`` (429 with Retry-After).
 
         ``error`` sets Slack's error code (``channel_not_found`` with status 200, as Slack does).
+        ``channel`` limits it to one channel id. ``reset="before"`` cuts the connection without
+        doing anything; ``reset="after"`` does the work (posts the message), then cuts it.
         """
-        failure = _Failure(status, retry_after, times, error)
+        failure = _Failure(status, retry_after, times, error, channel, reset)
         self._failures.setdefault(api_method, []).append(failure)
 
     def calls(self, api_method: str) -> list[RecordedRequest]:
@@ -160,31 +173,58 @@ class FakeSlack(LoopbackServer):
         token = req.params.get("token")
         return token if isinstance(token, str) else None
 
+    def _take_failure(self, method: str, req: RecordedRequest) -> _Failure | None:
+        channel = str(req.params.get("channel", ""))
+        for failure in self._failures.get(method, []):
+            if failure.channel is None or failure.channel == channel:
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures[method].remove(failure)
+                return failure
+        return None
+
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         req = await self._record(request, method)
-        pending = self._failures.get(method)
-        if pending:
-            failure = pending[0]
-            failure.times -= 1
-            if failure.times <= 0:
-                pending.pop(0)
+        failure = self._take_failure(method, req)
+        if failure is not None and failure.reset is not None:
+            if failure.reset == "after":
+                self._answer(method, req)
+            _cut(request)
+            return web.Response(status=500)  # never reaches the client: the socket is gone
+        if failure is not None:
             headers = {}
             if failure.retry_after is not None:
-                headers["Retry-After"] = str(failure.retry_after)
+                headers["Retry-After"] = f"{failure.retry_after:g}"
             error = failure.error or ("ratelimited" if failure.status == 429 else "fatal_error")
             return web.json_response(
                 {"ok": False, "error": error}, status=failure.status, headers=headers
             )
+        if self.enforce_limits and method == "chat.postMessage":
+            channel = str(req.params.get("channel", ""))
+            last = self._last_post.get(channel)
+            if last is not None and req.at - last < 1.0:
+                self.limited.append(req)
+                wait = max(1, round(1.0 - (req.at - last) + 0.5))
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(wait)},
+                )
+        return web.json_response(self._answer(method, req))
+
+    def _answer(self, method: str, req: RecordedRequest) -> dict[str, Any]:
         token = self._token(req)
         wanted = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != wanted:
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+            return {"ok": False, "error": "invalid_auth"}
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
-            return web.json_response({"ok": False, "error": "unknown_method"})
+            return {"ok": False, "error": "unknown_method"}
         result: dict[str, Any] = handler(req)
-        return web.json_response(result)
+        if result.get("ok") and method == "chat.postMessage":
+            self._last_post[str(req.params.get("channel", ""))] = req.at
+        return result
 
     def _m_auth_test(self, req: RecordedRequest) -> dict[str, Any]:
         return {
@@ -352,6 +392,13 @@ class FakeSlack(LoopbackServer):
         return await self.send_envelope(
             "slash_commands", self.slash_payload(command, text, **kwargs)
         )
+
+
+def _cut(request: web.Request) -> None:
+    """Drop the connection as a crashing proxy would: the client sees a reset, no answer."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def _maybe_json(value: Any) -> Any:
