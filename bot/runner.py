@@ -206,6 +206,8 @@ class Runtime:
             ),
             charts=settings.alerts.charts,
             timezone=settings.timezone,
+            lease=timedelta(seconds=settings.delivery.lease_seconds),
+            poll_interval=settings.delivery.poll_seconds,
         )
         self.pipeline.load()
         self.scheduler = JobScheduler(timezone=settings.timezone, clock=self.clock)

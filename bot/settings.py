@@ -99,6 +99,13 @@ class AlertSettings(BaseModel):
     benchmarks: dict[str, str] = Field(default_factory=dict)
 
 
+class DeliverySettings(BaseModel):
+    # A claimed outbox row is another worker's to reconcile after this long without renewal.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # Delivery wakes on each committed row; this slow poll is only the safety net.
+    poll_seconds: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting has a documented default in config/marketbot.example.toml."""
 
@@ -121,6 +128,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     news: NewsSettings = Field(default_factory=NewsSettings)
 
     @field_validator("digest_time")
@@ -204,6 +212,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "yahoo": YahooSettings,
     "alerts": AlertSettings,
     "news": NewsSettings,
+    "delivery": DeliverySettings,
 }
 
 

@@ -113,6 +113,9 @@ class FakeDiscord(LoopbackServer):
         self.limited: list[RecordedRequest] = []  # requests refused by the enforced limits
         self._global = _Bucket(GLOBAL_PER_SECOND, GLOBAL_PER_SECOND)
         self._windows: dict[str, tuple[float, int]] = {}  # channel -> (window start, used)
+        # Called after a message was created, before the answer goes out (crash tests kill
+        # the client there: the message exists, the client never hears of it).
+        self.after_accept: Callable[[], None] | None = None
         self.token = token
         self.validator = validator
         self._ids = itertools.count(1)
@@ -482,6 +485,8 @@ class FakeDiscord(LoopbackServer):
         body["_files"] = list(req.files)
         message = self._message(channel_id, body)
         self.messages[message["id"]] = message
+        if self.after_accept is not None:
+            self.after_accept()
         return _json(message)
 
     def _edit_message(self, req: RecordedRequest, channel_id: str, msg_id: str) -> web.Response:

@@ -77,6 +77,9 @@ class FakeSlack(LoopbackServer):
         self.enforce_limits = enforce_limits
         self.limited: list[RecordedRequest] = []  # requests refused by the enforced limits
         self._last_post: dict[str, float] = {}
+        # Called after a message was stored, before the answer goes out (crash tests kill
+        # the client there: the post exists, the client never hears of it).
+        self.after_accept: Callable[[], None] | None = None
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
@@ -255,6 +258,8 @@ class FakeSlack(LoopbackServer):
         metadata = _maybe_json(req.params.get("metadata"))
         self.messages[(channel, ts)] = PostedMessage(channel, ts, text, blocks, metadata)
         self.message_posted.set()
+        if self.after_accept is not None:
+            self.after_accept()
         return {
             "ok": True,
             "channel": channel,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 
 from alerts.digest import DIGEST_INDEX_SYMBOLS
 from alerts.engine import Engine
 from alerts.grouping import GroupingConfig
 from alerts.models import Alert, AlertMessage, NewsItem, Quote
 from alerts.ports import ChatPlatform, Clock
-from bot.pipeline.delivery import DeliveryWorker
+from bot.pipeline.delivery import LEASE, SAFETY_POLL_SECONDS, DeliveryWorker
 from bot.pipeline.digest import Digests
 from bot.pipeline.ingest import Ingest
 from bot.pipeline.market_view import MarketState
@@ -48,6 +48,8 @@ class Pipeline:
         rng: random.Random | None = None,
         charts: bool = False,
         timezone: str = "America/New_York",
+        lease: timedelta = LEASE,
+        poll_interval: float = SAFETY_POLL_SECONDS,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -69,6 +71,8 @@ class Pipeline:
             rng=rng,
             charts=charts,
             timezone=timezone,
+            lease=lease,
+            poll_interval=poll_interval,
         )
         self.notices = Notices(store, self.market, self.platforms, clock)
         # A committed outbox row wakes delivery at once; the poll is only a safety net.
