@@ -12,6 +12,8 @@ loop; the client is the real pipeline (store, delivery lanes, slack_sdk, discord
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 import time
 import warnings
@@ -33,7 +35,7 @@ from bot.pipeline import Pipeline
 from bot.slack.platform import SlackPlatform, make_web_client
 from bot.store import SqlStore
 
-PER_PLATFORM = 500
+PER_PLATFORM = int(os.environ.get("STORM_PER_PLATFORM", "500"))
 NAMES = ("NVDA", "AVGO", "AMD")  # one grouped message of three names per channel
 
 
@@ -78,15 +80,12 @@ async def main() -> None:
         stored = time.monotonic()
 
         def accepted() -> tuple[int, float]:
-            posts = [
-                r
-                for r in slack.calls("chat.postMessage")
-                if r not in slack.limited and r.params.get("channel")
-            ]
+            refused = {id(r) for r in slack.limited + fake_discord.limited}
+            posts = [r for r in slack.calls("chat.postMessage") if id(r) not in refused]
             created = [
                 r
                 for r in fake_discord.calls("POST", r"/channels/\d+/messages")
-                if r not in fake_discord.limited
+                if id(r) not in refused
             ]
             times = [r.at for r in posts + created]
             return len(slack.messages) + len(fake_discord.messages), max(times, default=0.0)
@@ -97,6 +96,7 @@ async def main() -> None:
             count, last = fakes.call(accepted)
             if count >= len(channels):
                 break
+            print(f"   {time.monotonic() - started:.1f} s: {count} accepted", file=sys.stderr)
             await asyncio.sleep(0.2)
         cpu = time.process_time() - cpu0
         delivery.cancel()

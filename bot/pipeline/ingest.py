@@ -159,8 +159,13 @@ class Ingest:
                 known.add(alert.key)
                 new.append(alert)
         channels = sorted({alert.channel for alert in new})
-        mutes = {channel: self.store.active_mutes(channel, now) for channel in channels}
-        baskets = {channel: self.baskets(channel) for channel in channels}
+        # One read each for every channel of the evaluation: a storm reaches many channels.
+        mutes: dict[str, list[Mute]] = {}
+        if channels:
+            for mute in self.store.all_mutes():
+                mutes.setdefault(mute.channel, []).append(mute)
+        stored_baskets = self.store.all_baskets() if channels else {}
+        baskets = {channel: all_baskets(stored_baskets.get(channel, {})) for channel in channels}
         muted = muted_keys(new, mutes, baskets, now)
         decisions = plan_groups(
             self.store.open_groups(channels) if channels else {}, new, muted, now, self.grouping

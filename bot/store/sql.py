@@ -279,33 +279,50 @@ class SqlStore(OutboxQueue):
         here, which is what makes a replayed or restarted evaluation unable to send anything
         twice. Returns the alerts that were new.
         """
-        with self._tx() as session:
+        # No autoflush: rows are added in bulk and flushed once; a storm writes thousands.
+        with self._tx() as session, session.no_autoflush:
             known_watches = set(
                 session.scalars(
                     select(WatchRow.id).where(WatchRow.id.in_({w for w, _, _ in states}))
                 )
             )
+            saved = {
+                (row.watch_id, row.symbol): row
+                for row in session.scalars(
+                    select(RuleStateRow).where(RuleStateRow.watch_id.in_(known_watches))
+                )
+            }
             for watch_id, symbol, data in states:
                 if watch_id not in known_watches:
                     continue  # the watch was removed while this evaluation ran
-                state_row = session.get(RuleStateRow, (watch_id, symbol))
+                state_row = saved.get((watch_id, symbol))
                 if state_row is None:
-                    session.add(
-                        RuleStateRow(watch_id=watch_id, symbol=symbol, data=data, updated_at=now)
+                    saved[(watch_id, symbol)] = state_row = RuleStateRow(
+                        watch_id=watch_id, symbol=symbol, data=data, updated_at=now
                     )
+                    session.add(state_row)
                 else:
                     state_row.data = data
                     state_row.updated_at = now
 
             keys = [alert.key for alert in alerts]
             seen = set(session.scalars(select(AlertRow.key).where(AlertRow.key.in_(keys))))
+            wanted_channels = {alert.channel for alert in alerts if alert.key not in seen}
+            if wanted_channels:
+                have = set(
+                    session.scalars(select(ChannelRow.id).where(ChannelRow.id.in_(wanted_channels)))
+                )
+                for channel in sorted(wanted_channels - have):
+                    session.add(
+                        ChannelRow(id=channel, platform=_platform_of(channel), created_at=now)
+                    )
+                session.flush()
             fresh: list[Alert] = []
             rows_by_key: dict[str, AlertRow] = {}
             for alert in alerts:
                 if alert.key in seen:
                     continue
                 seen.add(alert.key)
-                self._ensure_channel(session, alert.channel, now)
                 row = AlertRow(
                     key=alert.key,
                     channel_id=alert.channel,
@@ -321,13 +338,14 @@ class SqlStore(OutboxQueue):
                 fresh.append(alert)
             session.flush()
 
+            applicable: list[GroupDecision] = []
             for decision in decisions:
                 # A decision may name an alert another writer stored first: skip that one.
                 mine = tuple(k for k in decision.alert_keys if k in rows_by_key)
                 if mine and not rows_by_key[mine[0]].muted:
-                    self._apply_group_decision(
-                        session, replace(decision, alert_keys=mine), rows_by_key, now
-                    )
+                    applicable.append(replace(decision, alert_keys=mine))
+            if applicable:
+                self._apply_group_decisions(session, applicable, rows_by_key, now)
             return fresh
 
     def _open_groups(self, session: Session, channels: set[str]) -> dict[str, OpenGroup]:
@@ -355,48 +373,57 @@ class SqlStore(OutboxQueue):
             )
         return groups
 
-    def _apply_group_decision(
+    def _apply_group_decisions(
         self,
         session: Session,
-        decision: GroupDecision,
+        decisions: Sequence[GroupDecision],
         rows_by_key: Mapping[str, AlertRow],
         now: datetime,
     ) -> None:
-        if decision.action is GroupAction.JOIN and decision.group_id is not None:
-            group = session.get(AlertGroupRow, decision.group_id)
-            action = "update"
-        else:
-            group = None
-            action = "post"
-        if group is None:
-            group = AlertGroupRow(channel_id=decision.channel, opened_at=now, updated_at=now)
-            session.add(group)
-            session.flush()
-            action = "post"
-        group.updated_at = now
-        for key in decision.alert_keys:
-            rows_by_key[key].group_id = group.id
-        waiting = session.scalars(
-            select(OutboxRow.id).where(
-                OutboxRow.group_id == group.id, OutboxRow.status == "pending"
-            )
-        ).first()
-        if action == "update" and waiting is not None:
-            # A row of this group not yet claimed renders the members when it is claimed, so
-            # it will show the new ones. A row in flight ("sending") will not: the new
-            # members get their own edit, sent after it.
-            return
-        session.add(
-            OutboxRow(
-                channel_id=decision.channel,
-                group_id=group.id,
-                action=action,
-                status="pending",
-                attempts=0,
-                not_before=decision.not_before,
-                created_at=now,
+        """Groups, memberships and outbox rows for the decisions, with one flush for all."""
+        joined_ids = {
+            d.group_id for d in decisions if d.action is GroupAction.JOIN and d.group_id is not None
+        }
+        existing = {
+            g.id: g
+            for g in session.scalars(select(AlertGroupRow).where(AlertGroupRow.id.in_(joined_ids)))
+        }
+        # A row of a group not yet claimed renders the members when it is claimed, so it will
+        # show the new ones; a row in flight ("sending") will not: they get their own edit.
+        waiting = set(
+            session.scalars(
+                select(OutboxRow.group_id).where(
+                    OutboxRow.group_id.in_(joined_ids), OutboxRow.status == "pending"
+                )
             )
         )
+        planned: list[tuple[GroupDecision, AlertGroupRow, str]] = []
+        for decision in decisions:
+            group = existing.get(decision.group_id) if decision.group_id is not None else None
+            if decision.action is GroupAction.JOIN and group is not None:
+                planned.append((decision, group, "update"))
+                continue
+            group = AlertGroupRow(channel_id=decision.channel, opened_at=now, updated_at=now)
+            session.add(group)
+            planned.append((decision, group, "post"))
+        session.flush()  # the new groups' ids
+        for decision, group, action in planned:
+            group.updated_at = now
+            for key in decision.alert_keys:
+                rows_by_key[key].group_id = group.id
+            if action == "update" and group.id in waiting:
+                continue
+            session.add(
+                OutboxRow(
+                    channel_id=decision.channel,
+                    group_id=group.id,
+                    action=action,
+                    status="pending",
+                    attempts=0,
+                    not_before=decision.not_before,
+                    created_at=now,
+                )
+            )
 
     def recent_alerts(self, channel: str, limit: int) -> list[Alert]:
         with self._tx() as session:
