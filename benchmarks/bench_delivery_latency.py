@@ -29,9 +29,9 @@ from bot.fakes.slack_server import FakeSlack
 from bot.fakes.threaded import FakesInThread
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.fakes.yahoo_streamer import REGULAR_MARKET, ThreadedFakeStreamer, encode_pricing
-from bot.market.live import run_market_loop
 from bot.market.source import YahooMarketData
 from bot.market.yahoo_poll import YahooPoller
+from bot.market_loop import run_market_loop
 from bot.pipeline import Pipeline
 from bot.slack.platform import SlackPlatform, make_web_client
 from bot.store import SqlStore
