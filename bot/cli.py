@@ -188,15 +188,43 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 @app.command("slack-manifest")
 def slack_manifest(
-    prefix: Annotated[str, typer.Option(help="Command prefix, e.g. mb- for /mb-watch.")] = "",
+    prefix: Annotated[
+        str,
+        typer.Option(
+            help="Command prefix, e.g. mb- for /mb-watch (lowercase a-z 0-9 - _).",
+            envvar=["MARKETBOT_SLACK__COMMAND_PREFIX", "MARKETBOT_SLACK_COMMAND_PREFIX"],
+        ),
+    ] = "",
     name: Annotated[str, typer.Option(help="The app's display name.")] = "marketbot",
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            metavar="URL",
+            help="HTTP mode: Slack posts commands, events and interactivity to this https URL "
+            "(the bot serves /slack/events). Default: Socket Mode.",
+        ),
+    ] = None,
 ) -> None:
-    """Print a Slack app manifest to paste into "Create app from manifest"."""
-    import json
+    """Print a Slack app manifest (JSON) to paste into "Create app from manifest"."""
+    from alerts.commands import COMMANDS
+    from bot.slack.commands import UMBRELLA, CommandNameError, unregistered
+    from bot.slack.manifest import build_manifest, manifest_json
 
-    from bot.slack.manifest import build_manifest
-
-    typer.echo(json.dumps(build_manifest(command_prefix=prefix, app_name=name), indent=2))
+    try:
+        manifest = build_manifest(command_prefix=prefix, app_name=name, request_url=http)
+    except CommandNameError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(manifest_json(manifest))
+    # stdout stays pure JSON (pipe it to a file); the note goes to stderr.
+    only_umbrella = unregistered(prefix, COMMANDS)
+    if only_umbrella:
+        names = ", ".join(only_umbrella)
+        typer.echo(
+            f"note: {names} are not registered as top-level commands (Slack's own or too "
+            f"generic); use /{prefix}{UMBRELLA} {only_umbrella[0]} ...",
+            err=True,
+        )
 
 
 @app.command("discord-invite")

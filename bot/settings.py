@@ -22,6 +22,13 @@ class SlackSettings(BaseModel):
     api_url: str | None = None  # Web API base URL (GovSlack, tests)
     command_prefix: str = ""  # "mb-" turns /watch into /mb-watch
 
+    @field_validator("command_prefix")
+    @classmethod
+    def _slack_accepts_prefix(cls, value: str) -> str:
+        from bot.slack.commands import validate_prefix
+
+        return validate_prefix(value)
+
     @property
     def enabled(self) -> bool:
         return self.bot_token is not None

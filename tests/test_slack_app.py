@@ -96,6 +96,25 @@ async def test_socket_mode_unprefixed_command_is_not_ours(slack: FakeSlack) -> N
     assert slack.responses[0]["response_type"] == "ephemeral"
 
 
+async def test_umbrella_command_reaches_every_command(slack: FakeSlack) -> None:
+    router = RecordingRouter()
+    service = SlackService(_settings(slack), router)
+    await service.start()
+    try:
+        await slack.slash_command("/marketbot", "watch NVDA drop 5%")
+        await slack.slash_command("/marketbot", "mute NVDA 2h")  # /mute itself is Slack's
+        await slack.slash_command("/marketbot", "")
+        await slack.wait_for_responses(3)
+        # Not registered (Slack's built-in): Bolt has no listener, so nothing is acked.
+        with pytest.raises(TimeoutError):
+            await slack.send_envelope(
+                "slash_commands", slack.slash_payload("/mute", "x"), within=0.3
+            )
+    finally:
+        await service.close()
+    assert [text for text, _ in router.calls] == ["watch NVDA drop 5%", "mute NVDA 2h", "help"]
+
+
 async def test_reply_cannot_ping_the_channel(slack: FakeSlack) -> None:
     router = RecordingRouter(answer="Basket <!channel> @here <@U1> saved")
     service = SlackService(_settings(slack), router)
@@ -211,7 +230,7 @@ async def test_requests_match_slack_openapi(slack: FakeSlack) -> None:
     service = SlackService(_settings(slack), RecordingRouter())
     await service.start()
     try:
-        await slack.slash_command("/price", "NVDA")
+        await slack.slash_command("/marketbot", "price NVDA")
         await slack.wait_for_responses(1)
     finally:
         await service.close()

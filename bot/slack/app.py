@@ -15,6 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from alerts.commands import CommandContext, CommandSpec, Reply
 from alerts.mentions import fit, slack_mrkdwn
 from bot.settings import SlackSettings
+from bot.slack.commands import slack_commands
+from bot.slack.manifest import BOT_EVENTS
 from bot.slack.platform import CHANNEL_PREFIX, SlackPlatform, make_web_client
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,6 @@ class CommandHandler(Protocol):
     def handle(self, text: str, ctx: CommandContext) -> Reply: ...
 
     def command_names(self) -> Sequence[CommandSpec]: ...
-
-
-def slash_name(spec_name: str, prefix: str = "") -> str:
-    return f"/{prefix}{spec_name}"
 
 
 def reply_text(reply: Reply) -> str:
@@ -66,16 +64,26 @@ def build_slack_app(
         # Socket Mode frames arrive over an authenticated websocket: nothing to sign.
         app = AsyncApp(client=client, request_verification_enabled=False)
 
-    prefix = settings.command_prefix
-    for spec in router.command_names():
-        app.command(slash_name(spec.name, prefix))(_listener(router, spec.name))
+    # Exactly the commands the manifest registers: the umbrella plus the non-colliding ones.
+    for registered in slack_commands(settings.command_prefix, router.command_names()):
+        name = registered.spec.name if registered.spec else None
+        app.command(registered.slash)(_listener(router, name))
+    for event in BOT_EVENTS:
+        app.event(event)(_log_removal)
     return app
 
 
-def _listener(router: CommandHandler, name: str) -> Callable[..., Awaitable[None]]:
+async def _log_removal(event: dict[str, Any]) -> None:
+    log.warning("slack: %s: the workspace removed the app or its tokens", event.get("type"))
+
+
+def _listener(router: CommandHandler, name: str | None) -> Callable[..., Awaitable[None]]:
+    """``name`` None is the umbrella: `/marketbot watch NVDA` runs `watch NVDA`."""
+
     async def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
         await ack()
-        text = f"{name} {command.get('text') or ''}".strip()
+        args = str(command.get("text") or "").strip()
+        text = (args.lstrip("/") or "help") if name is None else f"{name} {args}".strip()
         ctx = CommandContext(
             channel=CHANNEL_PREFIX + str(command.get("channel_id", "")),
             user="slack:" + str(command.get("user_id", "")),
