@@ -27,6 +27,21 @@ ConfigOption = Annotated[
 ]
 
 
+class _Options:
+    """Global flags from the top-level callback (``marketbot --debug CMD``)."""
+
+    debug = False
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, show the full traceback too.")
+    ] = False,
+) -> None:
+    _Options.debug = debug
+
+
 def _settings(config: Path | None) -> Settings:
     from bot.settings import SettingsError, load_settings
 
@@ -160,7 +175,8 @@ def command(
     """Run one command against the store, as if typed in a channel."""
     settings = _settings(config)
     from alerts.commands import CommandContext
-    from bot.runner import build_router, open_store
+    from bot.database import open_store
+    from bot.runner import build_router
 
     store = open_store(settings)
     try:
@@ -177,7 +193,7 @@ def command(
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply every pending database migration."""
     settings = _settings(config)
-    from bot.runner import open_store
+    from bot.database import open_store
 
     store = open_store(settings)
     try:
@@ -241,8 +257,23 @@ def discord_invite(
 
 
 def main() -> None:
-    # Typer's own exit codes: 2 for usage errors, as for invalid settings.
-    app(prog_name="marketbot")
+    """Typer's own exit codes (2 for usage errors, as for invalid settings); everything else that
+    goes wrong is one line on stderr and exit code 1, the traceback only with ``--debug``."""
+    from bot.database import DatabaseUnavailable
+
+    try:
+        app(prog_name="marketbot")
+    except DatabaseUnavailable as exc:
+        _exit_on(exc, str(exc))
+    except Exception as exc:
+        _exit_on(exc, f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def _exit_on(exc: Exception, line: str) -> None:
+    if _Options.debug:
+        raise exc
+    typer.echo(f"marketbot: {line} (--debug shows the traceback)", err=True)
+    raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

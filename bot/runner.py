@@ -18,6 +18,7 @@ from alerts.engine import Engine, EngineConfig
 from alerts.grouping import GroupingConfig
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
+from bot.database import open_store, wait_for_store
 from bot.market_loop import MarketFeed, run_market_loop
 from bot.settings import Settings
 from bot.store import SqlStore
@@ -52,13 +53,6 @@ class JobIntervals:
     mute_check: timedelta = MUTE_CHECK_INTERVAL
     digest_check: timedelta = DIGEST_CHECK_INTERVAL
     volume_profiles: timedelta = VOLUME_PROFILE_INTERVAL
-
-
-def open_store(settings: Settings) -> SqlStore:
-    """Open the database and apply pending migrations (start-up always upgrades)."""
-    store = SqlStore(settings.database_url)
-    store.upgrade()
-    return store
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -480,6 +474,8 @@ async def run_bot(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     from bot.leadership import run_elected
 
+    # A compose stack may start the database after the bot: wait for it instead of crashing.
+    (await wait_for_store(settings)).close()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     news: NewsSettings = Field(default_factory=NewsSettings)
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: str) -> str:
+        from bot.database import check_database_url
+
+        return check_database_url(value)
+
     @field_validator("digest_time")
     @classmethod
     def _hh_mm(cls, value: str) -> str:
