@@ -52,10 +52,10 @@ class UnreachableNotice:
     def observe(self, got_quotes: bool, failures: int) -> str | None:
         if not got_quotes and failures and not self.down:
             self.down = True
-            return "market data source unreachable; retrying with backoff"
+            return "Yahoo unreachable; retrying with backoff, quietly until it answers"
         if got_quotes and self.down:
             self.down = False
-            return "market data source reachable again"
+            return "Yahoo reachable again"
         return None
 
 
@@ -64,12 +64,14 @@ async def run_market_loop(
     pipeline: Pipeline,
     *,
     on_alerts: Callable[[Sequence[Alert]], None] = lambda alerts: None,
+    on_data: Callable[[], None] = lambda: None,
 ) -> None:
     """Never returns on bad data or network trouble (the feed backs off, we keep reading);
     returns when the feed ends (a recorded day played to its end).
 
     ``on_alerts`` hears of newly stored alerts, so delivery can be woken for their group wait
-    instead of waiting for the next safety-net round.
+    instead of waiting for the next safety-net round. ``on_data`` is told each time quotes
+    arrive (readiness measures freshness with it).
     """
     notice = UnreachableNotice()
     feed.set_symbols(pipeline.symbols())
@@ -78,6 +80,8 @@ async def run_market_loop(
         stored += pipeline.ingest_quotes(batch.quotes, batch.unavailable)
         if stored:
             on_alerts(stored)
+        if batch.quotes:
+            on_data()
         message = notice.observe(bool(batch.quotes), feed.failures())
         if message:
             log.warning(message)

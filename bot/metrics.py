@@ -1,14 +1,24 @@
-"""Prometheus metrics: read from the pipeline's and the market source's own counters at scrape."""
+"""Prometheus metrics (read from the code's own counters at scrape) and `/healthz`, one port."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from bot.health import HealthCheck
 from bot.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse
 
 
 class MarketbotCollector(Collector):
@@ -58,8 +68,20 @@ class MarketbotCollector(Collector):
             yield market
 
 
+HEALTH_PATHS = {"/healthz": True, "/healthz/ready": True, "/healthz/live": False}
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never keeps the bot from stopping
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return  # one line per scrape every few seconds is noise, not information
+
+
 class MetricsServer:
-    """``/metrics`` on ``addr:port`` in a daemon thread, stopped with the bot."""
+    """``/metrics`` and ``/healthz`` on ``addr:port`` in a daemon thread; other paths 404."""
 
     def __init__(
         self,
@@ -68,13 +90,40 @@ class MetricsServer:
         market_counters: Callable[[], Mapping[str, int]] | None = None,
         *,
         addr: str = "0.0.0.0",
+        health: HealthCheck | None = None,
     ) -> None:
-        from prometheus_client import start_http_server
+        from prometheus_client import make_wsgi_app
 
         self.registry = CollectorRegistry()
         self.registry.register(MarketbotCollector(pipeline, market_counters))
-        self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
+        self.health = health
+        self._metrics = make_wsgi_app(self.registry)
+        server_class: type[_ThreadingWSGIServer] = _ThreadingWSGIServer
+        if ":" in addr:
+            server_class = type("_ThreadingWSGIServer6", (_ThreadingWSGIServer,), {})
+            server_class.address_family = socket.AF_INET6
+        self._server = make_server(
+            addr, port, self._route, server_class=server_class, handler_class=_QuietHandler
+        )
         self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+        self._thread.start()
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
+        if path in HEALTH_PATHS and self.health is not None:
+            report = self.health.report(readiness=HEALTH_PATHS[path])
+            ok = report.ready if HEALTH_PATHS[path] else report.live
+            body = json.dumps(report.as_json()).encode()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: try /metrics or /healthz\n"]
 
     def close(self) -> None:
         self._server.shutdown()

@@ -19,6 +19,8 @@ from alerts.grouping import GroupingConfig
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.database import open_store, wait_for_store
+from bot.health import MarketFreshness, health_check, market_max_age
+from bot.logs import configure_from_settings
 from bot.market_loop import MarketFeed, run_market_loop
 from bot.settings import Settings
 from bot.store import SqlStore
@@ -217,6 +219,9 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics: MetricsServer | None = None
+        self.freshness = MarketFreshness(
+            self.clock, market_max_age(settings.yahoo.poll_interval_seconds)
+        )
         self._discord: DiscordPlatform | None = None
         self._stop = asyncio.Event()
 
@@ -347,7 +352,9 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         for job_id, interval, job in self.periodic_jobs():
             self.scheduler.every(job_id, interval, job)
-        self._spawn(run_market_loop(self.source, self.pipeline), "market")
+        self._spawn(
+            run_market_loop(self.source, self.pipeline, on_data=self.freshness.arrived), "market"
+        )
         for name, service in self.services():
             self._spawn(service, name)
         if self.front_ends and self.settings.metrics_port is not None:
@@ -358,6 +365,7 @@ class Runtime:
                 self.pipeline,
                 self.source.stats,
                 addr=self.settings.metrics_addr,
+                health=health_check(self._loop, self.store, self.pipeline, self.freshness),
             )
         self.scheduler.start()
         log.info(
@@ -466,12 +474,7 @@ async def run_bot(settings: Settings) -> None:
     SIGINT and SIGTERM (Ctrl-C, ``docker stop``) stop it cleanly: platforms disconnect, the
     scheduler shuts down and the database is closed; pending deliveries stay in the outbox.
     """
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # APScheduler logs every run of every job at INFO: seconds-apart noise in the terminal.
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    configure_from_settings(settings)
     from bot.leadership import run_elected
 
     # A compose stack may start the database after the bot: wait for it instead of crashing.

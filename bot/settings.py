@@ -125,6 +125,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///marketbot.db"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (log shippers)
     console: bool = True  # the terminal channel console:default
     timezone: str = "America/New_York"  # how times are shown
     digest_time: str = "08:00"  # daily premarket digest, in `timezone`, trading days only

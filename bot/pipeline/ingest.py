@@ -121,7 +121,13 @@ class Ingest:
             self.engine.set_resolved_notices(channel, resolved)
 
     def symbols(self) -> frozenset[str]:
-        """Every symbol the watches need, plus the market-context futures."""
+        """Every symbol the watches need, plus the market-context futures.
+
+        The futures only give alerts their context: with no watch anywhere there is nothing to
+        give context to, so nothing at all is polled (and an offline bot stays quiet).
+        """
+        if not self.engine.watches():
+            return frozenset()
         return self.engine.symbols() | frozenset(self.market.context_symbols)
 
     # -- ingest ---------------------------------------------------------------------------
