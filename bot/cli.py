@@ -202,6 +202,32 @@ def db_upgrade(config: ConfigOption = None) -> None:
         store.close()
 
 
+@app.command()
+def doctor(config: ConfigOption = None) -> None:
+    """Check settings, database, Slack, Discord, Yahoo and news feeds; say how to fix failures.
+
+    Exits 0 only when every check passes (a platform without a token is skipped, not failed).
+    Nothing is changed: no migration is applied, no message is sent.
+    """
+    settings = _settings(config)
+    from rich.console import Console
+
+    from bot.doctor import findings_table, run_checks
+    from bot.logs import configure_logging, secret_values
+
+    # The table is the report; library warnings would only interleave with it.
+    configure_logging("ERROR", secrets=secret_values(settings))
+    findings = asyncio.run(run_checks(settings))
+    console = Console()
+    console.print(findings_table(findings))
+    failed = [f for f in findings if f.failed]
+    if failed:
+        noun = "check" if len(failed) == 1 else "checks"
+        console.print(f"[bold red]{len(failed)} {noun} failed[/]: the fix column says what to do.")
+        raise typer.Exit(1)
+    console.print("[green]all checks passed[/]")
+
+
 @app.command("slack-manifest")
 def slack_manifest(
     prefix: Annotated[

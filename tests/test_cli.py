@@ -30,7 +30,16 @@ def marketbot(
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["replay"], ["cmd"], ["db", "upgrade"], ["slack-manifest"], ["discord-invite"]],
+    [
+        [],
+        ["run"],
+        ["replay"],
+        ["cmd"],
+        ["db", "upgrade"],
+        ["slack-manifest"],
+        ["discord-invite"],
+        ["doctor"],
+    ],
 )
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     result = marketbot(*command, "--help", cwd=tmp_path)

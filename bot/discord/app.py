@@ -294,7 +294,7 @@ async def sync_commands(tree: app_commands.CommandTree[Any], dev_guild_id: int |
     )
 
 
-def _intents() -> discord.Intents:
+def bot_intents() -> discord.Intents:
     # Slash commands need no privileged intents; guilds gives channels and roles for checks.
     intents = discord.Intents.none()
     intents.guilds = True
@@ -308,7 +308,7 @@ class _CommandTreeClient:
         self, bridge: CommandBridge, *, dev_guild_id: int | None = None, **kwargs: Any
     ) -> None:
         # Cooperative: the next class in the MRO is discord.Client or AutoShardedClient.
-        super().__init__(intents=_intents(), max_ratelimit_timeout=30.0, **kwargs)  # type: ignore[call-arg]
+        super().__init__(intents=bot_intents(), max_ratelimit_timeout=30.0, **kwargs)  # type: ignore[call-arg]
         self.bridge = bridge
         self.dev_guild_id = dev_guild_id
         self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(self)

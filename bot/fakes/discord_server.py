@@ -124,6 +124,8 @@ class FakeDiscord(LoopbackServer):
         self.guild_id = _snowflake(self._ids)
         self.channel_id = _snowflake(self._ids)
         self.manager_role_id = _snowflake(self._ids)
+        self.guilds_joined = True  # False: the bot was never invited anywhere
+        self.application_flags = 0  # privileged intents enabled in the Developer Portal
         self.requests: list[RecordedRequest] = []
         self.validation_errors: list[str] = []
         self.messages: dict[str, dict[str, Any]] = {}
@@ -358,6 +360,7 @@ class FakeDiscord(LoopbackServer):
     def _routes(self) -> list[tuple[str, str, Callable[..., web.Response]]]:
         return [
             ("GET", r"/users/@me", self._me),
+            ("GET", r"/users/@me/guilds", self._my_guilds),
             ("GET", r"/oauth2/applications/@me", self._application),
             ("GET", r"/gateway/bot", self._gateway_bot),
             ("GET", r"/gateway", lambda req: _json({"url": self.gateway_url})),
@@ -384,6 +387,17 @@ class FakeDiscord(LoopbackServer):
     def _me(self, req: RecordedRequest) -> web.Response:
         return _json({**self.bot_user(), "verified": True, "mfa_enabled": False})
 
+    def _my_guilds(self, req: RecordedRequest) -> web.Response:
+        guild: dict[str, Any] = {
+            "id": self.guild_id,
+            "name": "Fake Traders",
+            "icon": None,
+            "owner": False,
+            "permissions": str(MEMBER_PERMISSIONS),
+            "features": [],
+        }
+        return _json([guild] if self.guilds_joined else [])
+
     def _application(self, req: RecordedRequest) -> web.Response:
         return _json(
             {
@@ -395,7 +409,7 @@ class FakeDiscord(LoopbackServer):
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
                 "owner": {"id": "1", "username": "owner", "discriminator": "0", "avatar": None},
-                "flags": 0,
+                "flags": self.application_flags,
                 "team": None,
                 "summary": "",
                 "interactions_endpoint_url": None,

@@ -71,8 +71,13 @@ class FakeSlack(LoopbackServer):
         bot_user_id: str = "U0BOT",
         validator: Validator | None = None,
         enforce_limits: bool = False,
+        scopes: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
+        from bot.slack.manifest import BOT_SCOPES
+
+        # What the workspace granted the bot token, reported on every call (x-oauth-scopes).
+        self.scopes = BOT_SCOPES if scopes is None else scopes
         # Slack's pace for chat.postMessage: one message a second per channel (429 beyond).
         self.enforce_limits = enforce_limits
         self.limited: list[RecordedRequest] = []  # requests refused by the enforced limits
@@ -214,7 +219,11 @@ class FakeSlack(LoopbackServer):
                     status=429,
                     headers={"Retry-After": str(wait)},
                 )
-        return web.json_response(self._answer(method, req))
+        # Slack reports the token's granted scopes on every Web API answer.
+        headers = (
+            {} if method == "apps.connections.open" else {"x-oauth-scopes": ",".join(self.scopes)}
+        )
+        return web.json_response(self._answer(method, req), headers=headers)
 
     def _answer(self, method: str, req: RecordedRequest) -> dict[str, Any]:
         token = self._token(req)
