@@ -110,6 +110,7 @@ async def test_all_green_against_the_fakes(world: World) -> None:
     findings = await run_checks(world.settings())
     assert _failures(findings) == {}
     found = _by_check(findings)
+    assert found["destinations", "broken"].status == "pass"
     passed = {key for key, f in found.items() if f.status == "pass"}
     assert {
         ("database", "reachable"),
@@ -208,6 +209,22 @@ async def test_unmigrated_and_missing_database(world: World, tmp_path: Path) -> 
     failed = _failures(await run_checks(world.settings(database_url=f"sqlite:///{missing}")))
     assert "no database file" in failed["database", "reachable"].detail
     assert not missing.exists()  # the doctor created nothing
+
+
+async def test_broken_destination_is_listed(world: World) -> None:
+    from tests.test_store import T0, _alert, _claim, _new_groups, _record
+
+    store = SqlStore(world.db_url)
+    try:
+        _record(store, [], [_alert("gone", channel="slack:C0GONE")], _new_groups)
+        [head] = _claim(store)
+        store.mark_broken(head, "channel_not_found", T0)
+    finally:
+        store.close()
+    failed = _failures(await run_checks(world.settings()))
+    assert set(failed) == {("destinations", "slack:C0GONE")}
+    assert "channel_not_found" in failed["destinations", "slack:C0GONE"].detail
+    assert "invite the bot" in failed["destinations", "slack:C0GONE"].fix
 
 
 def test_incomplete_configuration() -> None:
