@@ -172,3 +172,23 @@ def health_check(
         return freshness.check(open_now)
 
     return HealthCheck(loop, database=database, market=market, role=role)
+
+
+def standby_health(loop: asyncio.AbstractEventLoop, database_url: str) -> HealthCheck:
+    """A process waiting to lead: ready when it can reach the database the leader uses."""
+    from sqlalchemy import create_engine, text
+
+    engine = (
+        create_engine(database_url, pool_pre_ping=True, pool_size=1, max_overflow=0)
+        if (not database_url.startswith("sqlite"))
+        else create_engine(database_url)
+    )
+
+    def database() -> None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def market() -> Check:
+        return Check("market_data", True, "standby: the leader follows the markets")
+
+    return HealthCheck(loop, database=database, market=market, role=lambda: "standby")

@@ -86,7 +86,7 @@ class MetricsServer:
     def __init__(
         self,
         port: int,
-        pipeline: Pipeline,
+        pipeline: Pipeline | None = None,
         market_counters: Callable[[], Mapping[str, int]] | None = None,
         *,
         addr: str = "0.0.0.0",
@@ -95,8 +95,12 @@ class MetricsServer:
         from prometheus_client import make_wsgi_app
 
         self.registry = CollectorRegistry()
-        self.registry.register(MarketbotCollector(pipeline, market_counters))
+        self._collector: MarketbotCollector | None = None
+        # What /healthz reports while no Runtime is attached (a standby waiting to lead).
+        self._idle_health = health
         self.health = health
+        if pipeline is not None:
+            self.attach(pipeline, market_counters, health)
         self._metrics = make_wsgi_app(self.registry)
         server_class: type[_ThreadingWSGIServer] = _ThreadingWSGIServer
         if ":" in addr:
@@ -110,6 +114,25 @@ class MetricsServer:
             target=self._server.serve_forever, name="metrics", daemon=True
         )
         self._thread.start()
+
+    def attach(
+        self,
+        pipeline: Pipeline,
+        market_counters: Callable[[], Mapping[str, int]] | None,
+        health: HealthCheck | None,
+    ) -> None:
+        """A Runtime took the lead: serve its counters and its health from now on."""
+        self.detach()
+        self._collector = MarketbotCollector(pipeline, market_counters)
+        self.registry.register(self._collector)
+        self.health = health
+
+    def detach(self) -> None:
+        """The Runtime stopped (stepped down): back to the idle health, no pipeline metrics."""
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+            self._collector = None
+        self.health = self._idle_health
 
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -19,7 +19,7 @@ from alerts.grouping import GroupingConfig
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.database import open_store, wait_for_store
-from bot.health import MarketFreshness, health_check, market_max_age
+from bot.health import MarketFreshness, health_check, market_max_age, standby_health
 from bot.logs import configure_from_settings
 from bot.market_loop import MarketFeed, run_market_loop
 from bot.settings import Settings
@@ -181,7 +181,10 @@ class Runtime:
         context_symbols: Sequence[str] | None = None,
         intervals: JobIntervals | None = None,
         front_ends: bool = True,
+        metrics: MetricsServer | None = None,
     ) -> None:
+        """``metrics``: a process-wide /metrics and /healthz server to attach to while this
+        runtime leads (``run_bot`` keeps it up for standbys); else one of its own if set."""
         from bot.pipeline import Pipeline
         from bot.scheduler import JobScheduler
 
@@ -218,6 +221,7 @@ class Runtime:
         self._commands_in = commands_in
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._shared_metrics = metrics
         self.metrics: MetricsServer | None = None
         self.freshness = MarketFreshness(
             self.clock, market_max_age(settings.yahoo.poll_interval_seconds)
@@ -357,7 +361,11 @@ class Runtime:
         )
         for name, service in self.services():
             self._spawn(service, name)
-        if self.front_ends and self.settings.metrics_port is not None:
+        health = health_check(self._loop, self.store, self.pipeline, self.freshness)
+        if self._shared_metrics is not None:
+            self.metrics = self._shared_metrics
+            self.metrics.attach(self.pipeline, self.source.stats, health)
+        elif self.front_ends and self.settings.metrics_port is not None:
             from bot.metrics import MetricsServer
 
             self.metrics = MetricsServer(
@@ -365,7 +373,7 @@ class Runtime:
                 self.pipeline,
                 self.source.stats,
                 addr=self.settings.metrics_addr,
-                health=health_check(self._loop, self.store, self.pipeline, self.freshness),
+                health=health,
             )
         self.scheduler.start()
         log.info(
@@ -446,7 +454,9 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self.metrics is not None:
+        if self.metrics is not None and self.metrics is self._shared_metrics:
+            self.metrics.detach()
+        elif self.metrics is not None:
             self.metrics.close()
         self.scheduler.shutdown()
         for task in self._tasks:
@@ -485,10 +495,21 @@ async def run_bot(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):  # not on every platform
             loop.add_signal_handler(signum, stop.set)
 
+    # /healthz answers from the start, so a standby reports itself ready as a standby.
+    metrics = None
+    if settings.metrics_port is not None:
+        from bot.metrics import MetricsServer
+
+        metrics = MetricsServer(
+            settings.metrics_port,
+            addr=settings.metrics_addr,
+            health=standby_health(loop, settings.database_url),
+        )
+
     async def serve(until: asyncio.Event) -> None:
         # Built only once elected: a new leader loads states, outbox and digest markers as
         # the previous leader committed them.
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, metrics=metrics)
         await runtime.start()
         try:
             await until.wait()
@@ -497,4 +518,8 @@ async def run_bot(settings: Settings) -> None:
             await runtime.stop()
 
     # On SQLite a second run is refused (RunRefused); on PostgreSQL it waits as a standby.
-    await run_elected(settings.database_url, stop, serve)
+    try:
+        await run_elected(settings.database_url, stop, serve)
+    finally:
+        if metrics is not None:
+            metrics.close()

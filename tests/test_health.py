@@ -81,6 +81,49 @@ async def test_running_bot_serves_healthz_metrics_and_404(
     assert still_live[0] == 200
 
 
+async def test_standby_answers_healthz_and_a_leader_takes_the_server_over(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    """`run` keeps one server for the process: standby health until a Runtime leads."""
+    from bot.health import standby_health
+    from bot.metrics import MetricsServer
+
+    settings = run_settings(tmp_path, fake_yahoo)
+    server = MetricsServer(
+        0,
+        addr="127.0.0.1",
+        health=standby_health(asyncio.get_running_loop(), settings.database_url),
+    )
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        waiting = await asyncio.to_thread(_get, base + "/healthz")
+        idle_metrics = await asyncio.to_thread(_get, base + "/metrics")
+        nothing_typed: asyncio.Queue[str] = asyncio.Queue()
+        runtime = Runtime(
+            settings,
+            clock=ManualClock(PREMARKET),
+            platforms=[WatchedConsole()],
+            commands_in=nothing_typed.get,
+            metrics=server,
+        )
+        await runtime.start()
+        try:
+            leading = await asyncio.to_thread(_get, base + "/healthz")
+            leading_metrics = await asyncio.to_thread(_get, base + "/metrics")
+        finally:
+            await runtime.stop()
+        stepped_down = await asyncio.to_thread(_get, base + "/healthz")
+    finally:
+        server.close()
+    assert waiting[0] == 200, waiting
+    assert json.loads(waiting[1])["checks"]["role"] == {"ok": True, "detail": "standby"}
+    assert "marketbot_outbox_rows" not in idle_metrics[1]
+    assert leading[0] == 200, leading
+    assert json.loads(leading[1])["checks"]["role"]["detail"] == "leader"
+    assert "marketbot_outbox_rows" in leading_metrics[1]
+    assert json.loads(stepped_down[1])["checks"]["role"]["detail"] == "standby"
+
+
 @pytest.fixture
 def loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
     """An event loop running in its own thread, as the bot's is from the HTTP thread's view."""
