@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from alerts.commands import CommandContext
+from alerts.digest import DIGEST_INDEX_SYMBOLS
 from alerts.engine import Engine, EngineConfig
 from alerts.ports import ManualClock
 from bot.fakes.discord_server import MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeDiscord
@@ -233,5 +235,12 @@ async def test_no_watch_means_no_context_futures_polled(
     runtime = Runtime(settings, clock=clock, platforms=[WatchedConsole()])
     runtime.store.add_watch("console:default", "NVDA", "drop 10%", now=PREMARKET)
     runtime.changed()
-    assert runtime.pipeline.symbols() == {"NVDA", "NQ=F", "ES=F"}
+    assert runtime.pipeline.symbols() == {"NVDA", "NQ=F", "ES=F", *DIGEST_INDEX_SYMBOLS}
+    # A digest alone (no watch) needs the index futures too.
+    runtime.store.remove_watches("console:default", "NVDA", None)
+    runtime.changed()
+    assert runtime.pipeline.symbols() == frozenset()
+    ctx = CommandContext(channel="slack:C1", user="u", platform="slack")
+    assert runtime.router.handle("/digest on 08:00", ctx).ok
+    assert runtime.pipeline.symbols() == frozenset(DIGEST_INDEX_SYMBOLS)
     runtime.store.close()

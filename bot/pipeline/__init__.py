@@ -109,8 +109,15 @@ class Pipeline:
         return self.ingest.sync_watches(channel)
 
     def symbols(self) -> frozenset[str]:
-        """What the watches need, the context futures and, for the digest, the VIX too."""
-        return self.ingest.symbols() | frozenset(DIGEST_INDEX_SYMBOLS)
+        """What the watches need, the context futures and, for the digest, the VIX too.
+
+        With no watch and no digest anywhere nothing is needed at all, so an idle bot polls
+        nothing (and an offline one stays quiet).
+        """
+        watched = self.ingest.symbols()
+        if not watched and not any(self.digests.schedule(c) for c in self.store.channels()):
+            return frozenset()
+        return watched | frozenset(DIGEST_INDEX_SYMBOLS)
 
     # -- market view (the command layer's MarketView port) --------------------------------
 
