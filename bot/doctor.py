@@ -549,6 +549,8 @@ async def run_checks(settings: Settings) -> list[Finding]:
     found += database
     if not any(f.failed for f in database):  # its tables exist only once migrated
         found += await asyncio.to_thread(check_destinations, settings)
+    else:
+        found.append(_skip("destinations", "broken", "needs a reachable, migrated database"))
     steps: list[tuple[str, Callable[[], Awaitable[list[Finding]]]]] = [
         ("slack", lambda: check_slack(settings.slack)),
         ("discord", lambda: check_discord(settings.discord)),
