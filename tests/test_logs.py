@@ -143,18 +143,18 @@ async def test_full_run_logs_contain_no_configured_token(
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            await asyncio.wait_for(slack.connected.wait(), 60)
+            await asyncio.wait_for(slack.connected.wait(), 120)
             await slack.slash_command("/watch", "NVDA drop 10%")
             await slack.slash_command("/marketbot", "price NVDA")
-            await slack.wait_for_responses(2, within=30)
-            await discord_fake.wait_for(lambda: discord_fake.guild_id in discord_fake.commands, 60)
+            await slack.wait_for_responses(2, within=60)
+            await discord_fake.wait_for(lambda: discord_fake.guild_id in discord_fake.commands, 120)
             done, _ = await discord_fake.interact(
                 "watch", {"target": "AMD"}, permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS
             )
-            await discord_fake.wait_for(lambda: done in discord_fake.callbacks, 30)
+            await discord_fake.wait_for(lambda: done in discord_fake.callbacks, 60)
         finally:
             proc.send_signal(signal.SIGTERM)
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, stderr.decode()[-2000:]
     output = stdout.decode() + stderr.decode()
     lines = stderr.decode().splitlines()
