@@ -128,8 +128,9 @@ async def desk(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Desk]:
 def _healthy_fast(desk: Desk, started: float, healthy: list[str]) -> None:
     for channel in healthy:
         assert desk.messages_showing(channel, "NVDA") == 1, channel
-        # A healthy lane does not wait for the faulty one.
-        assert desk.first_request_at(channel) - started < 0.5, channel
+        # A healthy lane does not wait for the faulty one (a generous bound: a loaded
+        # machine; the short-429 tests also check it went out before the faulty retry).
+        assert desk.first_request_at(channel) - started < 2.0, channel
 
 
 def _exactly_once_everywhere(desk: Desk, symbols: tuple[str, ...] = ("NVDA",)) -> None:
@@ -201,6 +202,8 @@ async def test_a_short_slack_429_is_waited_out_in_its_own_lane(desk: Desk) -> No
     calls = [r for r in desk.slack.calls("chat.postMessage") if r.params["channel"] == SLACK_IDS[0]]
     assert len(calls) == 2
     assert calls[1].at - calls[0].at >= 1.0  # Retry-After, counted from the 429's arrival
+    for channel in desk.channels[1:]:
+        assert desk.first_request_at(channel) < calls[1].at  # nobody waited for that lane
     _exactly_once_everywhere(desk)
 
 

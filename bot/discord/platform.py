@@ -18,8 +18,11 @@ CHANNEL_PREFIX = "discord:"
 NONCE_LENGTH = 25  # Discord's limit for a string nonce
 # Discord allows 50 requests a second per bot across all routes. discord.py tracks each
 # route's bucket from the X-RateLimit headers (5 messages / 5 s per channel) but not this
-# global budget, so alert traffic is paced just under it.
+# global budget, so alert traffic is paced just under it, in bursts of at most half of it:
+# requests granted together may reach Discord bunched (a busy loop, the network), and the
+# other half of Discord's allowance absorbs that.
 GLOBAL_REQUESTS_PER_SECOND = 49
+GLOBAL_BURST = 25
 UNKNOWN_MESSAGE = 10008
 # A 429 that does not say how long to wait (Cloudflare's, without Via): wait this long.
 UNSTATED_RETRY_AFTER = 60.0
@@ -105,7 +108,7 @@ class DiscordPlatform:
         self.client = client
         self.role_pings = dict(role_pings or {})
         self._tz = fmt.zone(timezone)
-        self._global = AsyncLimiter(GLOBAL_REQUESTS_PER_SECOND, 1.0)
+        self._global = AsyncLimiter(GLOBAL_BURST, GLOBAL_BURST / GLOBAL_REQUESTS_PER_SECOND)
 
     def handles(self, channel: str) -> bool:
         return channel.startswith(CHANNEL_PREFIX)

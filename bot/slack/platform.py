@@ -47,6 +47,9 @@ _PERMANENT = {"invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_for
 # Reconciling reads channel history: Tier 3 for internal apps (about 50 calls a minute).
 HISTORY_CALLS_PER_MINUTE = 50
 HISTORY_CACHE_SECONDS = 10.0
+# Requests in flight at once: a storm of a thousand channels is sent as a steady stream, not
+# as a thousand simultaneous connections.
+MAX_IN_FLIGHT = 50
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -177,6 +180,7 @@ class SlackPlatform:
         self._history: dict[str, tuple[float, dict[str, str]]] = {}
         self._history_budget = AsyncLimiter(history_calls_per_minute, 60)
         self.history_calls = 0
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def handles(self, channel: str) -> bool:
         return channel.startswith(CHANNEL_PREFIX)
@@ -185,17 +189,18 @@ class SlackPlatform:
         channel_id = slack_channel_id(message.channel)
         payload = render_blocks(message, self._tz)
         try:
-            response = await self.client.chat_postMessage(
-                channel=channel_id,
-                text=payload["text"],
-                blocks=payload["blocks"],
-                metadata={
-                    "event_type": METADATA_EVENT,
-                    "event_payload": {"idempotency_key": idempotency_key},
-                },
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            async with self._in_flight:
+                response = await self.client.chat_postMessage(
+                    channel=channel_id,
+                    text=payload["text"],
+                    blocks=payload["blocks"],
+                    metadata={
+                        "event_type": METADATA_EVENT,
+                        "event_payload": {"idempotency_key": idempotency_key},
+                    },
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "chat.postMessage") from exc
         ts = str(response["ts"])
@@ -205,12 +210,13 @@ class SlackPlatform:
     async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef:
         payload = render_blocks(message, self._tz)
         try:
-            await self.client.chat_update(
-                channel=slack_channel_id(ref.channel),
-                ts=ref.message_id,
-                text=payload["text"],
-                blocks=payload["blocks"],
-            )
+            async with self._in_flight:
+                await self.client.chat_update(
+                    channel=slack_channel_id(ref.channel),
+                    ts=ref.message_id,
+                    text=payload["text"],
+                    blocks=payload["blocks"],
+                )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "chat.update") from exc
         return ref
