@@ -313,13 +313,7 @@ class Engine:
         for b in touched_followers.values():
             self._follow_benchmark(b, out)
         if touched_aggregates:
-            day, day_start = trading_day(now)
-            for b in touched_aggregates.values():
-                members = self._book.members(b.symbol, b.channel)
-                if members:
-                    r = basket_reading(b.rule, members, last_quotes, day, day_start, cfg)
-                    if r is not None:
-                        self._advance(b, r, out)
+            self._evaluate_baskets(touched_aggregates.values(), now, out)
         out.alerts.extend(self._outages.notices(now))
         return out.result()
 
@@ -427,6 +421,15 @@ class Engine:
             reading = self._other_reading(b, q, change, open_)
             if reading is not None:
                 self._advance(b, reading, out)
+
+    def _evaluate_baskets(self, bindings: Iterable[Binding], now: datetime, out: _Out) -> None:
+        day, day_start = trading_day(now)
+        for b in bindings:
+            members = self._book.members(b.symbol, b.channel)
+            if members:
+                r = basket_reading(b.rule, members, self._quotes, day, day_start, self.config)
+                if r is not None:
+                    self._advance(b, r, out)
 
     def _other_reading(
         self, b: Binding, q: Quote, change: float, open_: float | None
