@@ -136,11 +136,10 @@ def _adapter_files() -> list[tuple[str, Path]]:
     return files
 
 
-# Imports still on main that the runtime work of issue 9 removes; not strict, so the day they
-# go these cases simply pass.
+# An import still on main that the runtime work of issue 9 removes; not strict, so the day it
+# goes this case simply passes.
 KNOWN = {
     "bot/discord/app.py": "Discord adapter still imports its command protocol from bot.slack.app",
-    "bot/market/live.py": "the live market loop still drives bot.pipeline from bot/market",
 }
 
 

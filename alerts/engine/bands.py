@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from alerts.engine.config import EngineConfig
 
-
-class Crossing(NamedTuple):
-    holds: bool  # the metric is at or past the trigger
-    recovered: bool  # the metric is back inside the hysteresis band: re-arm
-    tier: int  # escalation steps past the trigger (0: none)
+# (holds, recovered, tier): the metric is at or past the trigger; it is back inside the
+# hysteresis band (re-arm); escalation steps past the trigger (0: none). A plain tuple, not a
+# NamedTuple: this is built once per rule per quote, and NamedTuple's __new__ costs 10x more.
+Crossing = tuple[bool, bool, int]
 
 
 def pct_band(level: float, cfg: EngineConfig) -> float:
@@ -26,19 +23,19 @@ def pct_crossing(metric: float, level: float, cfg: EngineConfig) -> Crossing:
     step = cfg.escalation_step_pct
     tier = int((metric - level) // step) if step > 0 and holds else 0
     band = min(cfg.hysteresis_pct, level / 2.0)  # pct_band, inlined: once per rule per quote
-    return Crossing(holds, metric < level - band, tier)
+    return holds, metric < level - band, tier
 
 
 def price_crossing(metric: float, level: float, cfg: EngineConfig) -> Crossing:
     """A price level ("above 150"; "below P" as -price): a band of ``hysteresis_pct`` percent
     of the price, no tiers."""
     band = abs(level) * cfg.hysteresis_pct / 100.0
-    return Crossing(metric >= level, metric < level - band, 0)
+    return metric >= level, metric < level - band, 0
 
 
 def once_crossing(metric: float, level: float) -> Crossing:
     """A once-a-day event (a gap, a volume surge): it holds or not, and never recovers."""
-    return Crossing(metric >= level, False, 0)
+    return metric >= level, False, 0
 
 
 def count_crossing(counts: list[float], count: int, pct: float, cfg: EngineConfig) -> Crossing:
@@ -47,4 +44,4 @@ def count_crossing(counts: list[float], count: int, pct: float, cfg: EngineConfi
     band = pct_band(pct, cfg)
     hit = sum(1 for c in counts if c >= pct)
     near = sum(1 for c in counts if c >= pct - band)
-    return Crossing(hit >= count, near < count, 0)
+    return hit >= count, near < count, 0
