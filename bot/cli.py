@@ -76,6 +76,25 @@ def run(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def worker(config: ConfigOption = None) -> None:
+    """Only deliver: drain the PostgreSQL outbox to Slack and Discord (any number may run).
+
+    Needs PostgreSQL and a Slack or Discord token; the leading `marketbot run` does the rest.
+    """
+    settings = _settings(config)
+    from bot.leadership import RunRefused
+    from bot.worker import check_worker_settings, run_worker
+
+    try:
+        check_worker_settings(settings)
+        asyncio.run(run_worker(settings))
+    except KeyboardInterrupt:
+        typer.echo("marketbot: stopped")
+    except RunRefused as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
 def replay(
     scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario file.")],
     speed: Annotated[

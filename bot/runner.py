@@ -301,6 +301,10 @@ class Runtime:
         self.pipeline.delivery.sleep = self.scheduler.sleep
         if self.intervals.delivery is not None:
             self.pipeline.delivery.poll_interval = self.intervals.delivery.total_seconds()
+        if self.store.engine.dialect.name == "postgresql":
+            # `marketbot worker`s may share this outbox: claim only the lanes this process
+            # has a client for, leaving the others' rows to them rather than marking them dead.
+            self.pipeline.delivery.shared = True
         found.append(("delivery", self.pipeline.run_delivery()))
         return found
 

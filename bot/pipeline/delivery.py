@@ -41,6 +41,11 @@ MAX_RETRY_DELAY = timedelta(minutes=5)
 LEASE = timedelta(seconds=30)
 SAFETY_POLL_SECONDS = 5.0
 CLAIM_BATCH = 200
+# With other processes on the same outbox, a dispatcher takes lanes a few at a time and lets
+# the others claim in between, so a backlog's channels spread over every worker instead of
+# going to whoever looked first (a lane keeps its channel until the channel is drained).
+SHARED_CLAIM_BATCH = 4
+SHARED_CLAIM_PAUSE = 0.05
 
 T = TypeVar("T")
 
@@ -97,6 +102,11 @@ class DeliveryWorker:
         # Waits go through the runtime's clock (bot.scheduler.JobScheduler.sleep): wall time
         # live, simulated time when a test or a replay moves a ManualClock.
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # Several processes share a PostgreSQL outbox: each then claims only the lanes of the
+        # platforms it has clients for (instead of marking the others' rows dead), and takes
+        # lanes in small batches so every process gets its share.
+        self.shared = False
+        self._more_to_claim = False
 
     # -- waking ---------------------------------------------------------------------------
 
@@ -137,6 +147,12 @@ class DeliveryWorker:
 
     async def _sleep_until_due(self) -> None:
         assert self._wakeup is not None
+        if self._more_to_claim:
+            # Wall time, whatever clock this process runs on: the pause lets the other
+            # processes claim their share, then this one takes more.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), SHARED_CLAIM_PAUSE)
+            return
         timeout = self.poll_interval
         now = self.clock.now()
         due = self.store.next_due_at(now)
@@ -155,19 +171,22 @@ class DeliveryWorker:
 
     def _start_lanes(self) -> list[asyncio.Task[None]]:
         started: list[asyncio.Task[None]] = []
+        batch = SHARED_CLAIM_BATCH if self.shared else CLAIM_BATCH
         while True:
             claimed = self.store.claim(
                 self.owner,
                 self.clock.now(),
                 self.lease,
-                limit=CLAIM_BATCH,
+                limit=batch,
                 exclude=list(self._lanes),
+                platforms=self._served(),
             )
             for delivery in claimed:
                 task = asyncio.create_task(self._lane(delivery), name=f"lane {delivery.channel}")
                 self._lanes[delivery.channel] = task
                 started.append(task)
-            if len(claimed) < CLAIM_BATCH:
+            self._more_to_claim = self.shared and len(claimed) == batch
+            if len(claimed) < batch or self._more_to_claim:
                 return started
 
     # -- one pass -------------------------------------------------------------------------
@@ -207,6 +226,9 @@ class DeliveryWorker:
 
     def _claim_lane(self, channel: str) -> list[Delivery]:
         return self.store.claim(self.owner, self.clock.now(), self.lease, channel=channel, limit=1)
+
+    def _served(self) -> list[str] | None:
+        return [p.name for p in self.platforms] if self.shared else None
 
     async def _deliver(self, delivery: Delivery) -> datetime | bool | None:
         """One claimed row through its platform. Returns the lane's pace, or False to stop."""

@@ -93,12 +93,17 @@ class OutboxQueue:
         channel: str | None = None,
         limit: int = 100,
         exclude: Collection[str] = (),
+        platforms: Collection[str] | None = None,
     ) -> list[Delivery]:
-        """Claim the due head row of up to ``limit`` lanes (or of ``channel``'s lane)."""
+        """Claim the due head row of up to ``limit`` lanes (or of ``channel``'s lane).
+
+        ``platforms`` (names such as "slack"): only lanes of channels on those platforms, so a
+        process never claims a row it has no client for while another process has one.
+        """
         for _ in range(8):  # rows found to be covered already are finished, then look again
             try:
                 claimed, finished = OutboxQueue._claim_once(
-                    self, owner, now, lease, channel, limit, exclude
+                    self, owner, now, lease, channel, limit, exclude, platforms
                 )
             except OperationalError as exc:  # SQLite: another writer holds the file
                 log.warning("outbox claim deferred: %s", exc.orig)
@@ -115,21 +120,30 @@ class OutboxQueue:
         channel: str | None,
         limit: int,
         exclude: Collection[str],
+        platforms: Collection[str] | None = None,
     ) -> tuple[list[Delivery], int]:
+        # A lane's head is its channel's lowest open id. Asked as "the minimum per channel"
+        # (an index-only scan of ix_outbox_open_channel_id), not "no earlier open row" per
+        # candidate, which probed every open row of a deep backlog on each claim.
         earlier = aliased(OutboxRow)
-        not_head = exists().where(
-            earlier.channel_id == OutboxRow.channel_id,
-            earlier.status.in_(OPEN),
-            earlier.id < OutboxRow.id,
-        )
+        heads = select(func.min(earlier.id)).where(earlier.status.in_(OPEN))
+        if channel is not None:
+            heads = heads.where(earlier.channel_id == channel)
+        heads = heads.group_by(earlier.channel_id)
         paused = exists().where(
             ChannelRow.id == OutboxRow.channel_id, ChannelRow.deliver_after > now
         )
-        query = select(OutboxRow.id, OutboxRow.status).where(_due(now), ~not_head, ~paused)
+        query = select(OutboxRow.id, OutboxRow.status).where(
+            _due(now), OutboxRow.id.in_(heads), ~paused
+        )
         if channel is not None:
             query = query.where(OutboxRow.channel_id == channel)
         if exclude:
             query = query.where(OutboxRow.channel_id.not_in(list(exclude)))
+        if platforms is not None:
+            if not platforms:
+                return [], 0
+            query = query.where(or_(*(OutboxRow.channel_id.startswith(f"{p}:") for p in platforms)))
         query = (
             query.order_by(OutboxRow.id)
             .limit(limit)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -137,7 +138,10 @@ class AlertRow(Base):
     # Set when a message that showed this alert was accepted by its platform.
     delivered_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_alerts_channel_at", "channel_id", "at"),)
+    __table_args__ = (
+        Index("ix_alerts_channel_at", "channel_id", "at"),
+        Index("ix_alerts_group", "group_id"),
+    )
 
 
 class OutboxRow(Base):
@@ -168,4 +172,13 @@ class OutboxRow(Base):
     __table_args__ = (
         Index("ix_outbox_status_not_before", "status", "not_before"),
         Index("ix_outbox_channel_status_id", "channel_id", "status", "id"),
+        # Migration 0004: claims look only at open rows; confirms read a group's rows.
+        Index(
+            "ix_outbox_open_channel_id",
+            "channel_id",
+            "id",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
+        Index("ix_outbox_group", "group_id"),
     )

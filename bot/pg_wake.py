@@ -1,0 +1,102 @@
+"""Wakes delivery in this process when another process commits outbox rows (LISTEN/NOTIFY).
+
+The outbox insert trigger (migration 0004) NOTIFYs ``marketbot_outbox`` on commit. A listener
+holds one autocommit connection of its own and calls ``wake()`` for each notification; the
+delivery loop's slow poll stays as the safety net for a notification lost while reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from bot.leadership import CONNECT_OPTIONS, libpq_url
+
+if TYPE_CHECKING:
+    from bot.pipeline.delivery import Waker
+
+log = logging.getLogger(__name__)
+
+OUTBOX_CHANNEL = "marketbot_outbox"
+# Without a notification for this long the listener checks its connection is alive.
+IDLE_CHECK_SECONDS = 15.0
+MAX_RECONNECT_DELAY = 30.0
+STOP_CHECK_SECONDS = 0.5
+
+
+class OutboxListener:
+    """LISTEN on the outbox channel; every notification (and every reconnect) wakes ``waker``.
+
+    It runs in a thread of its own with a blocking connection: the delivery loop makes
+    synchronous store calls, and a listener sharing that event loop would stall behind them.
+    ``waker.wake()`` must be thread-safe (``DeliveryWorker.wake`` is).
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        waker: Waker,
+        *,
+        channel: str = OUTBOX_CHANNEL,
+        idle_check: float = IDLE_CHECK_SECONDS,
+    ) -> None:
+        self._conninfo = libpq_url(database_url)
+        self.waker = waker
+        self.channel = channel
+        self.idle_check = idle_check
+        self.listening = threading.Event()  # set while LISTEN is in place (tests wait for it)
+        self.notifications = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._quiet = 0.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.idle_check + 5)
+
+    def _run(self) -> None:
+        """Listen until stopped, reconnecting with backoff when the connection drops."""
+        import psycopg
+
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self._listen_once()
+                delay = 1.0
+            except (psycopg.Error, OSError) as exc:
+                self.listening.clear()
+                log.warning(
+                    "outbox listener: %s; reconnecting in %.0f s (polling meanwhile)",
+                    " ".join(str(exc).split()) or type(exc).__name__,
+                    delay,
+                )
+                self._stop.wait(delay)
+                delay = min(MAX_RECONNECT_DELAY, delay * 2)
+
+    def _listen_once(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        options: dict[str, Any] = {**CONNECT_OPTIONS, "application_name": "marketbot-listener"}
+        with psycopg.connect(self._conninfo, autocommit=True, **options) as conn:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.listening.set()
+            # Rows committed while we were not listening would otherwise wait for the poll.
+            self.waker.wake()
+            while not self._stop.is_set():
+                # A short timeout so stop() is prompt; a quiet spell also checks the link.
+                for _ in conn.notifies(timeout=STOP_CHECK_SECONDS):
+                    self.notifications += 1
+                    self.waker.wake()
+                    if self._stop.is_set():
+                        return
+                self._quiet += STOP_CHECK_SECONDS
+                if self._quiet >= self.idle_check:
+                    self._quiet = 0.0
+                    conn.execute("SELECT 1")

@@ -1,0 +1,211 @@
+"""`marketbot worker` on PostgreSQL: workers share the outbox, nothing twice, channels in order.
+
+The drain runs real ``bot.worker.Worker``s, each in its own thread with its own event loop and
+connections, as separate processes would. ``MARKETBOT_TEST_OUTBOX_ROWS`` raises the row count
+(for example to 10000) where the machine has the time; the default keeps the suite fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from alerts.models import AlertKind, GroupAction, GroupDecision
+from bot.fakes.outbox_load import (
+    RecordingPlatform,
+    drain,
+    fill_outbox,
+    in_channel_order,
+    load_channel,
+    load_key,
+)
+from bot.fakes.outbox_load import _alert as load_alert
+from bot.pg_wake import OutboxListener
+from bot.settings import Settings
+from bot.store import SqlStore
+from bot.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = int(os.environ.get("MARKETBOT_TEST_OUTBOX_ROWS", "150"))
+CHANNELS = 30
+
+
+def worker_cli(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MARKETBOT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "worker"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_worker_on_sqlite_refuses_in_one_line(tmp_path: Path) -> None:
+    result = worker_cli({"MARKETBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "needs PostgreSQL" in result.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before touching the database
+
+
+def test_a_worker_without_a_platform_token_refuses_in_one_line(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:9/none"  # never reached: refused first
+    result = worker_cli({"MARKETBOT_DATABASE_URL": url}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "MARKETBOT_SLACK__BOT_TOKEN" in result.stderr
+
+
+def _settings(store: SqlStore) -> Settings:
+    return Settings.model_validate({"database_url": store.url, "console": False})
+
+
+def _queue_one(store: SqlStore, channel: str, sequence: int) -> None:
+    """One alert and its post row, committed the way ingest commits them."""
+    alert = load_alert(channel, sequence)
+    store.record_evaluation(
+        [],
+        [alert],
+        now=datetime.now(UTC),
+        decisions=[
+            GroupDecision(
+                channel=channel,
+                action=GroupAction.NEW,
+                alert_keys=(alert.key,),
+                not_before=datetime.now(UTC),
+            )
+        ],
+    )
+
+
+class CountingWaker:
+    def __init__(self) -> None:
+        self.wakes = 0
+        self.woken = threading.Event()
+
+    def wake(self) -> None:
+        self.wakes += 1
+        self.woken.set()
+
+
+@pytest.mark.postgres
+def test_a_committed_outbox_row_notifies_a_listener_and_a_rolled_back_one_does_not(
+    postgres_store: SqlStore,
+) -> None:
+    waker = CountingWaker()
+    listener = OutboxListener(postgres_store.url, waker)
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        assert waker.woken.wait(5)  # the wake on (re)connect, for rows committed before
+        waker.woken.clear()
+
+        with postgres_store.engine.connect() as conn:  # an insert that never commits
+            conn.execute(
+                text(
+                    "INSERT INTO channels (id, platform, created_at, settings, broken_failures)"
+                    " VALUES ('slack:CX', 'slack', now(), '{}', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO alert_groups (id, channel_id, opened_at, updated_at)"
+                    " VALUES (999, 'slack:CX', now(), now())"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (channel_id, group_id, action, status, attempts,"
+                    " not_before, created_at) VALUES ('slack:CX', 999, 'post', 'pending', 0,"
+                    " now(), now())"
+                )
+            )
+            conn.rollback()
+        assert not waker.woken.wait(1.0)
+        assert listener.notifications == 0
+
+        _queue_one(postgres_store, load_channel(1), 0)
+        assert waker.woken.wait(5), "no NOTIFY for a committed outbox row"
+        assert listener.notifications == 1
+    finally:
+        listener.stop()
+
+
+@pytest.mark.postgres
+async def test_a_worker_delivers_a_row_another_process_committed_without_waiting_for_the_poll(
+    postgres_store: SqlStore,
+) -> None:
+    platform = RecordingPlatform()
+    worker = Worker(_settings(postgres_store), platforms=[platform.for_worker("w")], owner="w")
+    worker.delivery.poll_interval = 60.0  # only a NOTIFY can wake it within the test
+    await worker.start()
+    try:
+        assert worker.listener is not None
+        assert await asyncio.to_thread(worker.listener.listening.wait, 10)
+        await asyncio.sleep(0.3)  # the listener's wake on connect has been handled
+        other = SqlStore(postgres_store.url)  # another process's connection
+        try:
+            committed = time.monotonic()
+            await asyncio.to_thread(_queue_one, other, load_channel(7), 0)
+        finally:
+            other.close()
+        async with asyncio.timeout(10):
+            while not platform.sent:  # noqa: ASYNC110 (sent by the worker's own tasks)
+                await asyncio.sleep(0.01)
+        assert time.monotonic() - committed < 5.0
+        assert platform.sent == [("w", load_channel(7), load_key(load_channel(7), 0))]
+    finally:
+        await worker.stop()
+
+
+@pytest.mark.postgres
+async def test_a_worker_claims_only_channels_of_its_platforms(postgres_store: SqlStore) -> None:
+    """A console row stays for the process that has the console; it is not marked dead."""
+    _queue_one(postgres_store, "console:default", 0)
+    _queue_one(postgres_store, load_channel(2), 0)
+    platform = RecordingPlatform()
+    worker = Worker(_settings(postgres_store), platforms=[platform.for_worker("w")], owner="w")
+    await worker.connect()
+    try:
+        await worker.delivery.deliver_due()
+    finally:
+        await worker.stop()
+    assert [channel for _, channel, _ in platform.sent] == [load_channel(2)]
+    assert postgres_store.outbox_counts() == {"sent": 1, "pending": 1}
+
+
+@pytest.mark.postgres
+def test_three_workers_drain_the_outbox_none_twice_each_channel_in_order(
+    postgres_store: SqlStore,
+) -> None:
+    per_channel = max(1, ROWS // CHANNELS)
+    rows = fill_outbox(postgres_store, channels=CHANNELS, per_channel=per_channel)
+    platform = RecordingPlatform()
+    report = drain(
+        _settings(postgres_store), platform, workers=3, expected=rows, timeout=30 + rows / 5
+    )
+
+    keys = [key for _, _, key in platform.sent]
+    assert report.rows == rows
+    assert len(keys) == len(set(keys)) == rows  # none twice, none lost
+    by_channel = platform.keys_by_channel()
+    assert len(by_channel) == CHANNELS
+    for channel, sent in by_channel.items():
+        assert in_channel_order(sent), f"{channel} out of order"
+    assert platform.overlaps == 0  # one worker at a time per channel
+    assert len({worker for worker, _, _ in platform.sent}) == 3  # they did share the work
+    assert postgres_store.outbox_counts() == {"sent": rows}
+    assert postgres_store.undelivered_alerts() == []
+    assert {a.kind for a in postgres_store.recent_alerts(load_channel(0), 1)} == {AlertKind.FIRING}
