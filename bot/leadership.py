@@ -225,6 +225,7 @@ async def run_elected(
     *,
     retry_interval: float = RETRY_INTERVAL,
     takeover_grace: float = TAKEOVER_GRACE,
+    warm_up: Callable[[], object] | None = None,
 ) -> None:
     """Run ``serve(until)`` only while this process may lead; return once ``stop`` is set.
 
@@ -246,9 +247,13 @@ async def run_elected(
     if not is_postgres(database_url):
         await serve(stop)  # in-memory SQLite: a private database, nobody to share it with
         return
+    warmed = False
     while not stop.is_set():
         leader = PostgresLeaderLock(database_url)
-        if not await _wait_for_leadership(leader, stop, retry_interval):
+        if not leader.try_acquire() and not warmed and warm_up is not None:
+            warm_up()  # a standby: load what leading needs now, not after the leader died
+            warmed = True
+        if not leader.held and not await _wait_for_leadership(leader, stop, retry_interval):
             leader.release()
             return
         until = asyncio.Event()

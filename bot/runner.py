@@ -482,6 +482,15 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def _import_leader_modules() -> None:
+    import bot.market.live
+    import bot.market.volume
+    import bot.news.source
+    import bot.news.store
+    import bot.pipeline
+    import bot.scheduler  # noqa: F401 (imported for their side effect: loaded modules)
+
+
 async def run_bot(settings: Settings) -> None:
     """``marketbot run``: every enabled platform, the market-data loop and the scheduled jobs.
 
@@ -521,9 +530,10 @@ async def run_bot(settings: Settings) -> None:
         finally:
             await runtime.stop()
 
-    # On SQLite a second run is refused (RunRefused); on PostgreSQL it waits as a standby.
+    # On SQLite a second run is refused (RunRefused); on PostgreSQL it waits as a standby,
+    # with the modules a leader needs already imported, so a takeover is not slowed by them.
     try:
-        await run_elected(settings.database_url, stop, serve)
+        await run_elected(settings.database_url, stop, serve, warm_up=_import_leader_modules)
     finally:
         if metrics is not None:
             metrics.close()
