@@ -57,10 +57,10 @@ class Worker:
         platforms: list[ChatPlatform] | None = None,
         owner: str | None = None,
     ) -> None:
+        from bot.database import open_store
         from bot.pipeline.delivery import DeliveryWorker
         from bot.pipeline.market_view import MarketState
         from bot.pipeline.stats import PipelineStats
-        from bot.runner import open_store
 
         self.settings = settings
         self.clock = clock or SystemClock()
