@@ -157,34 +157,35 @@ def find_theme(
     if len(moving) < 2:
         return None
     excluded = {t.lower() for t in exclude_terms} | {s.lower() for s in moving}
-    about: list[NewsItem] = []
-    background: list[NewsItem] = list(background_news)
+    about: list[NewsItem] = []  # stories naming a mover
+    general: list[NewsItem] = []  # stories naming no company: they may carry the theme too
+    background: list[NewsItem] = list(background_news)  # stories about other companies
     for item in news:
         if is_filler(item.title):
             continue  # listicles repeat names, not themes
-        (about if moving & set(item.symbols) else background).append(item)
+        if moving & set(item.symbols):
+            about.append(item)
+        elif set(item.symbols) <= MARKET_SYMBOLS:
+            general.append(item)
+        else:
+            background.append(item)
     if not about:
         return None
     covered: dict[str, set[str]] = {}
     in_about: Counter[str] = Counter()
     spelling: dict[str, Counter[str]] = {}
     for item in about:
-        terms = set()
-        for word in _words(item.title):
-            key = word.lower()
-            if len(key) < 3 or key in _STOPWORDS or key in excluded or key in _DOWN | _UP:
-                continue
-            terms.add(key)
-            spelling.setdefault(key, Counter())[word] += 1
-        for key in terms:
+        for key, word in _terms(item.title, excluded).items():
             in_about[key] += 1
+            spelling.setdefault(key, Counter())[word] += 1
             covered.setdefault(key, set()).update(moving & set(item.symbols))
+    in_general = Counter(key for item in general for key in _terms(item.title, excluded))
     with_news = {s for item in about for s in moving & set(item.symbols)}
     need = max(2, math.ceil(0.4 * len(with_news)))
     background_terms = Counter(
         key for item in background for key in {w.lower() for w in _words(item.title)}
     )
-    best: tuple[int, float, str] | None = None
+    best: tuple[int, int, float, str] | None = None
     for key, symbols in covered.items():
         if len(symbols) < need:
             continue
@@ -193,12 +194,25 @@ def find_theme(
         ratio = share / background_share
         if ratio < THEME_MIN_RATIO:
             continue
-        candidate = (len(symbols), ratio, key)
+        # Most movers first; then the term the day's stories repeat most (DeepSeek over
+        # "startup" when both name the same story).
+        candidate = (len(symbols), in_about[key] + in_general[key], ratio, key)
         if best is None or candidate > best:
             best = candidate
     if best is None:
         return None
-    return spelling[best[2]].most_common(1)[0][0]
+    return spelling[best[3]].most_common(1)[0][0]
+
+
+def _terms(title: str, excluded: Collection[str]) -> dict[str, str]:
+    """Candidate theme words of a title (lowercased -> as written)."""
+    out: dict[str, str] = {}
+    for word in _words(title):
+        key = word.lower()
+        if len(key) < 3 or key in _STOPWORDS or key in excluded or key in _DOWN or key in _UP:
+            continue
+        out.setdefault(key, word)
+    return out
 
 
 def _mentions(title: str, term: str | None) -> bool:

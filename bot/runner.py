@@ -468,8 +468,6 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.news is not None:
-            await self.news.close()
         await self.source.close()
         if self._owns_store:
             self.store.close()

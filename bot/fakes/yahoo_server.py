@@ -177,6 +177,9 @@ def chart_body(
     }
 
 
+_QUOTE_TIMES = ("regularMarketTime", "preMarketTime", "postMarketTime")
+
+
 class FakeYahoo:
     """Serve Yahoo's REST shapes on 127.0.0.1; count every request by kind.
 
@@ -190,6 +193,9 @@ class FakeYahoo:
         self.charts: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self.stories: list[Story] = []
+        # True: quotes are stamped with the time of each answer, as a live market's are
+        # (a subprocess under the wall clock would otherwise see them go stale).
+        self.live_times = False
         self.counts: Counter[str] = Counter()
         self.paths: list[str] = []
         self._lock = threading.Lock()
@@ -423,6 +429,9 @@ class FakeYahoo:
             fixture = self._quote_fixtures.get(wanted)
             symbols = [s for s in wanted.split(",") if s]
             result = [self.quotes[s] for s in symbols if s in self.quotes]
+            if self.live_times:
+                stamp = int(time_module.time())
+                result = [{**q, **{k: stamp for k in _QUOTE_TIMES if k in q}} for q in result]
         if fixture is not None and not result:
             status, data = fixture
             return status, js, data, {}

@@ -78,6 +78,7 @@ class FeedFetcher:
         self._rng = rng or random.Random()
         self._state: dict[str, _FeedState] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.closed = False
 
     def target_url(self, feed: Feed) -> str:
         if self.yahoo_base_url and feed.is_yahoo:
@@ -85,6 +86,8 @@ class FeedFetcher:
         return feed.url
 
     def _client(self) -> aiohttp.ClientSession:
+        if self.closed:
+            raise aiohttp.ClientConnectionError("feed fetcher closed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self.timeout,
@@ -159,7 +162,7 @@ class FeedFetcher:
         if state.backoff is None:
             state.backoff = Backoff(self.clock, base=30.0, cap=3600.0, rng=self._rng)
         delay = state.backoff.failed()
-        if not state.failing:
+        if not state.failing and not self.closed:
             state.failing = True
             log.warning(
                 "news feed %s failed (%s); skipping it, retry in %.0f s", feed.label, detail, delay
@@ -177,6 +180,7 @@ class FeedFetcher:
         self._failed(feed, state, "unusable", why)
 
     async def close(self) -> None:
+        self.closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -68,8 +68,19 @@ def _refusal(raw_title: str) -> str | None:
     return None
 
 
-def parse_feed(body: bytes, *, source: str, content_type: str = "", now: datetime) -> ParsedFeed:
-    """Entries with a title and a believable publish time; the rest are counted as skipped."""
+def parse_feed(
+    body: bytes,
+    *,
+    source: str,
+    content_type: str = "",
+    now: datetime,
+    use_feed_title: bool = True,
+) -> ParsedFeed:
+    """Entries with a title and a believable publish time; the rest are counted as skipped.
+
+    An item's own <source> names its publisher; else the feed's title (``use_feed_title``,
+    off for Yahoo whose feed titles are "Yahoo! Finance: NVDA News"), else ``source``.
+    """
     out = ParsedFeed()
     if (
         "html" in content_type.lower()
@@ -86,7 +97,7 @@ def parse_feed(body: bytes, *, source: str, content_type: str = "", now: datetim
         elif not version:
             out.problem = "not a feed (no RSS or Atom root)"
         return out
-    feed_title = _text(parsed.feed.get("title")) if parsed.get("feed") else ""
+    feed_title = _text(parsed.feed.get("title")) if parsed.get("feed") and use_feed_title else ""
     for raw in parsed.entries:
         raw_title = raw.get("title_detail", {}).get("value") or raw.get("title") or ""
         reason = _refusal(str(raw_title)) or _refusal(str(raw.get("title") or ""))

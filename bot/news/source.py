@@ -127,6 +127,7 @@ class NewsSource:
                 source=feed.name,
                 content_type=outcome.content_type,
                 now=now,
+                use_feed_title=not feed.is_yahoo,
             )
             if parsed.problem is not None:
                 report.failed += 1
