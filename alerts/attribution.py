@@ -40,7 +40,11 @@ _DOWN = _words_of(
     tanked slip slips slipped shed sheds wipe wipes wiped losses loses lose lost slashes
     slash cut cuts downgrade downgraded downgrades miss misses missed warns warning
     probe lawsuit recall halts halted fears fear threat threatens bans ban tariff
-    tariffs weak weaker lower retreat retreats
+    tariffs weak weaker lower retreat retreats dive dives dived diving sag sags skid
+    skids crater craters cratered sour sours soured hammered battered reel reels reeling
+    rattle rattles rattled spook spooks spooked jolt jolts shake shakes shaken meltdown
+    collapse collapses collapsed dump dumps dumped halve halves halved bloodbath slammed
+    pummeled sinking tumbling sliding slipping losing worst
     """
 )
 _UP = _words_of(
@@ -232,19 +236,24 @@ def attribute(
     exclude_terms: Collection[str] = (),
     market_symbols: Collection[str] = MARKET_SYMBOLS,
     limit: int = MAX_CATALYSTS,
+    theme_moves: Mapping[str, float] | None = None,
 ) -> Attribution:
     """Up to ``limit`` headlines published in [since, now] that explain ``moves``.
 
     ``moves`` maps each moving symbol to its change in percent; ``since`` is the previous
     regular close (so weekend and overnight stories count); ``broad`` says whether the move
     is market-wide (a basket, most of the watch list, or the futures), which alone lets
-    stories about the whole market attach.
+    stories about the whole market attach. ``theme_moves`` are the other names moving the
+    same way right now (from earlier groups too), so a name that falls alone a minute after
+    the others still gets the day's theme.
     """
     window = [i for i in news if since <= i.published <= now]
     moving = set(moves)
     direction = direction_of(moves)
     older = [i for i in news if i.published < since and not moving & set(i.symbols)]
-    theme = find_theme(moves, window, exclude_terms=exclude_terms, background_news=older)
+    movers = {**(theme_moves or {}), **moves}
+    movers = {s: v for s, v in movers.items() if direction == 0 or v * direction > 0}
+    theme = find_theme(movers, window, exclude_terms=exclude_terms, background_news=older)
     market = set(market_symbols)
     scored: list[Catalyst] = []
     for item in window:

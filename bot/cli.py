@@ -195,11 +195,14 @@ def command(
     settings = _settings(config)
     from alerts.commands import CommandContext
     from bot.database import open_store
+    from bot.news.store import NewsStore
+    from bot.news.view import StoredNews
     from bot.runner import build_router
 
     store = open_store(settings)
     try:
-        router = build_router(store, settings)
+        # `/news` answers from the stored headlines the running bot has collected.
+        router = build_router(store, settings, market=StoredNews(NewsStore(store.engine)))
         reply = router.handle(text, CommandContext(channel=channel, user="cli", platform="console"))
     finally:
         store.close()

@@ -242,3 +242,32 @@ def test_the_message_names_the_theme_and_shows_when_each_story_appeared() -> Non
     )
     assert alone.headlines == ()
     assert alone.news_note == NO_CATALYST_NOTE
+
+
+def test_a_name_falling_alone_later_still_gets_the_days_theme() -> None:
+    # META falls a minute after the others: its own group, but the theme is the day's.
+    theme_story = item("DeepSeek R1 rattles Silicon Valley", START - timedelta(hours=3))
+    news = [*DEEPSEEK_NEWS[:3], theme_story, *BACKGROUND]
+    alone = attribute(
+        {"META": -5.0},
+        news,
+        since=FRIDAY_CLOSE,
+        move_start=START,
+        now=NOW,
+        broad=False,
+        exclude_terms=NAMES,
+    )
+    assert alone.catalysts == ()  # nothing names Meta, and one name has no theme
+    with_day = attribute(
+        {"META": -5.0},
+        news,
+        since=FRIDAY_CLOSE,
+        move_start=START,
+        now=NOW,
+        broad=False,
+        exclude_terms=NAMES,
+        theme_moves=AI_DOWN,
+    )
+    assert with_day.theme == "DeepSeek"
+    assert theme_story.title in titles(with_day)
+    assert {c.basis for c in with_day.catalysts} == {Basis.THEME}

@@ -50,6 +50,7 @@ class Run:
                 "MARKETBOT_NEWS__DEFAULT_FEEDS": "false",
             }
         )
+        self.env = env
         self._file = self.out.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
@@ -174,3 +175,15 @@ def test_live_headline_reaches_the_next_price_alert_and_a_restart_refires_nothin
     restarted = second.wait_for(HEADLINE)  # stored headlines survive the restart
     assert "News:" not in restarted  # ... and nothing is alerted again
     assert "−8.0%" not in restarted
+    second.stop()
+    # `marketbot cmd` (another process) answers /news from the same stored headlines.
+    cmd = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "cmd", "/news"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=first.env,
+        timeout=60,
+        check=False,
+    )
+    assert HEADLINE in cmd.stdout

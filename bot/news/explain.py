@@ -11,6 +11,9 @@ from alerts.compose import PRICE_KINDS, latest_per_crossing
 from alerts.models import Alert, ContextLine, NewsItem
 from bot.news.window import since_previous_close
 
+# A watched name moving at least this much counts toward the day's theme.
+THEME_MOVE_PCT = 2.0
+
 
 class Explainer:
     """Feeds the pure ``alerts.attribution`` with the calendar's previous close and the names.
@@ -37,8 +40,13 @@ class Explainer:
         context: Sequence[ContextLine],
         watched: Collection[str],
         now: datetime,
+        latest_moves: Mapping[str, float] | None = None,
     ) -> Attribution | None:
-        """None for groups without a price move (notices, news alerts)."""
+        """None for groups without a price move (notices, news alerts).
+
+        ``latest_moves`` (symbol -> change %, every evaluated symbol) lets the theme count the
+        channel's other names that are moving too, not only this group's.
+        """
         price = [a for a in latest_per_crossing(alerts) if a.kind in PRICE_KINDS]
         if not price:
             return None
@@ -53,6 +61,12 @@ class Explainer:
             futures_moves={c.symbol: c.change_pct for c in context if c.symbol in MARKET_SYMBOLS},
         )
         start = min(a.at for a in price)
+        followed = names | members
+        others = {
+            s: v
+            for s, v in (latest_moves or {}).items()
+            if s in followed and abs(v) >= THEME_MOVE_PCT
+        }
         return attribute(
             moves,
             news,
@@ -61,4 +75,5 @@ class Explainer:
             now=now,
             broad=broad,
             exclude_terms=self.name_terms(),
+            theme_moves=others,
         )

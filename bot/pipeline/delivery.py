@@ -388,6 +388,7 @@ class DeliveryWorker:
         context = self.market.context()
         baskets = self._baskets(delivery.channel)
         # Price groups carry the headlines that explain the move, ranked by relevance.
+        latest = self._latest_changes()
         attribution = self.explainer.explain(
             delivery.alerts,
             self.market.news(),
@@ -395,6 +396,7 @@ class DeliveryWorker:
             context=context,
             watched={w.target for w in self.store.list_watches(delivery.channel)},
             now=now,
+            latest_moves=latest,
         )
         return compose_message(
             delivery.channel,
@@ -405,6 +407,6 @@ class DeliveryWorker:
             now=now,
             # The whole basket's latest moves, so a follow-up counts every name that is down,
             # not only those in its own group.
-            moves=self._latest_changes(),
+            moves=latest,
             attribution=attribution,
         )
