@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "MARKETBOT_"
 
@@ -63,7 +63,8 @@ class NewsSettings(BaseModel):
     yahoo_headlines: bool = True
     # Feeds besides Yahoo's per-symbol ones; ``default_feeds = false`` makes them replace
     # the built-in general market feeds instead of adding to them.
-    feeds: list[str] = Field(default_factory=list)
+    # NoDecode: the environment may spell it "URL,URL" as well as a JSON list.
+    feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_feeds: bool = True
     poll_interval_seconds: float = Field(default=120.0, gt=0)
     timeout_seconds: float = Field(default=10.0, gt=0)
@@ -75,6 +76,8 @@ class NewsSettings(BaseModel):
     def _comma_list(cls, value: object) -> object:
         # "https://a/rss,https://b/atom" as typed in an env file, besides a JSON list.
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

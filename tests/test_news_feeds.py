@@ -265,3 +265,34 @@ async def test_stored_news_survives_a_restart(tmp_path: Path) -> None:
 
 def _item(key: str, title: str, url: str | None) -> NewsItem:
     return NewsItem(key=key, title=title, published=NOW, url=url, source="x", symbols=("NVDA",))
+
+
+def test_news_feeds_setting_adds_or_replaces_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from bot.news.feeds import feeds_for
+    from bot.settings import SettingsError, load_settings
+
+    for name in list(os.environ):
+        if name.startswith("MARKETBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MARKETBOT_NEWS__FEEDS", "https://a.example/rss, https://b.example/atom")
+    added = load_settings().news
+    urls = [f.url for f in feeds_for(["NVDA"], extra=added.feeds, defaults=added.default_feeds)]
+    assert "https://finance.yahoo.com/news/rssindex" in urls
+    assert urls[-2:] == ["https://a.example/rss", "https://b.example/atom"]
+    assert "%5EGSPC" in urls[0] or "^GSPC" in urls[0]  # market symbols ride along
+
+    monkeypatch.setenv("MARKETBOT_NEWS_DEFAULT_FEEDS", "false")  # the flat spelling
+    replaced = load_settings().news
+    urls = [
+        f.url for f in feeds_for(["NVDA"], extra=replaced.feeds, defaults=replaced.default_feeds)
+    ]
+    assert urls == [
+        "https://feeds.finance.yahoo.com/rss/2.0/headline?s=NVDA&region=US&lang=en-US",
+        "https://a.example/rss",
+        "https://b.example/atom",
+    ]
+    monkeypatch.setenv("MARKETBOT_NEWS__FEEDS", "ftp://nope")
+    with pytest.raises(SettingsError, match="MARKETBOT_NEWS__FEEDS"):
+        load_settings()
