@@ -184,3 +184,16 @@ def test_role_ping_is_the_only_allowed_mention() -> None:
 def test_unknown_platform_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown platform"):
         render_payload(deepseek_message(), "teams")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("platform", ["slack", "discord", "console"])
+def test_headline_timing_and_the_no_catalyst_note_are_rendered(platform: str) -> None:
+    message = deepseek_message()
+    [first, *_] = message.headlines
+    timed = dataclasses.replace(message, headline_times={first.key: "14h before"})
+    assert "14h before" in render_payload(timed, platform)  # type: ignore[arg-type]
+    note = "No headline since the last close explains this move."
+    bare = dataclasses.replace(message, headlines=(), news_note=note)
+    rendered = render_payload(bare, platform)  # type: ignore[arg-type]
+    assert note in rendered
+    assert first.title not in rendered
