@@ -22,7 +22,6 @@ from alerts.rules import BreadthRule, ChangeRule, Direction, LevelRule, RuleSynt
 BASKET_HEADLINE_MIN = 3
 
 PRICE_KINDS = frozenset({AlertKind.FIRING, AlertKind.ESCALATED, AlertKind.REPEAT})
-_PRICE_KINDS = PRICE_KINDS
 _SESSION_WORD = {
     MarketSession.PRE: "premarket",
     MarketSession.POST: "after hours",
@@ -148,7 +147,7 @@ def compose_title(
     baskets: Mapping[str, Sequence[str]],
     moves: Mapping[str, float] | None = None,
 ) -> str:
-    price = [a for a in alerts if a.kind in _PRICE_KINDS]
+    price = [a for a in alerts if a.kind in PRICE_KINDS]
     lead = _basket_headline(price, baskets, moves)
     if lead is not None:
         return lead

@@ -17,7 +17,7 @@ from bot.news.feeds import Feed
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "marketbot (+https://github.com/) feed reader"
+USER_AGENT = "marketbot feed reader (aiohttp)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9"
 
 

@@ -117,8 +117,9 @@ class NewsSource:
             if outcome.status is FetchStatus.NOT_MODIFIED:
                 report.not_modified += 1
                 continue
+            if outcome.status is FetchStatus.FAILED:
+                report.failed += 1
             if outcome.status is not FetchStatus.BODY:
-                report.failed += outcome.status is FetchStatus.FAILED
                 continue
             feed = outcome.feed
             parsed = await asyncio.to_thread(
