@@ -269,7 +269,12 @@ class Runtime:
     async def _read_news(self) -> None:
         if self.news is None:
             return
-        report = await self.news.cycle(self.pipeline.symbols())
+        try:
+            report = await self.news.cycle(self.pipeline.symbols())
+        except asyncio.CancelledError:
+            if self._stop.is_set():
+                return  # stopping: a cycle cut short is read again at the next start
+            raise
         if report.new:
             self.pipeline.ingest_news(report.new)
 
@@ -468,6 +473,8 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.news is not None:
+            await self.news.close()
         await self.source.close()
         if self._owns_store:
             self.store.close()
