@@ -87,6 +87,17 @@ class CommandSpec:
     examples: tuple[str, ...] = ()
 
 
+class CommandHandler(Protocol):
+    """The command layer as every adapter sees it (``CommandRouter`` is the one there is).
+
+    It lives in the core so adapters depend on it and never on each other.
+    """
+
+    def handle(self, text: str, ctx: CommandContext) -> Reply: ...
+
+    def command_names(self) -> Sequence[CommandSpec]: ...
+
+
 class MarketView(Protocol):
     """What commands may ask of the running bot's market data (latest quotes, headlines)."""
 

@@ -136,23 +136,10 @@ def _adapter_files() -> list[tuple[str, Path]]:
     return files
 
 
-# An import still on main that the runtime work of issue 9 removes; not strict, so the day it
-# goes this case simply passes.
-KNOWN = {
-    "bot/discord/app.py": "Discord adapter still imports its command protocol from bot.slack.app",
-}
-
-
-def _cases() -> list[object]:
-    cases: list[object] = []
-    for adapter, path in _adapter_files():
-        rel = path.relative_to(ROOT).as_posix()
-        marks = [pytest.mark.xfail(reason=KNOWN[rel], strict=False)] if rel in KNOWN else []
-        cases.append(pytest.param(adapter, path, id=rel, marks=marks))
-    return cases
-
-
-@pytest.mark.parametrize(("adapter", "path"), _cases())
+@pytest.mark.parametrize(
+    ("adapter", "path"),
+    [pytest.param(a, p, id=p.relative_to(ROOT).as_posix()) for a, p in _adapter_files()],
+)
 def test_adapters_import_no_other_adapter_and_no_pipeline(adapter: str, path: Path) -> None:
     rel = path.relative_to(ROOT).as_posix()
     crossing = sorted(

@@ -13,11 +13,10 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from alerts.commands import CommandContext, CommandSpec, Reply
+from alerts.commands import CommandContext, CommandHandler, CommandSpec, Reply
 from alerts.mentions import discord_markdown, fit
 from bot.discord.platform import CHANNEL_PREFIX
 from bot.settings import DiscordSettings
-from bot.slack.app import CommandHandler
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from alerts.commands import CommandContext, CommandSpec, Reply
+from alerts.commands import CommandContext, CommandHandler, Reply
 from alerts.mentions import fit, slack_mrkdwn
 from bot.settings import SlackSettings
 from bot.slack.commands import slack_commands
@@ -23,14 +23,6 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 REPLY_LIMIT = 3000  # a response_url message is one section's worth of text
-
-
-class CommandHandler(Protocol):
-    """The command layer as the adapters see it (``alerts.commands.CommandRouter``)."""
-
-    def handle(self, text: str, ctx: CommandContext) -> Reply: ...
-
-    def command_names(self) -> Sequence[CommandSpec]: ...
 
 
 def reply_text(reply: Reply) -> str:
