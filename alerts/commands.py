@@ -44,7 +44,11 @@ BASKET_USAGE = (
     "`/basket delete NAME`."
 )
 
-ArgKind = Literal["symbol", "target", "rule", "text", "integer", "duration", "scope", "choice"]
+# What an argument holds, so each platform can offer the right input: symbols to suggest,
+# numbers with bounds, a fixed set of choices, a note (typed after `--`).
+ArgKind = Literal[
+    "symbol", "target", "rule", "text", "note", "integer", "duration", "scope", "choice"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,8 @@ class ArgSpec:
     kind: ArgKind
     required: bool = False
     choices: tuple[str, ...] = ()
+    minimum: int | None = None  # for integers
+    maximum: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +141,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         (
             ArgSpec("target", "Symbol (NVDA, ASML.AS, NQ=F), basket:NAME or news", "target", True),
             ArgSpec("rule", "Rule, e.g. drop 10%, above 150, move 5% in 15m", "rule"),
-            ArgSpec("note", "A note shown with the alert", "text"),
+            ArgSpec("note", "A note shown with the alert", "note"),
         ),
         ("/watch NVDA", "/watch NVDA drop 5%", "/watch basket:ai drop 5%", "/watch news deepseek"),
     ),
@@ -213,7 +219,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "/alerts [N]",
         f"The channel's N most recent alerts (default 10, at most {MAX_ALERTS_LISTED}).",
         False,
-        (ArgSpec("count", "How many", "integer"),),
+        (ArgSpec("count", "How many", "integer", minimum=1, maximum=MAX_ALERTS_LISTED),),
         ("/alerts", "/alerts 25"),
     ),
     CommandSpec(

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import discord
 import pytest
+from discord import app_commands
 from pydantic import SecretStr
 
-from alerts.commands import COMMANDS, CommandContext, CommandSpec, Reply
-from bot.discord.app import build_discord_client, run_discord
+from alerts.commands import COMMANDS, ArgSpec, CommandContext, CommandSpec, Reply
+from bot.discord.app import CommandBridge, build_discord_client, run_discord
 from bot.fakes.discord_server import (
     MANAGE_CHANNELS,
     MEMBER_PERMISSIONS,
@@ -249,3 +250,93 @@ async def test_real_command_router_refuses_and_allows(fake: FakeDiscord, tmp_pat
     assert refused["flags"] & EPHEMERAL
     assert "Manage" in refused["content"]
     assert [(w.target, w.rule_text) for w in watches] == [("NVDA", "drop 10%")]
+
+
+def _expected_options(spec: CommandSpec) -> list[dict[str, object]]:
+    """What Discord must be told for each argument the spec declares (written out from the
+    Discord API's option object, independently of the adapter's derivation)."""
+    options: list[dict[str, object]] = []
+    for arg in spec.args:
+        option: dict[str, object] = {
+            "name": arg.name,
+            "description": arg.description[:100],
+            "type": 4 if arg.kind == "integer" else 3,
+            "required": arg.required,
+        }
+        if arg.choices:
+            option["choices"] = [{"name": c, "value": c} for c in arg.choices]
+        if arg.minimum is not None:
+            option["min_value"] = arg.minimum
+        if arg.maximum is not None:
+            option["max_value"] = arg.maximum
+        if arg.kind in ("symbol", "target", "scope"):
+            option["autocomplete"] = True
+        options.append(option)
+    return options
+
+
+def _registered_options(command: dict[str, object]) -> list[dict[str, object]]:
+    keys = ("name", "description", "type", "required", "choices", "min_value", "max_value")
+    found = []
+    for option in command.get("options", []):  # type: ignore[attr-defined]
+        kept = {k: option[k] for k in keys if option.get(k) not in (None, [])}
+        kept["required"] = bool(option.get("required", False))
+        if option.get("autocomplete"):
+            kept["autocomplete"] = True
+        found.append(kept)
+    return found
+
+
+EXTRA = CommandSpec(
+    "quote",
+    "/quote SYMBOL [SIDE] [N]",
+    "A command only the spec knows about.",
+    False,
+    (
+        ArgSpec("symbol", "Symbol", "symbol", True),
+        ArgSpec("side", "bid or ask", "choice", False, ("bid", "ask")),
+        ArgSpec("depth", "Levels", "integer", minimum=1, maximum=10),
+    ),
+)
+
+
+class ExtendedRouter(RecordingRouter):
+    def command_names(self) -> Sequence[CommandSpec]:
+        return (*COMMANDS, EXTRA)
+
+    def handle(self, text: str, ctx: CommandContext) -> Reply:
+        self.calls.append((text, ctx))
+        return Reply(self.answer)
+
+
+def test_every_spec_is_an_app_command_with_its_options() -> None:
+    bridge = CommandBridge(ExtendedRouter())
+    tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(
+        discord.Client(intents=discord.Intents.none())
+    )
+    for command in bridge.commands():
+        tree.add_command(command)
+    registered = {c.name: c.to_dict(tree) for c in tree.get_commands()}
+    assert set(registered) == {s.name for s in (*COMMANDS, EXTRA)}
+    for spec in (*COMMANDS, EXTRA):
+        assert registered[spec.name]["description"] == spec.summary[:100]
+        assert _registered_options(registered[spec.name]) == _expected_options(spec), spec.name
+
+
+async def test_synced_commands_carry_the_spec_options_and_a_new_spec_runs(
+    fake: FakeDiscord,
+) -> None:
+    router = ExtendedRouter()
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):
+        synced = {c["name"]: c for c in fake.commands[fake.guild_id]}
+        iid, _ = await fake.interact("quote", {"symbol": "NVDA", "depth": 3})
+        await _answer(fake, iid)
+        digest_id, _ = await fake.interact(
+            "digest",
+            {"action": "on", "time": "07:30", "zone": "Europe/Berlin"},
+            permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
+        )
+        await _answer(fake, digest_id)
+    for spec in (*COMMANDS, EXTRA):
+        assert _registered_options(synced[spec.name]) == _expected_options(spec), spec.name
+    assert [text for text, _ in router.calls] == ["quote NVDA 3", "digest on 07:30 Europe/Berlin"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from collections.abc import Callable, Coroutine, Sequence
@@ -13,7 +14,14 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from alerts.commands import CommandContext, CommandHandler, CommandSpec, Reply
+from alerts.commands import (
+    NOTE_SEPARATOR,
+    ArgSpec,
+    CommandContext,
+    CommandHandler,
+    CommandSpec,
+    Reply,
+)
 from alerts.mentions import discord_markdown, fit
 from bot.discord.platform import CHANNEL_PREFIX
 from bot.settings import DiscordSettings
@@ -132,152 +140,71 @@ class CommandBridge:
     def commands(
         self, *, hint_permissions: bool = True
     ) -> list[app_commands.Command[Any, ..., Any]]:
+        """One app command per ``CommandSpec``: its name, summary and options, nothing else."""
         built = []
         for spec in self.specs.values():
-            callback, symbol_option = self._callback(spec)
-            renamed = {"name": "name_", "command": "args"}  # options whose parameter differs
-            params = callback.__code__.co_varnames[: callback.__code__.co_argcount]
-            descriptions = {}
-            for arg in spec.args:
-                param = arg.name if arg.name in params else renamed.get(arg.name, "")
-                if param in params:
-                    descriptions[param] = arg.description[:100]
-            if descriptions:
-                callback = app_commands.describe(**descriptions)(callback)
             command: app_commands.Command[Any, ..., Any] = app_commands.Command(
-                name=spec.name, description=spec.summary[:100], callback=callback
+                name=spec.name, description=spec.summary[:100], callback=self._callback(spec)
             )
-            if symbol_option:
-                command.autocomplete(symbol_option)(self.autocomplete)
+            for arg in spec.args:
+                if arg.kind in _SUGGESTED_KINDS:
+                    command.autocomplete(arg.name)(self.autocomplete)
             if hint_permissions and spec.name in _HINT_MANAGE:
                 command.default_permissions = discord.Permissions(manage_channels=True)
             built.append(command)
         return built
 
-    def _callback(
-        self, spec: CommandSpec
-    ) -> tuple[Callable[..., Coroutine[Any, Any, None]], str | None]:
-        """A typed callback per command; discord.py builds the options from its signature."""
-        name = spec.name
+    def _callback(self, spec: CommandSpec) -> Callable[..., Coroutine[Any, Any, None]]:
+        """A callback whose signature is the spec's options: discord.py reads options from a
+        callback's signature, so the spec is written there instead of in a def per command."""
         run = self.run
-        note_sep = "--"
 
-        if name == "watch":
+        async def callback(interaction: discord.Interaction[Any], **options: object) -> None:
+            await run(
+                interaction, spec.name, [_word(arg, options.get(arg.name)) for arg in spec.args]
+            )
 
-            async def watch(
-                interaction: discord.Interaction[Any],
-                target: str,
-                rule: Optional[str] = None,  # noqa: UP045 - discord.py reads this annotation
-                note: Optional[str] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, name, [target, rule, f"{note_sep} {note}" if note else None])
+        parameters = [
+            inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            *(
+                inspect.Parameter(
+                    arg.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=_annotation(arg),
+                    default=inspect.Parameter.empty if arg.required else None,
+                )
+                for arg in spec.args
+            ),
+        ]
+        callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        callback.__qualname__ = callback.__name__ = f"{spec.name}_command"
+        described = {arg.name: arg.description[:100] for arg in spec.args}
+        return app_commands.describe(**described)(callback) if described else callback
 
-            return watch, "target"
-        if name == "unwatch":
 
-            async def unwatch(
-                interaction: discord.Interaction[Any],
-                target: str,
-                rule: Optional[str] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, name, [target, rule])
+# Option kinds whose values are symbols, so Discord suggests symbols as the user types.
+_SUGGESTED_KINDS = {"symbol", "target", "scope"}
 
-            return unwatch, "target"
-        if name in {"price", "news"}:
-            if any(a.required for a in spec.args):
 
-                async def symbol_required(
-                    interaction: discord.Interaction[Any], symbol: str
-                ) -> None:
-                    await run(interaction, name, [symbol])
+def _annotation(arg: ArgSpec) -> object:
+    """The Python type discord.py turns into the option's type, choices and bounds."""
+    if arg.kind == "integer":
+        if arg.minimum is not None or arg.maximum is not None:
+            kind: object = app_commands.Range[int, arg.minimum, arg.maximum]
+        else:
+            kind = int
+    elif arg.choices:
+        kind = Literal.__getitem__(arg.choices)
+    else:
+        kind = str
+    return kind if arg.required else Optional[kind]  # noqa: UP045 - a runtime annotation
 
-                return symbol_required, "symbol"
 
-            async def symbol_optional(
-                interaction: discord.Interaction[Any],
-                symbol: Optional[str] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, name, [symbol])
-
-            return symbol_optional, "symbol"
-        if name == "mute":
-
-            async def mute(
-                interaction: discord.Interaction[Any], scope: str, duration: str
-            ) -> None:
-                await run(interaction, name, [scope, duration])
-
-            return mute, "scope"
-        if name == "unmute":
-
-            async def unmute(
-                interaction: discord.Interaction[Any],
-                scope: Optional[str] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, name, [scope])
-
-            return unmute, "scope"
-        if name == "digest":
-
-            async def digest(
-                interaction: discord.Interaction[Any],
-                action: Optional[Literal["on", "off"]] = None,  # noqa: UP045
-                time: Optional[str] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, name, [action, time])
-
-            return digest, None
-        if name == "alerts":
-
-            async def alerts(
-                interaction: discord.Interaction[Any],
-                count: Optional[app_commands.Range[int, 1, 50]] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, name, [str(count) if count is not None else None])
-
-            return alerts, None
-        if name == "basket":
-
-            async def basket(
-                interaction: discord.Interaction[Any],
-                action: Literal["create", "list", "show", "delete"],
-                name_: Optional[str] = None,  # noqa: UP045
-                symbols: Optional[str] = None,  # noqa: UP045
-            ) -> None:
-                await run(interaction, "basket", [action, name_, symbols])
-
-            return app_commands.rename(name_="name")(basket), None
-        if name == "resolved":
-
-            async def resolved(
-                interaction: discord.Interaction[Any], action: Literal["on", "off"]
-            ) -> None:
-                await run(interaction, name, [action])
-
-            return resolved, None
-        if name == "pingrole":
-
-            async def pingrole(interaction: discord.Interaction[Any], role: str) -> None:
-                await run(interaction, name, [role])
-
-            return pingrole, None
-        if name == "watchlist":
-
-            async def watchlist(interaction: discord.Interaction[Any]) -> None:
-                await run(interaction, name, [])
-
-            return watchlist, None
-
-        # /help and any command added to the layer later: one free-text option.
-        async def generic(
-            interaction: discord.Interaction[Any],
-            args: Optional[str] = None,  # noqa: UP045
-        ) -> None:
-            await run(interaction, name, [args])
-
-        if name == "help":
-            return app_commands.rename(args="command")(generic), None
-        return generic, None
+def _word(arg: ArgSpec, value: object) -> str | None:
+    """An option's value as the words the command layer parses (a note after ``--``)."""
+    if value is None:
+        return None
+    return f"{NOTE_SEPARATOR.strip()} {value}" if arg.kind == "note" else str(value)
 
 
 async def sync_commands(tree: app_commands.CommandTree[Any], dev_guild_id: int | None) -> None:
