@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import tzinfo
 from typing import Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from alerts.baskets import BASKET_PREFIX, BUILTIN_BASKETS, all_baskets
 from alerts.digest import (
@@ -30,6 +32,7 @@ from alerts.rules import (
     watch_problem,
 )
 from alerts.symbols import SymbolError, normalize_symbol
+from alerts.wording import local_time, plural
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +302,8 @@ class CommandRouter:
     ) -> None:
         self._digest_time = digest_time
         self._timezone = timezone
+        # Every time a reply shows is in this zone (the bot's display zone), never bare UTC.
+        self._zone: tzinfo = ZoneInfo(timezone)
         self._store = store
         self._clock = clock
         self._market = market
@@ -330,7 +335,7 @@ class CommandRouter:
             command = parse_command(text)
             handler = self._handlers.get(command.name)
             if handler is None:
-                raise CommandError(f"Unknown command `/{command.name[:30]}`. Try `/help`.")
+                raise CommandError(_unknown_command(command))
             spec = self._specs[command.name]
             form = (command.name, command.args[0].lower() if command.args else "")
             if spec.changes_channel and form not in _READ_ONLY_FORMS and not ctx.can_manage:
@@ -418,9 +423,9 @@ class CommandRouter:
         first = command.args[0]
         if first.lower() == "all" and len(command.args) == 1:
             removed = self._store.remove_watches(ctx.channel, None, None)
-            return Reply(
-                f"Removed all {len(removed)} watches of this channel.", changed=bool(removed)
-            )
+            if not removed:
+                return Reply("This channel watches nothing; nothing to remove.")
+            return Reply(f"Removed this channel's {plural(len(removed), 'watch')}.", changed=True)
         target = self._target_for_removal(first, ctx)
         rest = command.args[1:]
         rule_text = (
@@ -450,7 +455,8 @@ class CommandRouter:
         mutes = self._store.active_mutes(ctx.channel, self._clock.now())
         if mutes:
             lines.append(
-                "Muted: " + ", ".join(f"{m.scope} until {_hhmm(m.until)} UTC" for m in mutes)
+                "Muted: "
+                + ", ".join(f"{m.scope} until {local_time(m.until, self._zone)}" for m in mutes)
             )
         return Reply("\n".join(lines))
 
@@ -472,7 +478,7 @@ class CommandRouter:
         currency = f" {quote.currency}" if quote.currency else ""
         return Reply(
             f"*{symbol}* {quote.price:,.2f}{currency}{change_text}, {quote.session.value} session, "
-            f"as of {_hhmm(quote.time)} UTC"
+            f"as of {local_time(quote.time, self._zone)}"
         )
 
     def _mute(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
@@ -599,7 +605,9 @@ class CommandRouter:
         if not alerts:
             return Reply("No alerts in this channel yet.")
         return Reply(
-            "\n".join([f"*Recent alerts* ({len(alerts)})", *(_alert_line(a) for a in alerts)])
+            "\n".join(
+                [f"*Recent alerts* ({len(alerts)})", *(_alert_line(a, self._zone) for a in alerts)]
+            )
         )
 
     def _news(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
@@ -615,7 +623,12 @@ class CommandRouter:
         if not items:
             return Reply("No recent headlines for " + (", ".join(symbols) or "this channel") + ".")
         return Reply(
-            "\n".join([f"*News* ({', '.join(symbols) or 'all'})", *(_news_line(i) for i in items)])
+            "\n".join(
+                [
+                    f"*News* ({', '.join(symbols) or 'all'})",
+                    *(_news_line(i, self._zone) for i in items),
+                ]
+            )
         )
 
     def _basket(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
@@ -693,8 +706,17 @@ def _is_symbol(target: str) -> bool:
     return target != "news" and not target.startswith(BASKET_PREFIX)
 
 
-def _hhmm(when: datetime) -> str:
-    return when.strftime("%Y-%m-%d %H:%M")
+def _unknown_command(command: ParsedCommand) -> str:
+    """``/wacth NVDA`` -> did you mean ``/watch NVDA``: the closest command name, if any is."""
+    typed = command.name[:30]
+    names = [spec.name for spec in COMMANDS]
+    close = difflib.get_close_matches(command.name, names, n=1, cutoff=0.6)
+    if not close:
+        return f"Unknown command `/{typed}`. Try `/help`."
+    suggestion = " ".join(("/" + close[0], *command.args))
+    if len(suggestion) > 60:
+        suggestion = "/" + close[0]
+    return f"Unknown command `/{typed}`. Did you mean `{suggestion}`? Or try `/help`."
 
 
 def _watch_line(watch: Watch) -> str:
@@ -707,13 +729,13 @@ def _watch_line(watch: Watch) -> str:
     return line
 
 
-def _alert_line(alert: Alert) -> str:
+def _alert_line(alert: Alert, zone: tzinfo) -> str:
     change = f" {alert.change_pct:+.2f}%" if alert.change_pct is not None else ""
     price = f" at {alert.price:,.2f}" if alert.price is not None else ""
     rule = f" `{alert.rule_text}`" if alert.rule_text else ""
-    return f"{_hhmm(alert.at)} UTC {alert.kind.value} *{alert.symbol}*{change}{price}{rule}"
+    return f"{local_time(alert.at, zone)} {alert.kind.value} *{alert.symbol}*{change}{price}{rule}"
 
 
-def _news_line(item: NewsItem) -> str:
+def _news_line(item: NewsItem, zone: tzinfo) -> str:
     source = f" ({item.source})" if item.source else ""
-    return f"{_hhmm(item.published)} UTC {item.title}{source}"
+    return f"{local_time(item.published, zone)} {item.title}{source}"

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from alerts.baskets import BASKET_PREFIX, basket_name, is_basket_target, resolve_basket
 from alerts.models import Alert, AlertMessage, Mute, Severity
+from alerts.wording import plural
 
 ALL = "all"
 
@@ -64,10 +65,7 @@ def summarize_missed(
     )
     n, k = len(missed), len(lines)
     scope = "everything" if mute.scope.lower() == ALL else mute.scope
-    title = (
-        f"While {scope} was muted: {n} alert{'s' if n != 1 else ''}"
-        f" on {k} name{'s' if k != 1 else ''}"
-    )
+    title = f"While {scope} was muted: {plural(n, 'alert')} on {plural(k, 'name')}"
     severity = max((a.severity for a in lines), key=lambda s: s.rank, default=Severity.INFO)
     started = mute.created_at.strftime("%H:%M")
     ended = min(mute.until, now).strftime("%H:%M")

@@ -21,6 +21,7 @@ from alerts.ports import MarketDataError
 from alerts.quality import QualityGate
 from alerts.rules import RuleSyntaxError, parse_rule, rule_target_problem
 from alerts.symbols import SymbolError, normalize_symbol
+from alerts.wording import plural
 from bot.market import sessions
 from bot.market.yahoo_history import INTERVAL_LENGTH, LOOKBACK, MAX_SPAN, Bar, YahooHistory
 
@@ -405,17 +406,14 @@ def _print_result(result: BacktestResult, timezone: str, out: Console, err: Cons
     zone = ZoneInfo(timezone)
     bars = ", ".join(f"{count} × {interval}" for interval, count in result.intervals.items())
     source = (
-        "all from the cache"
-        if result.requests == 0
-        else f"{result.requests} Yahoo request{'s' if result.requests != 1 else ''}"
+        "all from the cache" if result.requests == 0 else plural(result.requests, "Yahoo request")
     )
     err.print(f"{result.symbol} `{result.rule_text}`: {bars} bars ({source})", highlight=False)
     if not result.firings:
         out.print(f"{result.symbol} `{result.rule_text}` never fired in that range.")
         return
     table = Table(
-        title=f"{result.symbol} {result.rule_text}: {len(result.firings)} firing"
-        + ("s" if len(result.firings) != 1 else "")
+        title=f"{result.symbol} {result.rule_text}: {plural(len(result.firings), 'firing')}"
     )
     table.add_column(f"time ({zone.key})")
     table.add_column("alert")
@@ -450,7 +448,7 @@ def _write_chart(
         if f.price is not None
     ]
     days = f"{first}" if first == last else f"{first} to {last}"
-    title = f"{result.symbol} {result.rule_text}, {days}: {len(fires)} firing"
+    title = f"{result.symbol} {result.rule_text}, {days}: {plural(len(fires), 'firing')}"
     fig = price_figure(
         result.symbol,
         result.path,

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from alerts.wording import plural
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -528,7 +530,7 @@ async def check_news_feeds(settings: Settings) -> list[Finding]:
                     )
                 )
             else:
-                found.append(_pass("news", name, f"{len(parsed.entries)} headlines"))
+                found.append(_pass("news", name, plural(len(parsed.entries), "headline")))
     finally:
         await fetcher.close()
     return found

@@ -16,6 +16,7 @@ from alerts.commands import CommandContext
 from alerts.models import AlertMessage
 from alerts.ports import ManualClock, MessageRef
 from alerts.scenario import Scenario, ScenarioError
+from alerts.wording import plural
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.market.replay import REPLAY_TICK_INTERVAL, ReplayFeed, ReplayMarketData
 from bot.render import render_payload
@@ -185,9 +186,9 @@ async def _play(
         await runtime.stop()
     stats = runtime.pipeline.stats
     out.print(
-        f"[dim]replay of {scenario_name} done: {stats.alerts_stored} alerts, "
-        f"{stats.messages_sent} messages, {stats.messages_edited} edits, "
-        f"{stats.digests_sent} digests[/dim]",
+        f"[dim]replay of {scenario_name} done: {plural(stats.alerts_stored, 'alert')}, "
+        f"{plural(stats.messages_sent, 'message')}, {plural(stats.messages_edited, 'edit')}, "
+        f"{plural(stats.digests_sent, 'digest')}[/dim]",
         highlight=False,
     )
     return ReplayResult(messages=list(platform.sent), replies=replies)

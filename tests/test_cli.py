@@ -78,7 +78,8 @@ def test_replay_prints_one_grouped_alert_then_the_digest(tmp_path: Path) -> None
         assert symbol in alert
         assert symbol in digest
     assert "Premarket digest Mon 2025-01-27" in digest
-    assert "1 messages, 0 edits, 1 digests" in result.stdout
+    assert " 1 message, 0 edits, 1 digest" in result.stdout  # counts agree with their nouns
+    assert "1 digests" not in result.stdout
     assert not (tmp_path / "marketbot.db").exists()  # a replay never touches the real database
 
 
