@@ -49,6 +49,11 @@ BASKET_USAGE = (
 
 # What an argument holds, so each platform can offer the right input: symbols to suggest,
 # numbers with bounds, a fixed set of choices, a note (typed after `--`).
+# Things only some platforms can do. A command that needs one says so (``CommandSpec.requires``),
+# each adapter says which it offers (``CommandContext.features``), and nothing else in the core
+# knows which platform is which.
+ROLE_PINGS = "role_pings"  # notify a role of the channel on critical alerts (Discord)
+
 ArgKind = Literal[
     "symbol", "target", "rule", "text", "note", "integer", "duration", "scope", "choice"
 ]
@@ -62,6 +67,7 @@ class CommandContext:
     user: str
     platform: str
     can_manage: bool = True
+    features: frozenset[str] = frozenset()  # what this platform offers (``ROLE_PINGS``...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,7 @@ class CommandSpec:
     changes_channel: bool
     args: tuple[ArgSpec, ...] = ()
     examples: tuple[str, ...] = ()
+    requires: str | None = None  # a platform feature; platforms without it do not offer it
 
 
 class CommandHandler(Protocol):
@@ -216,6 +223,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         True,
         (ArgSpec("role", "The role to ping (a mention or its id), or off", "text", True),),
         ("/pingrole @traders", "/pingrole off"),
+        requires=ROLE_PINGS,
     ),
     CommandSpec(
         "alerts",
@@ -337,6 +345,8 @@ class CommandRouter:
             if handler is None:
                 raise CommandError(_unknown_command(command))
             spec = self._specs[command.name]
+            if spec.requires is not None and spec.requires not in ctx.features:
+                return Reply(f"`/{command.name}` is not available here. {spec.summary}", ok=False)
             form = (command.name, command.args[0].lower() if command.args else "")
             if spec.changes_channel and form not in _READ_ONLY_FORMS and not ctx.can_manage:
                 return Reply(
@@ -558,8 +568,6 @@ class CommandRouter:
         return Reply("Recoveries are no longer announced in this channel.", changed=True)
 
     def _pingrole(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
-        if ctx.platform != "discord":
-            raise CommandError("Role pings exist on Discord only; nothing here ever pings.")
         if len(command.args) != 1:
             raise CommandError("Usage: `/pingrole @ROLE` or `/pingrole off`.")
         word = command.args[0]

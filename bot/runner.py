@@ -441,14 +441,10 @@ class Runtime:
 
     def _apply_role_pings(self) -> None:
         """Channels that opted in (`/pingrole`) get their role pinged on critical alerts."""
-        if self._discord is None:
-            return
-        pings: dict[str, int] = {}
-        for channel in self.store.channels():
-            role = self.store.channel_settings(channel).get("ping_role")
-            if channel.startswith("discord:") and isinstance(role, str) and role.isdigit():
-                pings[channel] = int(role)
-        self._discord.role_pings = pings
+        if self._discord is not None:
+            from bot.discord.roles import role_pings
+
+            self._discord.role_pings = role_pings(self.store)
 
     def _add_platform(self, platform: ChatPlatform) -> None:
         self.platforms.append(platform)

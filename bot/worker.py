@@ -151,12 +151,9 @@ class Worker:
         recent = NewsStore(self.store.engine).recent(self.clock.now() - NEWS_PRELOAD)
         self.market.add_news(sorted(recent, key=lambda item: item.published))
         if self._discord is not None:
-            pings: dict[str, int] = {}
-            for channel in self.store.channels():
-                role = self.store.channel_settings(channel).get("ping_role")
-                if channel.startswith("discord:") and isinstance(role, str) and role.isdigit():
-                    pings[channel] = int(role)
-            self._discord.role_pings = pings
+            from bot.discord.roles import role_pings
+
+            self._discord.role_pings = role_pings(self.store)
 
     async def stop(self) -> None:
         if self.listener is not None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.commands import CommandContext, CommandRouter
+from alerts.commands import ROLE_PINGS, CommandContext, CommandRouter
 from alerts.models import MarketSession, NewsItem, Quote
 from alerts.ports import ManualClock
 from alerts.symbols import SymbolError, normalize_symbol
@@ -256,7 +256,9 @@ def test_resolved_notices_are_a_channel_setting(
 def test_role_pings_are_a_discord_channel_setting(
     router: CommandRouter, sqlite_store: SqlStore
 ) -> None:
-    discord_ctx = CommandContext(channel="discord:42", user="u", platform="discord")
+    discord_ctx = CommandContext(
+        channel="discord:42", user="u", platform="discord", features=frozenset({ROLE_PINGS})
+    )
     assert router.handle("/pingrole <@&123456789012>", discord_ctx).ok
     assert sqlite_store.channel_settings("discord:42")["ping_role"] == "123456789012"
     reply = router.handle("/pingrole 98765432", discord_ctx)
@@ -273,3 +275,18 @@ def test_digits_that_are_not_ascii_get_a_usage_line(router: CommandRouter, text:
     reply = router.handle(text, CTX)
     assert not reply.ok
     assert "Usage" in reply.text or "HH:MM" in reply.text
+
+
+def test_a_command_needing_a_platform_feature_is_refused_where_it_is_missing(
+    router: CommandRouter, sqlite_store: SqlStore
+) -> None:
+    # The core asks only whether the platform offers role pings, never which platform it is.
+    elsewhere = CommandContext(channel="console:default", user="u", platform="discord")
+    reply = router.handle("/pingrole 123456789012", elsewhere)
+    assert not reply.ok
+    assert "not available" in reply.text
+    assert "ping_role" not in sqlite_store.channel_settings("console:default")
+    offered = CommandContext(
+        channel="console:default", user="u", platform="console", features=frozenset({ROLE_PINGS})
+    )
+    assert router.handle("/pingrole 123456789012", offered).ok

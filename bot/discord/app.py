@@ -16,6 +16,7 @@ from discord.gateway import DiscordWebSocket
 
 from alerts.commands import (
     NOTE_SEPARATOR,
+    ROLE_PINGS,
     ArgSpec,
     CommandContext,
     CommandHandler,
@@ -29,6 +30,7 @@ from bot.settings import DiscordSettings
 log = logging.getLogger(__name__)
 
 REPLY_LIMIT = 2000
+FEATURES = frozenset({ROLE_PINGS})  # a role mention in an alert notifies the role
 ANSWER_WITHIN = 2.0  # Discord drops an interaction not answered within 3 s
 # These change the channel in every form; /basket and /digest also have forms anyone may read,
 # so they stay visible to all and the command layer decides per form.
@@ -111,6 +113,7 @@ class CommandBridge:
             user=f"discord:{interaction.user.id}",
             platform="discord",
             can_manage=self.can_manage(interaction),
+            features=FEATURES,
         )
         none = discord.AllowedMentions.none()
         task = asyncio.create_task(asyncio.to_thread(self.router.handle, text, ctx))
@@ -143,6 +146,8 @@ class CommandBridge:
         """One app command per ``CommandSpec``: its name, summary and options, nothing else."""
         built = []
         for spec in self.specs.values():
+            if spec.requires is not None and spec.requires not in FEATURES:
+                continue
             command: app_commands.Command[Any, ..., Any] = app_commands.Command(
                 name=spec.name, description=spec.summary[:100], callback=self._callback(spec)
             )

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from alerts.commands import CommandContext, CommandHandler, Reply
 from alerts.mentions import fit, slack_mrkdwn
 from bot.settings import SlackSettings
-from bot.slack.commands import slack_commands
+from bot.slack.commands import FEATURES, slack_commands
 from bot.slack.manifest import BOT_EVENTS
 from bot.slack.platform import CHANNEL_PREFIX, SlackPlatform, make_web_client
 
@@ -83,6 +83,7 @@ def _listener(router: CommandHandler, name: str | None) -> Callable[..., Awaitab
             # Slack has no per-channel "manage" permission a slash command can see; workspace
             # admins restrict who may use the app instead.
             can_manage=True,
+            features=FEATURES,
         )
         reply = await asyncio.to_thread(router.handle, text, ctx)
         # Changes are announced to the channel; reads and mistakes stay with the asker.

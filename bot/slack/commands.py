@@ -26,6 +26,10 @@ SLACK_BUILTIN_COMMANDS = frozenset(
 GENERIC_COMMANDS = frozenset({"help", "price", "news"})
 RESERVED_COMMANDS = SLACK_BUILTIN_COMMANDS | GENERIC_COMMANDS
 
+# What Slack offers beyond text (``alerts.commands.ROLE_PINGS``...): nothing yet, so commands
+# that need a feature are neither registered nor listed.
+FEATURES: frozenset[str] = frozenset()
+
 # The one command that always exists and reaches every other: `/marketbot watch NVDA`.
 UMBRELLA = "marketbot"
 
@@ -84,7 +88,7 @@ def slack_commands(prefix: str, specs: Sequence[CommandSpec]) -> list[SlackComma
     """
     validate_prefix(prefix, specs)
     found = [SlackCommand(f"/{prefix}{UMBRELLA}", None)]
-    for spec in specs:
+    for spec in offered(specs):
         name = f"{prefix}{spec.name}"
         if name in RESERVED_COMMANDS or name == UMBRELLA:
             continue  # still reachable as `/marketbot <name> ...`
@@ -97,4 +101,9 @@ def slack_commands(prefix: str, specs: Sequence[CommandSpec]) -> list[SlackComma
 def unregistered(prefix: str, specs: Sequence[CommandSpec]) -> list[str]:
     """Commands that only the umbrella reaches with this prefix (for docs and the CLI's note)."""
     registered = {c.spec.name for c in slack_commands(prefix, specs) if c.spec is not None}
-    return [spec.name for spec in specs if spec.name not in registered]
+    return [spec.name for spec in offered(specs) if spec.name not in registered]
+
+
+def offered(specs: Sequence[CommandSpec]) -> list[CommandSpec]:
+    """The commands Slack can run: those needing no feature it lacks."""
+    return [spec for spec in specs if spec.requires is None or spec.requires in FEATURES]

@@ -1,0 +1,28 @@
+"""Which role a Discord channel's critical alerts ping: the role the channel opted in to
+with `/pingrole`. The core stores the role as an opaque per-channel setting; what it means,
+and which channels it applies to, is Discord's business and decided here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from bot.discord.platform import CHANNEL_PREFIX
+
+
+class ChannelSettingsSource(Protocol):
+    def channels(self) -> list[str]: ...
+
+    def channel_settings(self, channel: str) -> Mapping[str, object]: ...
+
+
+def role_pings(store: ChannelSettingsSource) -> dict[str, int]:
+    """Discord channel -> the role id its critical alerts ping, for channels that opted in."""
+    pings: dict[str, int] = {}
+    for channel in store.channels():
+        if not channel.startswith(CHANNEL_PREFIX):
+            continue
+        role = store.channel_settings(channel).get("ping_role")
+        if isinstance(role, str) and role.isdigit():
+            pings[channel] = int(role)
+    return pings
