@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -128,6 +128,22 @@ class DigestView(Protocol):
     ``/digest`` shows exactly what the scheduled digest posts."""
 
     def digest(self, channel: str) -> AlertMessage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DataOutage:
+    """The market data for a symbol is missing: since when, and the reason a person reads."""
+
+    since: datetime
+    reason: str
+
+
+@runtime_checkable
+class DataStatusView(Protocol):
+    """A market view that knows when a symbol's data stopped coming (the running bot does),
+    so ``/price`` can say the data is down instead of "no quote yet"."""
+
+    def data_outage(self, symbol: str) -> DataOutage | None: ...
 
 
 class CommandError(Exception):
@@ -477,19 +493,52 @@ class CommandRouter:
         if symbol in ("news",) or symbol.startswith(BASKET_PREFIX):
             raise CommandError("`/price` takes one symbol, for example `/price NVDA`.")
         quote = self._market.latest_quote(symbol) if self._market else None
+        outage = (
+            self._market.data_outage(symbol) if isinstance(self._market, DataStatusView) else None
+        )
+        watched = symbol in self._watched_symbols(ctx.channel)
+        if outage is not None:
+            down = (
+                f"Market data for *{symbol}* is unavailable since "
+                f"{local_time(outage.since, self._zone)} ({outage.reason})"
+            )
+            if quote is not None and quote.price is not None:
+                return Reply(f"{self._quote_text(quote)}\n{down}: that is the last price seen.")
+            follow = "" if watched else f" `/watch {symbol}` to be alerted here."
+            return Reply(f"{down}; the bot keeps retrying.{follow}", ok=False)
         if quote is None or quote.price is None:
+            if watched:
+                return Reply(
+                    f"No quote for *{symbol}* yet: this channel watches it, and the bot fetches "
+                    "its price while its market is open.",
+                    ok=False,
+                )
             return Reply(
                 f"No quote for *{symbol}* yet: the bot fetches prices for watched symbols while "
                 f"their market is open. `/watch {symbol}` to follow it.",
                 ok=False,
             )
+        return Reply(self._quote_text(quote))
+
+    def _quote_text(self, quote: Quote) -> str:
         change = quote.change_pct()
         change_text = f" ({change:+.2f}% vs previous close)" if change is not None else ""
         currency = f" {quote.currency}" if quote.currency else ""
-        return Reply(
-            f"*{symbol}* {quote.price:,.2f}{currency}{change_text}, {quote.session.value} session, "
-            f"as of {local_time(quote.time, self._zone)}"
+        return (
+            f"*{quote.symbol}* {quote.price:,.2f}{currency}{change_text}, "
+            f"{quote.session.value} session, as of {local_time(quote.time, self._zone)}"
         )
+
+    def _watched_symbols(self, channel: str) -> set[str]:
+        """Every symbol this channel follows, directly or through a basket it watches."""
+        baskets = self._baskets(channel)
+        symbols: set[str] = set()
+        for watch in self._store.list_watches(channel):
+            if watch.target.startswith(BASKET_PREFIX):
+                symbols.update(baskets.get(watch.target.removeprefix(BASKET_PREFIX), ()))
+            elif watch.target != "news":
+                symbols.add(watch.target)
+        return symbols
 
     def _mute(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if len(command.args) != 2:

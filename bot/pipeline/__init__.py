@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 
+from alerts.commands import DataOutage
 from alerts.digest import DIGEST_INDEX_SYMBOLS
 from alerts.engine import Engine
 from alerts.grouping import GroupingConfig
@@ -126,6 +127,10 @@ class Pipeline:
 
     def recent_news(self, symbols: Sequence[str], limit: int) -> list[NewsItem]:
         return self.market.recent_news(symbols, limit)
+
+    def data_outage(self, symbol: str) -> DataOutage | None:
+        """Why ``/price`` has no fresh quote (the ``DataStatusView`` port)."""
+        return self.market.data_outage(symbol)
 
     def digest(self, channel: str) -> AlertMessage:
         """``/digest`` now: the same builder as the daily post (the ``DigestView`` port)."""

@@ -141,6 +141,7 @@ class Ingest:
             self.market.remember(quote)
         evaluations = [self.engine.on_quotes(quotes, now)]
         if unavailable:
+            self.market.mark_unavailable(unavailable, now)
             evaluations.append(self.engine.mark_unavailable(unavailable, now))
         return self.record(evaluations, now)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from alerts.commands import DataOutage
 from alerts.context import context_lines
 from alerts.models import ContextLine, NewsItem, Quote
+from alerts.quality import plain_reason
 
 NEWS_KEPT = 500
 HISTORY_POINTS = 2000  # per symbol: a whole premarket of 10-second ticks
@@ -28,12 +30,15 @@ class MarketState:
         self._news_keys: set[str] = set()
         # Today's path of each symbol, as (time, % vs previous close), for chart images.
         self._history: dict[str, deque[tuple[datetime, float]]] = {}
+        # Symbols the source could not give a usable quote for, since when and why.
+        self._outages: dict[str, DataOutage] = {}
 
     # -- updates (ingest) -----------------------------------------------------------------
 
     def remember(self, quote: Quote) -> None:
         previous = self._latest.get(quote.symbol)
         self._latest[quote.symbol] = quote
+        self._outages.pop(quote.symbol, None)
         change = quote.change_pct()
         if change is None:
             return
@@ -42,6 +47,13 @@ class MarketState:
             path = self._history[quote.symbol] = deque(maxlen=HISTORY_POINTS)  # a new day
         if not path or quote.time > path[-1][0]:
             path.append((quote.time, change))
+
+    def mark_unavailable(self, unavailable: Mapping[str, str], now: datetime) -> None:
+        """The source had nothing usable for these symbols. An outage keeps the time and the
+        reason it started with: later rounds only say "backing off", not what went wrong."""
+        for symbol, reason in unavailable.items():
+            if symbol not in self._outages:
+                self._outages[symbol] = DataOutage(since=now, reason=plain_reason(reason))
 
     def add_news(self, items: Iterable[NewsItem]) -> list[NewsItem]:
         """Keeps the items not seen before and returns them (each story is evaluated once)."""
@@ -61,6 +73,10 @@ class MarketState:
 
     def latest_quote(self, symbol: str) -> Quote | None:
         return self._latest.get(symbol)
+
+    def data_outage(self, symbol: str) -> DataOutage | None:
+        """Since when (and why) the latest data for ``symbol`` is missing; None while fresh."""
+        return self._outages.get(symbol)
 
     def news(self) -> list[NewsItem]:
         """Every headline kept, oldest first (attribution ranks them itself)."""
