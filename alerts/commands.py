@@ -6,7 +6,7 @@ import difflib
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
@@ -584,7 +584,7 @@ class CommandRouter:
         action, rest = command.args[0].lower(), command.args[1:]
         if action == "off" and not rest:
             self._store.update_channel_settings(
-                ctx.channel, {"digest": None, "digest_zone": None}, now
+                ctx.channel, lambda s: replace(s, digest=None, digest_zone=None), now
             )
             return Reply("The daily premarket digest is off for this channel.", changed=True)
         if action == "on" and len(rest) <= 2:
@@ -595,8 +595,9 @@ class CommandRouter:
                 raise CommandError(
                     f"{exc} For example `/digest on 08:00 America/New_York`."
                 ) from None
-            values = {"digest": f"{at:%H:%M}", "digest_zone": zone}
-            self._store.update_channel_settings(ctx.channel, values, now)
+            self._store.update_channel_settings(
+                ctx.channel, lambda s: replace(s, digest=at, digest_zone=zone), now
+            )
             return Reply(
                 f"Daily premarket digest on at {at:%H:%M} {zone or self._timezone}, "
                 "NYSE trading days only.",
@@ -611,7 +612,9 @@ class CommandRouter:
         if len(command.args) != 1 or command.args[0].lower() not in ("on", "off"):
             raise CommandError("Usage: `/resolved on` or `/resolved off`.")
         enabled = command.args[0].lower() == "on"
-        self._store.update_channel_settings(ctx.channel, {"resolved": enabled}, self._clock.now())
+        self._store.update_channel_settings(
+            ctx.channel, lambda s: replace(s, resolved=enabled), self._clock.now()
+        )
         if enabled:
             return Reply("This channel now also hears when a firing alert recovers.", changed=True)
         return Reply("Recoveries are no longer announced in this channel.", changed=True)
@@ -622,7 +625,9 @@ class CommandRouter:
         word = command.args[0]
         now = self._clock.now()
         if word.lower() == "off":
-            self._store.update_channel_settings(ctx.channel, {"ping_role": None}, now)
+            self._store.update_channel_settings(
+                ctx.channel, lambda s: replace(s, ping_role=None), now
+            )
             return Reply("Critical alerts in this channel ping nobody.", changed=True)
         match = _ROLE.fullmatch(word)
         if match is None:
@@ -630,7 +635,7 @@ class CommandRouter:
                 "Give a role mention or a role id, for example `/pingrole @traders`."
             )
         role = match.group(1) or match.group(2)
-        self._store.update_channel_settings(ctx.channel, {"ping_role": role}, now)
+        self._store.update_channel_settings(ctx.channel, lambda s: replace(s, ping_role=role), now)
         # Show the id, not a mention: this reply must not ping the role itself.
         return Reply(f"Critical alerts in this channel will ping role id {role}.", changed=True)
 

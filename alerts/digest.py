@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from alerts.baskets import BASKET_PREFIX, is_basket_target
 from alerts.context import context_lines
 from alerts.models import Alert, AlertKind, AlertMessage, ContextLine, NewsItem, Quote, Severity
+
+if TYPE_CHECKING:  # alerts.channel_settings reads its digest fields with this module's parsers
+    from alerts.channel_settings import ChannelSettings
 
 MAX_DIGEST_HEADLINES = 3
 # The market's state before the open, in the order traders read it.
@@ -82,18 +86,11 @@ class DigestSchedule:
     zone: str
 
     @classmethod
-    def from_settings(
-        cls, settings: Mapping[str, object], default_zone: str
-    ) -> DigestSchedule | None:
-        """From a channel's stored settings (``digest``, ``digest_zone``); None when off."""
-        at = settings.get("digest")
-        if not isinstance(at, str):
+    def from_settings(cls, settings: ChannelSettings, default_zone: str) -> DigestSchedule | None:
+        """From a channel's settings (``digest``, ``digest_zone``); None when off."""
+        if settings.digest is None:
             return None
-        zone = settings.get("digest_zone")
-        try:
-            return cls(parse_digest_time(at), zone if isinstance(zone, str) else default_zone)
-        except DigestSettingError:
-            return None
+        return cls(settings.digest, settings.digest_zone or default_zone)
 
     def local_day(self, now: datetime) -> date:
         return now.astimezone(ZoneInfo(self.zone)).date()

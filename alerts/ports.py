@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from alerts.channel_settings import ChannelSettings
 from alerts.models import Alert, AlertMessage, Mute, NewsItem, Quote, Watch
 
 
@@ -180,11 +181,13 @@ class Store(Protocol):
 
     def recent_alerts(self, channel: str, limit: int) -> list[Alert]: ...
 
-    def channel_settings(self, channel: str) -> dict[str, object]: ...
+    def channel_settings(self, channel: str) -> ChannelSettings: ...
 
     def update_channel_settings(
-        self, channel: str, values: Mapping[str, object], now: datetime
-    ) -> None: ...
+        self, channel: str, change: Callable[[ChannelSettings], ChannelSettings], now: datetime
+    ) -> ChannelSettings:
+        """Apply ``change`` to the channel's settings in one transaction; the new settings."""
+        ...
 
 
 @runtime_checkable

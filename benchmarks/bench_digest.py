@@ -15,7 +15,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 from alerts.engine import Engine
@@ -41,7 +43,7 @@ def _setup(tmp: Path) -> tuple[SqlStore, Pipeline]:
     names = [f"S{i:02d}" for i in range(SYMBOLS)]
     for name in names:
         store.add_watch(CHANNEL, name, "drop 5%", now=NOW)
-    store.update_channel_settings(CHANNEL, {"digest": "08:00"}, NOW)
+    store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=clock_time(8)), NOW)
     pipeline.load()
     quotes = [
         Quote(

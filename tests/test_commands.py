@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -215,9 +215,9 @@ def test_baskets(router: CommandRouter) -> None:
 
 def test_digest_schedule_is_stored(router: CommandRouter, sqlite_store: SqlStore) -> None:
     assert router.handle("/digest on 7:45", CTX).ok
-    assert sqlite_store.channel_settings("slack:C1")["digest"] == "07:45"
+    assert sqlite_store.channel_settings("slack:C1").digest == time(7, 45)
     assert router.handle("/digest off", CTX).ok
-    assert sqlite_store.channel_settings("slack:C1")["digest"] is None
+    assert sqlite_store.channel_settings("slack:C1").digest is None
     assert not router.handle("/digest on 25:00", CTX).ok
 
 
@@ -248,7 +248,7 @@ def test_resolved_notices_are_a_channel_setting(
     router: CommandRouter, sqlite_store: SqlStore
 ) -> None:
     assert router.handle("/resolved on", CTX).changed
-    assert sqlite_store.channel_settings("slack:C1")["resolved"] is True
+    assert sqlite_store.channel_settings("slack:C1").resolved is True
     assert not router.handle("/resolved maybe", CTX).ok
     assert not router.handle("/resolved on", READER).ok
 
@@ -260,12 +260,12 @@ def test_role_pings_are_a_discord_channel_setting(
         channel="discord:42", user="u", platform="discord", features=frozenset({ROLE_PINGS})
     )
     assert router.handle("/pingrole <@&123456789012>", discord_ctx).ok
-    assert sqlite_store.channel_settings("discord:42")["ping_role"] == "123456789012"
+    assert sqlite_store.channel_settings("discord:42").ping_role == "123456789012"
     reply = router.handle("/pingrole 98765432", discord_ctx)
     assert "<@&" not in reply.text  # the confirmation itself must not ping the role
-    assert sqlite_store.channel_settings("discord:42")["ping_role"] == "98765432"
+    assert sqlite_store.channel_settings("discord:42").ping_role == "98765432"
     assert router.handle("/pingrole off", discord_ctx).ok
-    assert sqlite_store.channel_settings("discord:42")["ping_role"] is None
+    assert sqlite_store.channel_settings("discord:42").ping_role is None
     assert not router.handle("/pingrole @everyone", discord_ctx).ok
     assert not router.handle("/pingrole 123456789012", CTX).ok  # Slack: never pings
 
@@ -285,7 +285,7 @@ def test_a_command_needing_a_platform_feature_is_refused_where_it_is_missing(
     reply = router.handle("/pingrole 123456789012", elsewhere)
     assert not reply.ok
     assert "not available" in reply.text
-    assert "ping_role" not in sqlite_store.channel_settings("console:default")
+    assert sqlite_store.channel_settings("console:default").ping_role is None
     offered = CommandContext(
         channel="console:default", user="u", platform="console", features=frozenset({ROLE_PINGS})
     )

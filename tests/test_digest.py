@@ -6,6 +6,7 @@ Time is the injected ManualClock throughout: the two-year calendars step it, not
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -249,10 +250,10 @@ def test_digest_on_uses_the_configured_default_time_and_a_zone(sqlite_store: Sql
     assert (
         reply.text == "Daily premarket digest on at 07:15 America/New_York, NYSE trading days only."
     )
-    assert sqlite_store.channel_settings(CHANNEL)["digest"] == "07:15"
+    assert sqlite_store.channel_settings(CHANNEL).digest == time(7, 15)
     assert router.handle("/digest on 7:30 europe/berlin", CTX).ok
     settings = sqlite_store.channel_settings(CHANNEL)
-    assert (settings["digest"], settings["digest_zone"]) == ("07:30", "Europe/Berlin")
+    assert (settings.digest, settings.digest_zone) == (time(7, 30), "Europe/Berlin")
     schedule = DigestSchedule.from_settings(settings, "America/New_York")
     assert schedule == DigestSchedule(time(7, 30), "Europe/Berlin")
     bad = router.handle("/digest on 08:00 Mars/Olympus", CTX)
@@ -382,7 +383,7 @@ async def test_a_restart_after_the_post_sends_nothing_and_one_before_it_sends_la
     store.upgrade()
     clock = ManualClock(_at(MONDAY, 8, 0))
     store.add_watch(CHANNEL, "NVDA", "drop 10%", now=clock.now())
-    store.update_channel_settings(CHANNEL, {"digest": "08:00"}, clock.now())
+    store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=time(8)), clock.now())
     first = Recorder()
     assert await _pipeline(store, clock, first).send_due_digests() == 1
     store.close()
@@ -408,7 +409,7 @@ async def test_a_failed_send_is_retried_until_it_goes_out_then_never_again(
     clock = ManualClock(_at(MONDAY, 8, 0))
     platform = Recorder(failures=2)
     sqlite_store.add_watch(CHANNEL, "NVDA", "drop 10%", now=clock.now())
-    sqlite_store.update_channel_settings(CHANNEL, {"digest": "08:00"}, clock.now())
+    sqlite_store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=time(8)), clock.now())
     pipeline = _pipeline(sqlite_store, clock, platform)
     assert await pipeline.send_due_digests() == 0  # HTTP 502
     clock.advance(timedelta(seconds=20))
@@ -428,7 +429,7 @@ async def test_a_digest_that_keeps_failing_stops_at_the_end_of_its_window(
 ) -> None:
     clock = ManualClock(_at(MONDAY, 8, 0))
     platform = Recorder(failures=10_000)
-    sqlite_store.update_channel_settings(CHANNEL, {"digest": "08:00"}, clock.now())
+    sqlite_store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=time(8)), clock.now())
     pipeline = _pipeline(sqlite_store, clock, platform)
     attempts = 0
     while clock.now() < _at(MONDAY, 8, 0) + DIGEST_WINDOW + timedelta(minutes=30):
@@ -457,3 +458,23 @@ async def test_a_zone_other_than_the_bots_follows_its_own_dst(sqlite_store: SqlS
         datetime(2025, 3, 28, 13, 0, tzinfo=UTC),
         datetime(2025, 3, 31, 12, 0, tzinfo=UTC),
     ]
+
+
+async def test_a_hand_edited_zone_falls_back_to_the_bots_zone_instead_of_failing_every_check(
+    sqlite_store: SqlStore,
+) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from bot.store.schema import ChannelRow
+
+    clock = ManualClock(_at(MONDAY, 8, 0))
+    sqlite_store.add_watch(CHANNEL, "NVDA", "drop 10%", now=clock.now())
+    sqlite_store.update_channel_settings(CHANNEL, lambda s: s, clock.now())
+    with Session(sqlite_store.engine) as session, session.begin():
+        stored = {"digest": "08:00", "digest_zone": "Mars/Olympus"}
+        session.execute(update(ChannelRow).where(ChannelRow.id == CHANNEL).values(settings=stored))
+    platform = Recorder()
+    # Before settings were typed, the zone reached ZoneInfo and the check raised every minute.
+    assert await _pipeline(sqlite_store, clock, platform).send_due_digests() == 1
+    assert platform.sent[0][1].title.startswith("Premarket digest Mon 2025-01-27")

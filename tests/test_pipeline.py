@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -207,7 +208,9 @@ async def test_a_channel_that_asked_hears_the_recovery(
     platform = RecordingPlatform()
     pipeline = Pipeline(sqlite_store, Engine(), [platform], clock, context_symbols=())
     sqlite_store.add_watch("console:default", "NVDA", "drop 10%", now=clock.now())
-    sqlite_store.update_channel_settings("console:default", {"resolved": True}, clock.now())
+    sqlite_store.update_channel_settings(
+        "console:default", lambda s: replace(s, resolved=True), clock.now()
+    )
     pipeline.sync_watches()
     pipeline.ingest_quotes([_quote(clock, "NVDA", -11)])
     clock.advance(timedelta(seconds=2))

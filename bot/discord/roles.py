@@ -4,16 +4,16 @@ and which channels it applies to, is Discord's business and decided here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
+from alerts.channel_settings import ChannelSettings
 from bot.discord.platform import CHANNEL_PREFIX
 
 
 class ChannelSettingsSource(Protocol):
     def channels(self) -> list[str]: ...
 
-    def channel_settings(self, channel: str) -> Mapping[str, object]: ...
+    def channel_settings(self, channel: str) -> ChannelSettings: ...
 
 
 def role_pings(store: ChannelSettingsSource) -> dict[str, int]:
@@ -22,7 +22,7 @@ def role_pings(store: ChannelSettingsSource) -> dict[str, int]:
     for channel in store.channels():
         if not channel.startswith(CHANNEL_PREFIX):
             continue
-        role = store.channel_settings(channel).get("ping_role")
-        if isinstance(role, str) and role.isdigit():
+        role = store.channel_settings(channel).ping_role
+        if role is not None and role.isdigit():
             pings[channel] = int(role)
     return pings

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 CALENDAR_SYMBOL = "SPY"  # any US equity: the NYSE calendar decides what a trading day is
 NEW_YORK = ZoneInfo("America/New_York")
 REGULAR_CLOSE = (16, 0)
-SENT_KEY = "digest_sent"
 
 
 @lru_cache(maxsize=4096)
@@ -169,9 +169,9 @@ class Digests:
             schedule = DigestSchedule.from_settings(settings, self.timezone)
             if schedule is None:
                 continue
-            sent = settings.get(SENT_KEY)
-            sent_day = date.fromisoformat(sent) if isinstance(sent, str) else None
-            day = schedule.due_day(now, is_trading_day=is_trading_day, sent_day=sent_day)
+            day = schedule.due_day(
+                now, is_trading_day=is_trading_day, sent_day=settings.digest_sent
+            )
             if day is not None:
                 out.append((channel, day))
         return out
@@ -192,7 +192,7 @@ class Digests:
         again on the next check, and a crash in between at worst repeats it under the same
         idempotency key.
         """
-        if self.store.channel_settings(channel).get(SENT_KEY) == day.isoformat():
+        if self.store.channel_settings(channel).digest_sent == day:
             return False
         platform = platform_for(self.platforms, channel)
         if platform is None:
@@ -204,7 +204,9 @@ class Digests:
             self.stats.delivery_failures += 1
             log.exception("could not send the digest to %s; trying again later", channel)
             return False
-        self.store.update_channel_settings(channel, {SENT_KEY: day.isoformat()}, self.clock.now())
+        self.store.update_channel_settings(
+            channel, lambda s: replace(s, digest_sent=day), self.clock.now()
+        )
         self.stats.digests_sent += 1
         await self._send_chart(platform, message)
         return True

@@ -116,8 +116,8 @@ class Ingest:
 
     def _apply_channel_settings(self, channel: str) -> None:
         self.engine.set_baskets(channel, self.store.list_baskets(channel))
-        resolved = self.store.channel_settings(channel).get("resolved")
-        if isinstance(resolved, bool):
+        resolved = self.store.channel_settings(channel).resolved
+        if resolved is not None:
             self.engine.set_resolved_notices(channel, resolved)
 
     def symbols(self) -> frozenset[str]:

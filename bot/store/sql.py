@@ -14,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts.channel_settings import ChannelSettings, merged
 from alerts.models import Alert, GroupAction, GroupDecision, Mute, OpenGroup, Watch
 from bot.store.codec import alert_from_record, alert_to_record
 from bot.store.outbox import OutboxQueue
@@ -50,6 +51,7 @@ class SqlStore(OutboxQueue):
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reported_settings: set[tuple[str, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -220,19 +222,30 @@ class SqlStore(OutboxQueue):
 
     # -- channel settings ------------------------------------------------------------------
 
-    def channel_settings(self, channel: str) -> dict[str, Any]:
+    def channel_settings(self, channel: str) -> ChannelSettings:
         with self._tx() as session:
             row = session.get(ChannelRow, channel)
-            return dict(row.settings) if row is not None else {}
+            return self._read_settings(channel, row.settings if row is not None else None)
 
     def update_channel_settings(
-        self, channel: str, values: Mapping[str, Any], now: datetime
-    ) -> None:
+        self, channel: str, change: Callable[[ChannelSettings], ChannelSettings], now: datetime
+    ) -> ChannelSettings:
         with self._tx() as session:
             self._ensure_channel(session, channel, now)
             row = session.get(ChannelRow, channel)
             assert row is not None
-            row.settings = {**row.settings, **values}
+            settings = change(self._read_settings(channel, row.settings))
+            row.settings = merged(row.settings, settings)
+            return settings
+
+    def _read_settings(self, channel: str, stored: object) -> ChannelSettings:
+        settings, problems = ChannelSettings.from_stored(stored)
+        for problem in problems:
+            # Read on every check of the channel (each minute, for digests): say it once.
+            if (channel, problem) not in self._reported_settings:
+                self._reported_settings.add((channel, problem))
+                log.warning("channel %s: stored %s; using the default", channel, problem)
+        return settings
 
     def channels(self) -> list[str]:
         with self._tx() as session:
