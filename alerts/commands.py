@@ -101,6 +101,9 @@ class CommandSpec:
     args: tuple[ArgSpec, ...] = ()
     examples: tuple[str, ...] = ()
     requires: str | None = None  # a platform feature; platforms without it do not offer it
+    # First words with which a command that changes the channel only reads, so anyone may use
+    # it that way ("" is the bare command: `/digest` shows the digest).
+    read_forms: tuple[str, ...] = ()
 
 
 class CommandHandler(Protocol):
@@ -223,6 +226,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ArgSpec("zone", "Time zone, e.g. America/New_York, Europe/Berlin, ET", "text"),
         ),
         ("/digest", "/digest on 08:00", "/digest on 07:30 Europe/Berlin", "/digest off"),
+        read_forms=("",),
     ),
     CommandSpec(
         "resolved",
@@ -274,6 +278,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ArgSpec("symbols", "Symbols separated by spaces (for create)", "text"),
         ),
         ("/basket create ai NVDA AMD AVGO MSFT GOOGL META ASML", "/basket list"),
+        read_forms=("list", "show"),
     ),
     CommandSpec(
         "help",
@@ -283,9 +288,6 @@ COMMANDS: tuple[CommandSpec, ...] = (
         (ArgSpec("command", "A command name", "text"),),
     ),
 )
-
-# Commands that only read may run for anyone; `basket list/show` and a bare `/digest` read too.
-_READ_ONLY_FORMS = {("basket", "list"), ("basket", "show"), ("digest", "")}
 
 
 def parse_command(text: str) -> ParsedCommand:
@@ -363,8 +365,8 @@ class CommandRouter:
             spec = self._specs[command.name]
             if spec.requires is not None and spec.requires not in ctx.features:
                 return Reply(f"`/{command.name}` is not available here. {spec.summary}", ok=False)
-            form = (command.name, command.args[0].lower() if command.args else "")
-            if spec.changes_channel and form not in _READ_ONLY_FORMS and not ctx.can_manage:
+            form = command.args[0].lower() if command.args else ""
+            if spec.changes_channel and form not in spec.read_forms and not ctx.can_manage:
                 return Reply(
                     f"`/{command.name}` changes this channel's alerts: you need the Manage "
                     "Channels permission (or the bot's manager role).",

@@ -169,6 +169,8 @@ def test_readers_may_read_but_not_change(router: CommandRouter) -> None:
     assert router.handle("/watchlist", READER).ok
     assert router.handle("/basket list", READER).ok
     assert not router.handle("/basket create ai2 NVDA", READER).ok
+    assert router.handle("/digest", READER).ok  # showing the digest only reads
+    assert not router.handle("/digest off", READER).ok
 
 
 def test_unwatch_one_rule_a_symbol_or_everything(

@@ -321,6 +321,10 @@ def test_every_spec_is_an_app_command_with_its_options() -> None:
     for spec in (*COMMANDS, EXTRA):
         assert registered[spec.name]["description"] == spec.summary[:100]
         assert _registered_options(registered[spec.name]) == _expected_options(spec), spec.name
+    # Hidden from members without Manage Channels: the commands that change the channel in
+    # every form (/basket list and a bare /digest are for everyone).
+    hidden = {name for name, c in registered.items() if c.get("default_member_permissions")}
+    assert hidden == {"watch", "unwatch", "mute", "unmute", "resolved", "pingrole"}
 
 
 async def test_synced_commands_carry_the_spec_options_and_a_new_spec_runs(

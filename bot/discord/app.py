@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 REPLY_LIMIT = 2000
 FEATURES = frozenset({ROLE_PINGS})  # a role mention in an alert notifies the role
 ANSWER_WITHIN = 2.0  # Discord drops an interaction not answered within 3 s
-# These change the channel in every form; /basket and /digest also have forms anyone may read,
-# so they stay visible to all and the command layer decides per form.
-_HINT_MANAGE = {"watch", "unwatch", "mute", "unmute", "resolved", "pingrole"}
 POPULAR_SYMBOLS = (
     "NQ=F", "ES=F", "YM=F", "RTY=F", "^VIX", "^GSPC", "^NDX", "SPY", "QQQ", "NVDA", "AAPL",
     "MSFT", "GOOGL", "AMZN", "META", "TSLA", "AVGO", "AMD", "TSM", "ASML", "ASML.AS", "INTC",
@@ -154,7 +151,9 @@ class CommandBridge:
             for arg in spec.args:
                 if arg.kind in _SUGGESTED_KINDS:
                     command.autocomplete(arg.name)(self.autocomplete)
-            if hint_permissions and spec.name in _HINT_MANAGE:
+            # Hidden from members who may not use it, when it changes the channel in every form
+            # (/basket list stays visible; the command layer decides per form).
+            if hint_permissions and spec.changes_channel and not spec.read_forms:
                 command.default_permissions = discord.Permissions(manage_channels=True)
             built.append(command)
         return built
