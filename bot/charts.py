@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from alerts.models import AlertKind, AlertMessage
@@ -276,10 +277,41 @@ def price_figure(
     )
 
 
-def png(fig: Figure) -> bytes:
+# The PNG text chunk that lists the time axis's tick labels as a JSON array: what a reader of
+# the file (a test, `marketbot replay --charts`'s user) can check without looking at pixels.
+TIME_TICKS_KEY = "marketbot time ticks"
+MARKS_KEY = "marketbot marks"  # the rule lines and fires drawn, as JSON
+
+
+def tick_labels(fig: Figure) -> list[str]:
+    """The time axis's tick labels as drawn (the locator runs when the labels are asked for)."""
+    if not fig.axes:
+        return []
+    return [label.get_text() for label in fig.axes[0].get_xticklabels() if label.get_text()]
+
+
+def png(fig: Figure, *, marks: tuple[Sequence[Threshold], Sequence[Fire]] | None = None) -> bytes:
+    metadata = {TIME_TICKS_KEY: json.dumps(tick_labels(fig))}
+    if marks is not None:
+        thresholds, fires = marks
+        metadata[MARKS_KEY] = json.dumps(
+            {
+                "lines": [[t.symbol, t.label, round(t.value, 4)] for t in thresholds],
+                "fires": [[f.symbol, f.at.isoformat(), round(f.value, 4)] for f in fires],
+            }
+        )
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    fig.savefig(out, format="png", metadata=metadata)
     return out.getvalue()
+
+
+def png_text(image: bytes, key: str = TIME_TICKS_KEY) -> Any:
+    """What :func:`png` recorded under ``key`` in ``image`` (JSON); None when absent."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image)) as picture:
+        text = picture.info.get(key)
+    return json.loads(text) if isinstance(text, str) else None
 
 
 def alert_marks(message: AlertMessage) -> tuple[list[Threshold], list[Fire]]:
@@ -309,4 +341,4 @@ def render_move_chart(
     """
     thresholds, fires = alert_marks(message) if message is not None else ([], [])
     fig = move_figure(series, title=title, timezone=timezone, thresholds=thresholds, fires=fires)
-    return png(fig) if fig is not None else None
+    return png(fig, marks=(thresholds, fires)) if fig is not None else None

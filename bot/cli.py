@@ -28,9 +28,10 @@ ConfigOption = Annotated[
 
 
 class _Options:
-    """Global flags from the top-level callback (``marketbot --debug CMD``)."""
+    """Global flags from the top-level callback (``marketbot --debug --config FILE CMD``)."""
 
     debug = False
+    config: Path | None = None
 
 
 @app.callback()
@@ -38,15 +39,21 @@ def _global_options(
     debug: Annotated[
         bool, typer.Option("--debug", help="On an error, show the full traceback too.")
     ] = False,
+    config: ConfigOption = None,
 ) -> None:
     _Options.debug = debug
+    _Options.config = config
 
 
 def _settings(config: Path | None) -> Settings:
+    """Settings from the subcommand's ``--config``, else the top-level one (either spelling)."""
     from bot.settings import SettingsError, load_settings
 
+    top = _Options.config
+    if config is not None and top is not None and config.resolve() != top.resolve():
+        raise _fail(f"--config given twice with different files ({top} and {config}): give one")
     try:
-        return load_settings(config)
+        return load_settings(config or top)
     except SettingsError as exc:
         typer.echo(f"marketbot: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -118,14 +125,36 @@ def replay(
             "throw-away one: watches, rule states and sent digests carry over.",
         ),
     ] = None,
+    charts: Annotated[
+        Path | None,
+        typer.Option(
+            "--charts",
+            metavar="DIR",
+            help="Write the chart PNG each message would carry (alerts, digests) into DIR.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Play a recorded market day through the real pipeline into the console."""
+    """Play a recorded market day through the real pipeline into the console.
+
+    With --render slack or discord, stdout is one JSON object per line (pipe it to jq); the
+    progress, command replies and summary go to stderr.
+    """
     if render not in ("console", "slack", "discord"):
         raise _fail(f"--render must be console, slack or discord, not {render!r}")
     settings = _settings(config)
+    if charts is not None:
+        try:
+            charts.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"--charts: cannot create {charts}: {exc.strerror or exc}") from None
+    import sys
+
+    from rich.console import Console
+
     from bot.replay import ReplayError, run_replay
 
+    kind = _render_kind(render)
     try:
         asyncio.run(
             run_replay(
@@ -133,8 +162,12 @@ def replay(
                 scenario,
                 speed=speed,
                 commands=cmd or [],
-                render=_render_kind(render),
+                render=kind,
+                # JSON payloads own stdout, so everything said around them goes to stderr.
+                console=Console(stderr=True) if kind != "console" else None,
+                payloads=sys.stdout if kind != "console" else None,
                 database_url=db,
+                charts_dir=charts,
             )
         )
     except ReplayError as exc:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,12 +46,23 @@ class ReplayError(Exception):
 
 
 class PayloadPrinter:
-    """A platform that prints the exact payload Slack or Discord would receive."""
+    """A platform that prints the exact payload Slack or Discord would receive.
 
-    def __init__(self, kind: Literal["slack", "discord"], console: Console) -> None:
+    One JSON object per line, ``{"request", "message", "channel", "payload"}``, and nothing
+    else on that stream, so ``marketbot replay ... --render slack | jq .payload`` works.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["slack", "discord"],
+        out: IO[str],
+        *,
+        timezone: str | None = None,
+    ) -> None:
         self.name: str = kind
         self._kind: Literal["slack", "discord"] = kind
-        self._console = console
+        self._out = out
+        self._timezone = timezone
         self._next = 0
         self.sent: list[tuple[str, AlertMessage]] = []
 
@@ -65,21 +77,80 @@ class PayloadPrinter:
         return self._emit(ref.message_id, message, "update")
 
     def _emit(self, message_id: str, message: AlertMessage, action: str) -> MessageRef:
-        verb = {
+        request = {
             "slack": {"post": "chat.postMessage", "update": "chat.update"},
-            "discord": {"post": "POST message", "update": "PATCH message"},
+            "discord": {
+                "post": "POST /channels/{channel.id}/messages",
+                "update": "PATCH /channels/{channel.id}/messages/{message.id}",
+            },
         }[self._kind][action]
-        self._console.print(f"# {verb} #{message_id}", style="bold", highlight=False)
-        self._console.print(render_payload(message, self._kind), highlight=False, soft_wrap=True)
-        self._console.file.flush()
+        payload = json.loads(render_payload(message, self._kind, tz=self._timezone))
+        line = {
+            "request": request,
+            "message": message_id,
+            "channel": message.channel,
+            "payload": payload,
+        }
+        self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._out.flush()
         self.sent.append((message_id, message))
         return MessageRef(channel=message.channel, message_id=message_id)
+
+
+class ChartFiles:
+    """Wraps a replay's platform so each chart it would upload is written to ``folder``.
+
+    Delivery and digests post a chart only to a platform that takes images; this makes the
+    replay's platform one, so the files are exactly the charts the live bot would post.
+    """
+
+    def __init__(self, inner: ConsolePlatform | PayloadPrinter, folder: Path, say: Console):
+        self.inner = inner
+        self.name = inner.name
+        self.folder = folder
+        self._say = say
+        self.written: list[Path] = []
+
+    @property
+    def sent(self) -> list[tuple[str, AlertMessage]]:
+        return self.inner.sent
+
+    def handles(self, channel: str) -> bool:
+        return self.inner.handles(channel)
+
+    async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef:
+        return await self.inner.send(message, idempotency_key=idempotency_key)
+
+    async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef:
+        return await self.inner.edit(ref, message)
+
+    async def upload_image(
+        self, channel: str, image: bytes, *, filename: str = "chart.png", title: str = "chart"
+    ) -> Path:
+        # Numbered in posting order: the file of message #N sorts next to its neighbours.
+        stem = Path(filename).stem or "chart"
+        path = self.folder / f"{len(self.written) + 1:03d}-{stem}.png"
+        path.write_bytes(image)
+        self.written.append(path)
+        self._say.print(f"[dim]chart for {title!r} written to {path}[/dim]", highlight=False)
+        return path
 
 
 @dataclass(frozen=True)
 class ReplayResult:
     messages: list[tuple[str, AlertMessage]]  # (message id, message) in the order shown
     replies: list[str]
+    charts: list[Path] = field(default_factory=list)  # files written for ``charts_dir``
+
+
+@dataclass(frozen=True)
+class ReplayOutput:
+    """Where a replay speaks: prose on ``console``; payloads (``--render slack|discord``) as
+    JSON lines on ``payloads``; chart PNGs into ``charts_dir`` when given."""
+
+    console: Console
+    payloads: IO[str]
+    charts_dir: Path | None = None
 
 
 async def run_replay(
@@ -90,27 +161,38 @@ async def run_replay(
     commands: Sequence[str] = (),
     render: RenderKind = "console",
     console: Console | None = None,
+    payloads: IO[str] | None = None,
     database_dir: Path | None = None,
     database_url: str | None = None,
+    charts_dir: Path | None = None,
 ) -> ReplayResult:
     """Replay into a throw-away SQLite database, so a demo never touches the real one.
 
     ``database_url`` (``replay FILE --db URL``) continues from that database instead: its
     watches, rule states and sent digests carry over, so market days can be replayed one
     after another and what a restart would send is what the next replay sends.
+    ``payloads`` takes the JSON lines of ``render`` slack or discord (default: the console's
+    file); ``charts_dir`` gets the chart PNG of every message that would carry one.
     """
     try:
         scenario = open_scenario(scenario_name)
     except (UnknownScenarioError, ScenarioError) as exc:
         raise ReplayError(str(exc)) from None
     out = console or Console()
+    output = ReplayOutput(out, payloads or out.file, charts_dir)
+    if charts_dir is not None and not settings.alerts.charts:
+        # Asking for the files is asking for the charts, whatever the settings file says.
+        alerts = settings.alerts.model_copy(update={"charts": True})
+        settings = settings.model_copy(update={"alerts": alerts})
     if database_url is not None:
         return await _play_in(
-            database_url, settings, scenario_name, scenario, speed, commands, render, out
+            database_url, settings, scenario_name, scenario, speed, commands, render, output
         )
     with tempfile.TemporaryDirectory(prefix="marketbot-replay-", dir=database_dir) as tmp:
         url = f"sqlite:///{Path(tmp) / 'replay.db'}"
-        return await _play_in(url, settings, scenario_name, scenario, speed, commands, render, out)
+        return await _play_in(
+            url, settings, scenario_name, scenario, speed, commands, render, output
+        )
 
 
 async def _play_in(
@@ -121,7 +203,7 @@ async def _play_in(
     speed: float | None,
     commands: Sequence[str],
     render: RenderKind,
-    out: Console,
+    output: ReplayOutput,
 ) -> ReplayResult:
     try:
         store = SqlStore(url)
@@ -129,7 +211,9 @@ async def _play_in(
     except (SQLAlchemyError, ValueError, OSError) as exc:  # bad URL, server down: one line
         raise ReplayError(f"cannot open the database for --db: {exc}") from None
     try:
-        return await _play(settings, scenario_name, scenario, store, speed, commands, render, out)
+        return await _play(
+            settings, scenario_name, scenario, store, speed, commands, render, output
+        )
     finally:
         store.close()
 
@@ -142,15 +226,19 @@ async def _play(
     speed: float | None,
     commands: Sequence[str],
     render: RenderKind,
-    out: Console,
+    output: ReplayOutput,
 ) -> ReplayResult:
     """`marketbot run`'s composition with a replay feed, a simulated clock, a rendering platform."""
     clock = ManualClock(scenario.start)
-    platform: ConsolePlatform | PayloadPrinter
+    out = output.console
+    shown: ConsolePlatform | PayloadPrinter
     if render == "console":
-        platform = ConsolePlatform(render_console, out)
+        shown = ConsolePlatform(render_console, out)
     else:
-        platform = PayloadPrinter(render, out)
+        shown = PayloadPrinter(render, output.payloads, timezone=settings.timezone)
+    platform: ConsolePlatform | PayloadPrinter | ChartFiles = shown
+    if output.charts_dir is not None:
+        platform = ChartFiles(shown, output.charts_dir, out)
 
     def replay_feed(scheduler: JobScheduler) -> ReplayFeed:
         # The recorded day moves the clock through the scheduler, so every job (delivery
@@ -191,4 +279,8 @@ async def _play(
         f"{plural(stats.digests_sent, 'digest')}[/dim]",
         highlight=False,
     )
-    return ReplayResult(messages=list(platform.sent), replies=replies)
+    written = platform.written if isinstance(platform, ChartFiles) else []
+    if output.charts_dir is not None:
+        noun = "chart" if len(written) == 1 else "charts"
+        out.print(f"[dim]{len(written)} {noun} written to {output.charts_dir}[/dim]")
+    return ReplayResult(messages=list(platform.sent), replies=replies, charts=written)

@@ -163,3 +163,39 @@ def test_rule_thresholds_in_percent_of_the_previous_close(
 ) -> None:
     got = rule_threshold(rule, reference, change)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+async def test_replay_charts_writes_each_messages_png_with_a_readable_axis(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    from bot.charts import MARKS_KEY, png_text
+    from bot.replay import run_replay
+    from bot.settings import Settings
+
+    folder = tmp_path / "charts"
+    folder.mkdir()
+    # Charts off in the settings: asking for the files turns them on.
+    settings = Settings.model_validate({"alerts": {"charts": False}})
+    out = Console(file=io.StringIO(), width=100, color_system=None)
+    result = await run_replay(settings, "deepseek-2025-01-27", console=out, charts_dir=folder)
+    # The grouped alert and the digest each carry one chart, numbered in posting order.
+    assert [path.name for path in result.charts] == ["001-moves.png", "002-digest.png"]
+    assert sorted(folder.iterdir()) == result.charts
+    for path in result.charts:
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    moves = result.charts[0].read_bytes()
+    labels = png_text(moves)
+    assert labels is not None and len(labels) >= 2, labels
+    assert len(set(labels)) == len(labels), labels
+    _, message = result.messages[0]
+    times = _as_times(labels, message.at)
+    assert times == sorted(times), labels
+    for alert in message.alerts:  # every fire lies on the axis
+        assert times[0] <= alert.at.astimezone(NY) <= times[-1]
+    # The chart under the alert draws the rules that fired and where they fired.
+    marks = png_text(moves, MARKS_KEY)
+    assert ["NVDA", "drop 10%", -10.0] in marks["lines"]
+    assert {symbol for symbol, _, _ in marks["fires"]} == {"NVDA", "AVGO", "MSFT"}
+    assert "written to" in out.file.getvalue()  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,6 +82,59 @@ def test_replay_prints_one_grouped_alert_then_the_digest(tmp_path: Path) -> None
     assert " 1 message, 0 edits, 1 digest" in result.stdout  # counts agree with their nouns
     assert "1 digests" not in result.stdout
     assert not (tmp_path / "marketbot.db").exists()  # a replay never touches the real database
+
+
+@pytest.mark.parametrize(
+    ("render", "request_name", "body_key"),
+    [
+        ("slack", "chat.postMessage", "blocks"),
+        ("discord", "POST /channels/{channel.id}/messages", "embeds"),
+    ],
+)
+def test_render_prints_one_json_object_per_line_and_nothing_else(
+    tmp_path: Path, render: str, request_name: str, body_key: str
+) -> None:
+    result = marketbot("replay", "deepseek-2025-01-27", "--render", render, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # Every stdout line is JSON (so `| jq .payload` works); the prose went to stderr.
+    objects = [json.loads(line) for line in lines]
+    assert [o["request"] for o in objects] == [request_name, request_name]  # alert, digest
+    assert [o["message"] for o in objects] == ["1", "2"]
+    assert all(body_key in o["payload"] for o in objects)
+    assert "NVDA" in json.dumps(objects[0]["payload"], ensure_ascii=False)
+    assert "Replaying deepseek-2025-01-27" in result.stderr
+    assert "> /watch NVDA drop 10%" in result.stderr
+    assert "replay of deepseek-2025-01-27 done" in result.stderr
+
+
+def _config_file(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'database_url = "sqlite:///{tmp_path / name}.db"\n')
+    return path
+
+
+@pytest.mark.parametrize("where", ["top-level", "subcommand"])
+def test_config_is_read_before_or_after_the_command(tmp_path: Path, where: str) -> None:
+    config = _config_file(tmp_path, "from-file")
+    if where == "top-level":
+        args = ["--config", str(config), "cmd", "/watch NVDA drop 5%"]
+    else:
+        args = ["cmd", "/watch NVDA drop 5%", "--config", str(config)]
+    result = marketbot(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from-file.db").is_file()
+    assert not (tmp_path / "marketbot.db").exists()
+    listed = marketbot("-c", str(config), "cmd", "/watchlist", cwd=tmp_path)
+    assert "drop 5%" in listed.stdout
+
+
+def test_two_different_config_files_are_refused(tmp_path: Path) -> None:
+    one, two = _config_file(tmp_path, "one"), _config_file(tmp_path, "two")
+    result = marketbot("--config", str(one), "db", "upgrade", "--config", str(two), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--config given twice" in result.stderr
+    assert not list(tmp_path.glob("*.db"))
 
 
 def test_replay_of_an_unknown_scenario_exits_2(tmp_path: Path) -> None:

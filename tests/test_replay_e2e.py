@@ -114,13 +114,14 @@ async def test_escalation_is_a_follow_up_not_a_repeat() -> None:
 
 
 async def test_render_slack_prints_block_kit_json() -> None:
-    out = _console()
-    await run_replay(Settings(), SCENARIO, render="slack", console=out)
-    text = out.file.getvalue()  # type: ignore[attr-defined]
-    assert text.count("# chat.postMessage") == 2  # the alert, then the 08:00 digest
-    for chunk in text.split("# chat.postMessage")[1:]:
-        payload = chunk[chunk.index("{") : chunk.rindex("}") + 1]
-        assert json.loads(payload)["blocks"][0]["type"] == "header"
+    out, payloads = _console(), io.StringIO()
+    await run_replay(Settings(), SCENARIO, render="slack", console=out, payloads=payloads)
+    lines = [json.loads(line) for line in payloads.getvalue().splitlines()]
+    # The alert, then the 08:00 digest; the prose stays on the console.
+    assert [line["request"] for line in lines] == ["chat.postMessage"] * 2
+    for line in lines:
+        assert line["payload"]["blocks"][0]["type"] == "header"
+    assert "chat.postMessage" not in out.file.getvalue()  # type: ignore[attr-defined]
 
 
 async def test_an_unknown_scenario_is_a_clear_error() -> None:

@@ -373,7 +373,11 @@ class DeliveryWorker:
 
         try:
             image = await asyncio.to_thread(
-                render_move_chart, moves, title=message.title, timezone=self.timezone
+                render_move_chart,
+                moves,
+                title=message.title,
+                timezone=self.timezone,
+                message=message,  # the rule lines and the fire markers
             )
             if image is not None:
                 await platform.upload_image(
