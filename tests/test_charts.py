@@ -187,7 +187,8 @@ async def test_replay_charts_writes_each_messages_png_with_a_readable_axis(tmp_p
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     moves = result.charts[0].read_bytes()
     labels = png_text(moves)
-    assert labels is not None and len(labels) >= 2, labels
+    assert labels is not None
+    assert len(labels) >= 2, labels
     assert len(set(labels)) == len(labels), labels
     _, message = result.messages[0]
     times = _as_times(labels, message.at)
