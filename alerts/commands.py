@@ -23,7 +23,7 @@ from alerts.digest import (
 )
 from alerts.durations import DurationError, format_duration, parse_duration
 from alerts.models import Alert, AlertMessage, Mute, NewsItem, Quote, Watch
-from alerts.ports import Clock, Store
+from alerts.ports import Clock, Store, SymbolChecker, SymbolStatus
 from alerts.rules import (
     DEFAULT_RULE_TEXT,
     RuleSyntaxError,
@@ -31,7 +31,7 @@ from alerts.rules import (
     rule_target_problem,
     watch_problem,
 )
-from alerts.symbols import SymbolError, normalize_symbol
+from alerts.symbols import EXAMPLES, SymbolError, normalize_symbol
 from alerts.wording import local_time, plural
 
 log = logging.getLogger(__name__)
@@ -325,7 +325,11 @@ class CommandRouter:
         on_change: Callable[[str], None] | None = None,
         digest_time: str = "08:00",
         timezone: str = "America/New_York",
+        symbols: SymbolChecker | None = None,
     ) -> None:
+        """``symbols``: asks the data source whether a new symbol exists (live bots); without
+        one, any well-formed symbol is accepted (replays, tests, the offline CLI)."""
+        self._symbols = symbols
         self._digest_time = digest_time
         self._timezone = timezone
         # Every time a reply shows is in this zone (the bot's display zone), never bare UTC.
@@ -432,6 +436,7 @@ class CommandRouter:
             )
         target = self._target(command.args[0], ctx)
         rule_text = self._rule_text(target, command.args[1:])
+        unchecked = self._check_symbols([target] if _is_symbol(target) else [])
         note = command.note[:MAX_NOTE_LENGTH] if command.note else None
         watch, created = self._store.add_watch(
             ctx.channel, target, rule_text, now=self._clock.now(), created_by=ctx.user, note=note
@@ -440,8 +445,34 @@ class CommandRouter:
             return Reply(f"Already watching *{target}* for `{rule_text}`.")
         what = target if target != "news" else "the news"
         return Reply(
-            f"Watching *{what}*: alert on `{rule_text}` (watch #{watch.id}).", changed=True
+            f"Watching *{what}*: alert on `{rule_text}` (watch #{watch.id}).{unchecked}",
+            changed=True,
         )
+
+    def _check_symbols(self, symbols: Sequence[str]) -> str:
+        """Refuses a symbol the data source says does not exist; returns a note (or "") for
+        symbols it could not be asked about, which are accepted: an outage must not stop
+        anyone from setting up watches."""
+        if self._symbols is None:
+            return ""
+        for index, symbol in enumerate(symbols):
+            check = self._symbols.check(symbol)
+            if check.status is SymbolStatus.UNKNOWN:
+                why = f" ({check.detail})" if check.detail else ""
+                raise CommandError(
+                    f"Yahoo does not know the symbol `{symbol}`{why}, so nothing was changed. "
+                    f"Check the spelling; symbols look like {EXAMPLES}."
+                )
+            if check.status is SymbolStatus.UNCHECKED:
+                # Asking about the rest would only wait for the same outage again.
+                rest = list(symbols[index:])
+                why = f" ({check.detail})" if check.detail else ""
+                verb = "exists" if len(rest) == 1 else "exist"
+                return (
+                    f" Note: Yahoo could not be asked whether {', '.join(rest)} {verb}{why}; "
+                    "accepted anyway, and a symbol Yahoo does not know never alerts."
+                )
+        return ""
 
     def _unwatch(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if not command.args:
@@ -721,10 +752,11 @@ class CommandRouter:
                 symbols = tuple(dict.fromkeys(normalize_symbol(word) for word in rest[1:]))
             except SymbolError as exc:
                 raise CommandError(str(exc)) from None
+            unchecked = self._check_symbols(symbols)
             self._store.save_basket(ctx.channel, name, symbols, now=self._clock.now())
             return Reply(
                 f"Basket *basket:{name}*: {' '.join(symbols)}. "
-                f"Watch it with `/watch basket:{name} drop 5%`.",
+                f"Watch it with `/watch basket:{name} drop 5%`.{unchecked}",
                 changed=True,
             )
         if action == "delete" and len(rest) == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from alerts.channel_settings import ChannelSettings
@@ -66,6 +67,31 @@ class MarketData(Protocol):
     def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Quote]]: ...
 
     async def close(self) -> None: ...
+
+
+class SymbolStatus(StrEnum):
+    KNOWN = "known"  # the data source has this symbol
+    UNKNOWN = "unknown"  # the data source says it does not exist
+    UNCHECKED = "unchecked"  # the data source could not be asked (unreachable, rate limited)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolCheck:
+    """What the data source said about a symbol; ``detail`` is its reason, for people."""
+
+    symbol: str
+    status: SymbolStatus
+    detail: str = ""
+
+
+class SymbolChecker(Protocol):
+    """Asks the data source whether a symbol exists before a channel watches it.
+
+    Blocking (commands run in a worker thread); implementations cache their answers, so a
+    symbol is asked about once, and never raise: trouble is ``UNCHECKED``.
+    """
+
+    def check(self, symbol: str) -> SymbolCheck: ...
 
 
 class NewsFeed(Protocol):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from alerts.commands import CommandContext, CommandRouter, MarketView
 from alerts.engine import Engine, EngineConfig
 from alerts.grouping import GroupingConfig
-from alerts.ports import ChatPlatform, Clock, SystemClock
+from alerts.ports import ChatPlatform, Clock, SymbolChecker, SystemClock
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.database import open_store, wait_for_store
 from bot.health import MarketFreshness, health_check, market_max_age, standby_health
@@ -88,6 +88,7 @@ def build_router(
     market: MarketView | None = None,
     clock: Clock | None = None,
     on_change: Callable[[str], object] | None = None,
+    symbols: SymbolChecker | None = None,
 ) -> CommandRouter:
     def changed(channel: str) -> None:
         if on_change is not None:
@@ -101,6 +102,7 @@ def build_router(
         on_change=changed,
         digest_time=settings.digest_time,
         timezone=settings.timezone,
+        symbols=symbols,
     )
 
 
@@ -212,9 +214,15 @@ class Runtime:
         self.scheduler = JobScheduler(timezone=settings.timezone, clock=self.clock)
         self.volume_profiles: VolumeProfiles | None = None  # live Yahoo only
         self.news: NewsSource | None = None  # live feeds only
+        self.symbol_check: SymbolChecker | None = None  # live Yahoo only
         self.source: MarketFeed = (feed or self._live_feed)(self.scheduler)
         self.router = build_router(
-            self.store, settings, market=self.pipeline, clock=self.clock, on_change=self.changed
+            self.store,
+            settings,
+            market=self.pipeline,
+            clock=self.clock,
+            on_change=self.changed,
+            symbols=self.symbol_check,
         )
         self.intervals = intervals or JobIntervals()
         self.front_ends = front_ends
@@ -231,9 +239,14 @@ class Runtime:
 
     def _live_feed(self, scheduler: JobScheduler) -> MarketFeed:
         from bot.market.live import build_market_source
+        from bot.market.symbol_check import YahooSymbolCheck
         from bot.market.volume import VolumeProfiles
 
         source = build_market_source(self.settings, self.clock, sleep=scheduler.sleep)
+        # A new symbol is asked about once, so a typo is refused instead of never alerting.
+        self.symbol_check = YahooSymbolCheck(
+            clock=self.clock, base_url=self.settings.yahoo.base_url
+        )
         # Yahoo's intraday history gives `volume Nx` rules their profiles; a recorded day not.
         self.volume_profiles = VolumeProfiles(source.poller, self.pipeline.engine, self.clock)
         # Live headlines come from the feeds' own job; a recorded day brings its news along.

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.fakes.news_feeds import Story, rss_document
@@ -347,6 +347,10 @@ class FakeYahoo:
             return "chart"
         if "/rss/2.0/headline" in path or "/news/rssindex" in path:
             return "news"
+        if "/v10/finance/quoteSummary/" in path:
+            return "summary"
+        if "/fundamentals-timeseries/" in path:
+            return "timeseries"
         return "other"
 
     def _fault_for(self, path: str) -> Fault | None:
@@ -390,12 +394,24 @@ class FakeYahoo:
             return self._answer_quote(query)
         if kind == "news":
             return self._answer_news(path, query, if_none_match)
+        if kind == "summary":
+            return self._answer_summary(unquote(path.rsplit("/", 1)[1]))
+        if kind == "timeseries":
+            # yfinance asks this after a failed chart lookup; Yahoo answers JSON, even if empty.
+            return 200, js, b'{"timeseries":{"result":[],"error":null}}', {}
         if kind == "chart":
-            sym = path.rsplit("/", 1)[1]
+            sym = unquote(path.rsplit("/", 1)[1])
             interval = query.get("interval", ["1d"])[0]
             with self._lock:
                 body = self.charts.get(f"{sym}@{interval}") or self.charts.get(sym)
+                quoted = self.quotes.get(sym)
+            if body is None and quoted is not None:
+                # Yahoo charts every symbol it quotes; with no bars programmed, it is a symbol
+                # that has not traded in the range (meta, no timestamps), not an unknown one.
+                return 200, js, json.dumps(_chart_without_bars(quoted)).encode(), {}
             if body is None:
+                # What Yahoo answers for a symbol it does not have (yfinance: "possibly
+                # delisted; no timezone found"); its v7 quote answer simply leaves it out.
                 err = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
                 return 404, js, json.dumps({"chart": {"result": None, "error": err}}).encode(), {}
             if "_raw" in body:
@@ -422,6 +438,28 @@ class FakeYahoo:
             return 304, "application/rss+xml", b"", {"ETag": etag}
         return 200, "application/rss+xml;charset=utf-8", body, {"ETag": etag}
 
+    def _answer_summary(self, symbol: str) -> tuple[int, str, bytes, dict[str, str]]:
+        """``/v10/finance/quoteSummary/SYM`` (yfinance's ``info``): the quote type of a quoted
+        symbol, and Yahoo's 404 "Quote not found" for any other."""
+        js = "application/json;charset=utf-8"
+        with self._lock:
+            quote = self.quotes.get(symbol)
+        if quote is None:
+            err = {"code": "Not Found", "description": f"Quote not found for symbol: {symbol}"}
+            missing = {"quoteSummary": {"result": None, "error": err}}
+            return 404, js, json.dumps(missing).encode(), {}
+        quote_type: dict[str, Any] = {
+            "symbol": symbol,
+            "quoteType": quote.get("quoteType", "EQUITY"),
+            "exchange": quote.get("exchange"),
+            "exchangeTimezoneName": quote.get("exchangeTimezoneName", "America/New_York"),
+        }
+        for key in ("shortName", "longName"):
+            if key in quote:
+                quote_type[key] = quote[key]
+        found = {"quoteSummary": {"result": [{"quoteType": quote_type}], "error": None}}
+        return 200, js, json.dumps(found).encode(), {}
+
     def _answer_quote(self, query: dict[str, list[str]]) -> tuple[int, str, bytes, dict[str, str]]:
         js = "application/json;charset=utf-8"
         wanted = query.get("symbols", [""])[0]
@@ -437,6 +475,26 @@ class FakeYahoo:
             return status, js, data, {}
         body = {"quoteResponse": {"result": result, "error": None}}
         return 200, js, json.dumps(body).encode(), {}
+
+
+def _chart_without_bars(quote: dict[str, Any]) -> dict[str, Any]:
+    """The chart Yahoo serves for a quoted symbol over a range without trades: meta only."""
+    meta = {
+        "symbol": quote["symbol"],
+        "currency": quote.get("currency"),
+        "exchangeName": quote.get("exchange"),
+        "fullExchangeName": quote.get("fullExchangeName"),
+        "instrumentType": quote.get("quoteType", "EQUITY"),
+        "exchangeTimezoneName": quote.get("exchangeTimezoneName", "America/New_York"),
+        "regularMarketPrice": quote.get("regularMarketPrice"),
+        "regularMarketTime": quote.get("regularMarketTime"),
+        "dataGranularity": "1d",
+        "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
+    }
+    if "longName" in quote:
+        meta["longName"] = quote["longName"]
+    result = {"meta": meta, "indicators": {"quote": [{}], "adjclose": [{}]}}
+    return {"chart": {"result": [result], "error": None}}
 
 
 # How much one chart request may span, per interval, as Yahoo enforces it.
