@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from bot.health import MarketFreshness, health_check, market_max_age, standby_he
 from bot.logs import configure_from_settings
 from bot.market_loop import MarketFeed, run_market_loop
 from bot.settings import Settings
+from bot.shutdown import DaemonThreadPool, StopBudget, close_within, stop_tasks
 from bot.store import SqlStore
 
 if TYPE_CHECKING:
@@ -236,6 +238,7 @@ class Runtime:
         )
         self._discord: DiscordPlatform | None = None
         self._stop = asyncio.Event()
+        self.stop_budget = StopBudget()
 
     def _live_feed(self, scheduler: JobScheduler) -> MarketFeed:
         from bot.market.live import build_market_source
@@ -471,22 +474,32 @@ class Runtime:
         self._tasks.append(asyncio.create_task(job, name=name))
 
     async def stop(self) -> None:
+        """Stop everything within ``self.stop_budget``, whatever state it is in.
+
+        The stop event lets Slack and Discord say goodbye; every task (market loop, delivery
+        lanes, front ends, the scheduler and its running jobs) is cancelled together and
+        insisted on (``bot.shutdown``); the feeds close after them, so no request is cut from
+        under a running poll; anything slow is logged by name. Pending deliveries stay in the
+        outbox for the next start.
+        """
         self._stop.set()
+        began = time.monotonic()
+        budget = self.stop_budget
+        tasks = {task.get_name(): task for task in self._tasks}
+        tasks.update(self.scheduler.tasks())
+        self.scheduler.shutdown()
         if self.metrics is not None and self.metrics is self._shared_metrics:
             self.metrics.detach()
-        elif self.metrics is not None:
-            self.metrics.close()
-        self.scheduler.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(tasks, budget)
+        if self.metrics is not None and self.metrics is not self._shared_metrics:
+            # Its serve_forever notices a shutdown within its poll interval: not on the loop.
+            await close_within("metrics server", asyncio.to_thread(self.metrics.close), budget)
         if self.news is not None:
-            await self.news.close()
-        await self.source.close()
+            await close_within("news feeds", self.news.close(), budget)
+        await close_within("market feed", self.source.close(), budget)
         if self._owns_store:
             self.store.close()
+        log.info("stopped in %.1f s", time.monotonic() - began)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -514,6 +527,9 @@ async def run_bot(settings: Settings) -> None:
     configure_from_settings(settings)
     from bot.leadership import run_elected
 
+    # Blocking calls (Yahoo requests, feed fetches, commands) on daemon threads: a request in
+    # flight to a server that went quiet no longer holds the exit for its whole timeout.
+    asyncio.get_running_loop().set_default_executor(DaemonThreadPool())
     # A compose stack may start the database after the bot: wait for it instead of crashing.
     (await wait_for_store(settings)).close()
     stop = asyncio.Event()

@@ -248,8 +248,11 @@ class JobScheduler:
                 timeout = min(MAX_WALL_WAIT, max(0.0, wait))
             elif nxt is not None and nxt <= self.clock.now() and not self._running:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that
+            # arrives as the wait completes, and a stop would then wait on a loop still running.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
 
     async def idle(self) -> None:
         """Return once nothing is due now and no job is running (everything due has run)."""
@@ -263,7 +266,16 @@ class JobScheduler:
             if nxt is None or nxt > self.clock.now():
                 return
 
+    def tasks(self) -> dict[str, asyncio.Task[None]]:
+        """The loop and the jobs running now, by name: what a stop must see ended."""
+        found = {f"job {task.get_name()}": task for task in self._running}
+        if self._task is not None:
+            found["scheduler"] = self._task
+        return found
+
     def shutdown(self) -> None:
+        """Stop starting jobs and cancel what runs; :meth:`tasks` (taken before) says when
+        they ended."""
         if self._task is not None:
             self._task.cancel()
             self._task = None

@@ -229,6 +229,7 @@ class FakeDiscord(LoopbackServer):
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         req = await self._record(request)
         try:
+            await self._hold_if_stalled(f"{req.method} {req.path}")
             failure = self._take_failure(req)
             if failure is not None and failure.reset is not None:
                 if failure.reset == "after":

@@ -194,6 +194,7 @@ class FakeSlack(LoopbackServer):
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         req = await self._record(request, method)
+        await self._hold_if_stalled(method)
         failure = self._take_failure(method, req)
         if failure is not None and failure.reset is not None:
             if failure.reset == "after":

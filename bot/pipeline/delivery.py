@@ -150,8 +150,10 @@ class DeliveryWorker:
         if self._more_to_claim:
             # Wall time, whatever clock this process runs on: the pause lets the other
             # processes claim their share, then this one takes more.
+            # asyncio.timeout: Python 3.11's wait_for can drop a cancel (a stop) here.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), SHARED_CLAIM_PAUSE)
+                async with asyncio.timeout(SHARED_CLAIM_PAUSE):
+                    await self._wakeup.wait()
             return
         timeout = self.poll_interval
         now = self.clock.now()
@@ -165,9 +167,9 @@ class DeliveryWorker:
         finally:
             for waiter in (woken, slept):
                 waiter.cancel()
-            for waiter in (woken, slept):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+            # gather, not `suppress(CancelledError): await waiter`: a stop that cancels this
+            # task while it waits here must not be swallowed as the waiter's own cancel.
+            await asyncio.gather(woken, slept, return_exceptions=True)
 
     def _start_lanes(self) -> list[asyncio.Task[None]]:
         started: list[asyncio.Task[None]] = []
