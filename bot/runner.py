@@ -241,6 +241,7 @@ class Runtime:
         self.stop_budget = StopBudget()
 
     def _live_feed(self, scheduler: JobScheduler) -> MarketFeed:
+        from bot.chart_backfill import ChartBackfill
         from bot.market.live import build_market_source
         from bot.market.symbol_check import YahooSymbolCheck
         from bot.market.volume import VolumeProfiles
@@ -252,6 +253,9 @@ class Runtime:
         )
         # Yahoo's intraday history gives `volume Nx` rules their profiles; a recorded day not.
         self.volume_profiles = VolumeProfiles(source.poller, self.pipeline.engine, self.clock)
+        # A chart's path starts with Yahoo's day so far, not when this process started.
+        backfill = ChartBackfill.of(self.pipeline.market, source.poller.history(), self.clock)
+        self.pipeline.delivery.chart_paths = backfill.paths
         # Live headlines come from the feeds' own job; a recorded day brings its news along.
         if self.settings.news.enabled:
             self.news = self._build_news(source.poller)

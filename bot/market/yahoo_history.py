@@ -80,12 +80,18 @@ class YahooHistory:
     """
 
     def __init__(
-        self, *, base_url: str | None = None, timeout: float = 10.0, session: Any = None
+        self,
+        *,
+        base_url: str | None = None,
+        timeout: float = 10.0,
+        session: Any = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.session = session if session is not None else make_session(base_url)
         self.timeout = timeout
         self.requests = 0
-        self._lock = threading.Lock()  # yfinance's YfData singleton: one caller at a time
+        # yfinance's YfData singleton: one caller at a time (``lock``: shared with a poller).
+        self._lock = lock or threading.Lock()
 
     def bars_sync(
         self, symbol: str, start: datetime, end: datetime, interval: str, *, prepost: bool = True

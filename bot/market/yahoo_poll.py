@@ -19,6 +19,7 @@ from yfinance.exceptions import YFException, YFRateLimitError
 from alerts.models import MarketSession, Quote
 from alerts.ports import Clock, MarketDataError
 from bot.market import sessions
+from bot.market.yahoo_history import YahooHistory
 from bot.market.yahoo_session import make_session
 
 QUOTE_URL = "https://query1.finance.yahoo.com/v7/finance/quote"
@@ -171,6 +172,10 @@ class YahooPoller:
 
     def _data(self) -> YfData:
         return YfData(session=self.session)
+
+    def history(self) -> YahooHistory:
+        """Price history on this poller's session and lock (YfData is one per process)."""
+        return YahooHistory(session=self.session, timeout=self.timeout, lock=self._lock)
 
     # --- quotes ------------------------------------------------------------------------
     def fetch_quotes_sync(self, symbols: Sequence[str]) -> FetchResult:

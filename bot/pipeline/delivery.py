@@ -48,6 +48,7 @@ SHARED_CLAIM_BATCH = 4
 SHARED_CLAIM_PAUSE = 0.05
 
 T = TypeVar("T")
+ChartPaths = Callable[[Sequence[str]], Awaitable[Mapping[str, Sequence[tuple[datetime, float]]]]]
 
 
 class Waker(Protocol):
@@ -89,6 +90,9 @@ class DeliveryWorker:
         self._latest_changes = latest_changes
         self._rng = rng or random.Random()
         self.charts = charts
+        # Where a chart's paths come from: the bot's own view unless something better is set
+        # (``bot.chart_backfill`` puts Yahoo's day so far in front of what the bot saw).
+        self.chart_paths: ChartPaths | None = None
         self.timezone = timezone
         self.explainer = Explainer()
         self.owner = owner or default_owner()
@@ -368,7 +372,12 @@ class DeliveryWorker:
         """
         if not self.charts or not isinstance(platform, ImageUploader):
             return
-        moves = {a.symbol: self.market.path(a.symbol) for a in message.alerts}
+        symbols = list(dict.fromkeys(a.symbol for a in message.alerts))
+        moves: Mapping[str, Sequence[tuple[datetime, float]]]
+        if self.chart_paths is not None:
+            moves = await self.chart_paths(symbols)
+        else:
+            moves = {symbol: self.market.path(symbol) for symbol in symbols}
         if not any(len(points) >= 2 for points in moves.values()):
             return
         from bot.charts import render_move_chart
