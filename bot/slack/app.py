@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from alerts.commands import CommandContext, CommandHandler, Reply
 from alerts.mentions import fit, slack_mrkdwn
 from bot.settings import SlackSettings
-from bot.slack.commands import FEATURES, slack_commands
+from bot.slack.commands import FEATURES, slack_commands, spell_commands, spellings
 from bot.slack.manifest import BOT_EVENTS
 from bot.slack.platform import CHANNEL_PREFIX, SlackPlatform, make_web_client
 
@@ -25,9 +25,11 @@ EVENTS_PATH = "/slack/events"
 REPLY_LIMIT = 3000  # a response_url message is one section's worth of text
 
 
-def reply_text(reply: Reply) -> str:
-    """The command layer's light markdown is Slack mrkdwn already; only escaping is needed."""
-    return fit(reply.text, REPLY_LIMIT, slack_mrkdwn)
+def reply_text(reply: Reply, spelling: Mapping[str, str] | None = None) -> str:
+    """The command layer's light markdown is Slack mrkdwn already; only escaping is needed,
+    and commands it names are spelled as this workspace registers them (``spelling``)."""
+    text = spell_commands(reply.text, spelling) if spelling else reply.text
+    return fit(text, REPLY_LIMIT, slack_mrkdwn)
 
 
 def build_slack_app(
@@ -57,9 +59,11 @@ def build_slack_app(
         app = AsyncApp(client=client, request_verification_enabled=False)
 
     # Exactly the commands the manifest registers: the umbrella plus the non-colliding ones.
-    for registered in slack_commands(settings.command_prefix, router.command_names()):
+    specs = router.command_names()
+    spelling = spellings(settings.command_prefix, specs)
+    for registered in slack_commands(settings.command_prefix, specs):
         name = registered.spec.name if registered.spec else None
-        app.command(registered.slash)(_listener(router, name))
+        app.command(registered.slash)(_listener(router, name, spelling))
     for event in BOT_EVENTS:
         app.event(event)(_log_removal)
     return app
@@ -69,7 +73,9 @@ async def _log_removal(event: dict[str, Any]) -> None:
     log.warning("slack: %s: the workspace removed the app or its tokens", event.get("type"))
 
 
-def _listener(router: CommandHandler, name: str | None) -> Callable[..., Awaitable[None]]:
+def _listener(
+    router: CommandHandler, name: str | None, spelling: Mapping[str, str]
+) -> Callable[..., Awaitable[None]]:
     """``name`` None is the umbrella: `/marketbot watch NVDA` runs `watch NVDA`."""
 
     async def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
@@ -88,7 +94,9 @@ def _listener(router: CommandHandler, name: str | None) -> Callable[..., Awaitab
         reply = await asyncio.to_thread(router.handle, text, ctx)
         # Changes are announced to the channel; reads and mistakes stay with the asker.
         public = reply.ok and reply.changed
-        await respond(text=reply_text(reply), response_type="in_channel" if public else "ephemeral")
+        await respond(
+            text=reply_text(reply, spelling), response_type="in_channel" if public else "ephemeral"
+        )
 
     return on_command
 

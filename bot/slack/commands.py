@@ -7,7 +7,7 @@ from ``slack_commands`` so that what is registered with Slack is exactly what is
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from alerts.commands import CommandSpec
@@ -96,6 +96,34 @@ def slack_commands(prefix: str, specs: Sequence[CommandSpec]) -> list[SlackComma
     if len(found) > MAX_COMMANDS:
         raise CommandNameError(f"{len(found)} slash commands; Slack allows {MAX_COMMANDS} per app")
     return found
+
+
+def spellings(prefix: str, specs: Sequence[CommandSpec]) -> dict[str, str]:
+    """How each command is typed in this workspace: ``/mb-watch`` where it is registered, else
+    through the umbrella (``/marketbot help``: an unprefixed ``/help`` is left to others)."""
+    registered = {c.spec.name: c.slash for c in slack_commands(prefix, specs) if c.spec is not None}
+    umbrella = f"/{prefix}{UMBRELLA}"
+    return {spec.name: registered.get(spec.name, f"{umbrella} {spec.name}") for spec in specs}
+
+
+# A command named at the start of a code span, as the command layer writes hints: `/help`,
+# `/watch NVDA drop 10%`.
+_COMMAND_MENTION = re.compile(r"`/([a-z][a-z0-9_-]*)(?=[`\s])")
+
+
+def spell_commands(text: str, spelling: Mapping[str, str]) -> str:
+    """``text`` with each command mention as it is typed on Slack (see :func:`spellings`).
+
+    The command layer names commands the way the console and Discord type them (``/help``); a
+    Slack user following "Try `/help`" would reach another app or nothing. Names it does not
+    know (a typo quoted back) stay as they are.
+    """
+
+    def spelled(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return "`" + spelling.get(name, "/" + name)
+
+    return _COMMAND_MENTION.sub(spelled, text)
 
 
 def unregistered(prefix: str, specs: Sequence[CommandSpec]) -> list[str]:
