@@ -372,17 +372,17 @@ class DeliveryWorker:
         """
         if not self.charts or not isinstance(platform, ImageUploader):
             return
-        symbols = list(dict.fromkeys(a.symbol for a in message.alerts))
-        moves: Mapping[str, Sequence[tuple[datetime, float]]]
-        if self.chart_paths is not None:
-            moves = await self.chart_paths(symbols)
-        else:
-            moves = {symbol: self.market.path(symbol) for symbol in symbols}
-        if not any(len(points) >= 2 for points in moves.values()):
-            return
         from bot.charts import render_move_chart
 
+        symbols = list(dict.fromkeys(a.symbol for a in message.alerts))
         try:
+            moves: Mapping[str, Sequence[tuple[datetime, float]]]
+            if self.chart_paths is not None:
+                moves = await self.chart_paths(symbols)
+            else:
+                moves = {symbol: self.market.path(symbol) for symbol in symbols}
+            if not any(len(points) >= 2 for points in moves.values()):
+                return
             image = await asyncio.to_thread(
                 render_move_chart,
                 moves,
