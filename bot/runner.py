@@ -18,7 +18,7 @@ from alerts.commands import CommandContext, CommandRouter, MarketView
 from alerts.engine import Engine, EngineConfig
 from alerts.grouping import GroupingConfig
 from alerts.ports import ChatPlatform, Clock, SymbolChecker, SystemClock
-from bot.console import CONSOLE_CHANNEL, ConsolePlatform
+from bot.console import CONSOLE_CHANNEL, ConsolePlatform, ConsoleSession
 from bot.database import open_store, wait_for_store
 from bot.health import MarketFreshness, health_check, market_max_age, standby_health
 from bot.logs import configure_from_settings
@@ -417,9 +417,11 @@ class Runtime:
         await asyncio.wait({market})
 
     async def settle(self) -> None:
-        """Let everything started finish: the feed's work in flight, then every due job."""
+        """Let everything started finish: the feed's work in flight, every due job, and what
+        delivery has due now (simulated time moves on only after it was sent)."""
         await self.source.settled()
         await self.scheduler.idle()
+        await self.pipeline.delivery.settled()
         await self.source.settled()
 
     async def advance(self, delta: timedelta) -> None:
@@ -504,6 +506,18 @@ class Runtime:
         if self._owns_store:
             self.store.close()
         log.info("stopped in %.1f s", time.monotonic() - began)
+
+
+def console_runtime(
+    settings: Settings, clock: Clock, **options: Any
+) -> tuple[Runtime, ConsoleSession]:
+    """`marketbot run` on the console, driven as a transcript: ``async with
+    session.running(runtime)``, then ``session.type``, ``session.advance`` (tests, demos)."""
+    session = ConsoleSession(clock)
+    runtime = Runtime(
+        settings, clock=clock, platforms=[session.console], commands_in=session.read_line, **options
+    )
+    return runtime, session
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

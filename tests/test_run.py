@@ -1,9 +1,13 @@
-"""`marketbot run` end to end on the embedded default, against the loopback fake Yahoo."""
+"""`marketbot run` end to end on the embedded default, against the loopback fake Yahoo.
+
+Each test reads as a console transcript (bot.console.ConsoleSession): it types commands,
+moves the injected clock, and asserts what was replied and posted; nothing sleeps.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,7 @@ from alerts.models import AlertMessage
 from alerts.ports import ManualClock, MessageRef
 from bot.console import ConsolePlatform
 from bot.fakes.yahoo_server import FakeYahoo
-from bot.runner import Runtime
+from bot.runner import console_runtime
 from bot.settings import Settings
 from tests.conftest import premarket_quote, run_settings
 
@@ -21,7 +25,8 @@ PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
 
 class WatchedConsole(ConsolePlatform):
-    """The real console platform, which also signals each message it shows."""
+    """The real console platform, which also signals each message it shows (tests that run
+    the bot without a transcript: health, logs)."""
 
     def __init__(self) -> None:
         import io
@@ -50,26 +55,6 @@ def _settings(tmp_path: Path, fake: FakeYahoo) -> Settings:
     )
 
 
-async def _run_once(settings: Settings, clock: ManualClock, lines: list[str]) -> WatchedConsole:
-    console = WatchedConsole()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for line in lines:
-        queue.put_nowait(line + "\n")
-    runtime = Runtime(settings, clock=clock, platforms=[console], commands_in=queue.get)
-    await runtime.start()
-    try:
-        # Until a message arrived, or several polls went by (then run delivery once more so a
-        # pending message could not be missed), bounded in time.
-        for _ in range(250):
-            if console.arrived.is_set() or runtime.source.counters["poll_cycles"] >= 5:
-                break
-            await asyncio.sleep(0.02)
-        await runtime.pipeline.deliver_due()
-    finally:
-        await runtime.stop()
-    return console
-
-
 async def test_watch_typed_at_the_console_fires_on_a_premarket_drop(
     tmp_path: Path, fake_yahoo: FakeYahoo
 ) -> None:
@@ -78,20 +63,28 @@ async def test_watch_typed_at_the_console_fires_on_a_premarket_drop(
     fake_yahoo.set_quote(
         "NQ=F", price=20950.0, previous_close=21891.25, at=PREMARKET, exchange="CME"
     )
-    console = await _run_once(_settings(tmp_path, fake_yahoo), clock, ["/watch nvda"])
+    runtime, bot = console_runtime(_settings(tmp_path, fake_yahoo), clock)
+    async with bot.running(runtime):
+        assert bot.transcript.replies()[0].startswith("marketbot is running.")
+        reply = await bot.type("/watch nvda")
 
-    assert any("Watching *NVDA*" in reply for reply in console.replies)
-    [(_, message)] = console.sent
+    assert "Watching *NVDA*" in reply
+    [message] = bot.transcript.messages()
     [alert] = message.alerts
     assert alert.symbol == "NVDA"
     assert alert.change_pct == pytest.approx(-13.0, abs=0.05)
     assert alert.session is not None
     assert alert.session.value == "pre"
     assert [line.symbol for line in message.context] == ["NQ=F"]
+    assert [line.kind for line in bot.transcript.lines] == ["reply", "typed", "reply", "posted"]
 
-    # Restart on the same database, same crossing: nothing is sent again.
-    again = await _run_once(_settings(tmp_path, fake_yahoo), clock, [])
-    assert again.sent == []
+    # Restart on the same database, same crossing, several polls later: nothing is sent again.
+    runtime, again = console_runtime(_settings(tmp_path, fake_yahoo), clock)
+    async with again.running(runtime):
+        await again.advance(seconds=1)  # 20 poll intervals of 0.05 s
+        polls = runtime.source.counters["poll_cycles"]
+    assert polls >= 5
+    assert again.transcript.posts() == []
 
 
 async def test_with_no_data_source_it_keeps_running_and_says_so_once(
@@ -114,27 +107,18 @@ async def test_with_no_data_source_it_keeps_running_and_says_so_once(
             "alerts": {"context_symbols": ["NQ=F"]},
         }
     )
-    clock = ManualClock(PREMARKET)
-    console = WatchedConsole()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    queue.put_nowait("/watch NVDA\n")
-    runtime = Runtime(settings, clock=clock, platforms=[console], commands_in=queue.get)
     caplog.set_level("WARNING", logger="bot.market.live")
-    await runtime.start()
-    try:
-        for _ in range(300):
-            if runtime.source.counters["poll_cycles"] >= 3:
-                break
-            clock.advance(timedelta(minutes=10))  # lets each backoff run out at once
-            await asyncio.sleep(0.02)
+    runtime, bot = console_runtime(settings, ManualClock(PREMARKET))
+    async with bot.running(runtime):
+        await bot.type("/watch NVDA")
+        await bot.advance(minutes=30)  # each backoff runs out on the clock
         assert "market" in runtime.running()
-    finally:
-        await runtime.stop()
-    assert runtime.source.counters["poll_cycles"] >= 3
+        polls = runtime.source.counters["poll_cycles"]
+    assert polls >= 3
     unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(unreachable) == 1
     # The channel hears once that its data is degraded, not once per failed poll.
-    [(_, notice)] = console.sent
+    [notice] = bot.transcript.messages()
     assert [a.kind.value for a in notice.alerts] == ["degraded"]
     assert "NVDA" in notice.title
 
@@ -149,18 +133,13 @@ async def test_prometheus_metrics_are_served_from_the_pipeline_counters(
     settings = _settings(tmp_path, fake_yahoo).model_copy(
         update={"metrics_port": 0, "metrics_addr": "127.0.0.1"}
     )
-    console = WatchedConsole()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    queue.put_nowait("/watch NVDA\n")
-    runtime = Runtime(settings, clock=clock, platforms=[console], commands_in=queue.get)
-    await runtime.start()
-    try:
-        await asyncio.wait_for(console.arrived.wait(), timeout=5)
+    runtime, bot = console_runtime(settings, clock)
+    async with bot.running(runtime):
+        await bot.type("/watch NVDA")
+        assert len(bot.transcript.posts()) == 1  # the alert went out before /metrics is read
         assert runtime.metrics is not None
         url = f"http://127.0.0.1:{runtime.metrics.port}/metrics"
         body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
-    finally:
-        await runtime.stop()
     text = body.decode()
     assert "marketbot_messages_sent_total 1.0" in text
     assert 'marketbot_outbox_rows{status="sent"} 1.0' in text

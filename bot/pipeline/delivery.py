@@ -111,6 +111,10 @@ class DeliveryWorker:
         # lanes in small batches so every process gets its share.
         self.shared = False
         self._more_to_claim = False
+        # For settled(): lanes waiting out their pace on the clock, and a signal each time a
+        # lane starts waiting or ends.
+        self._pacing: set[str] = set()
+        self._lane_moved: asyncio.Event | None = None
 
     # -- waking ---------------------------------------------------------------------------
 
@@ -222,13 +226,43 @@ class DeliveryWorker:
                 if not claimed and self._live and isinstance(pace_until, datetime):
                     # The next message of this lane may be due once the pace allows: wait here,
                     # in this lane's own task, then look again.
-                    await self.sleep(max(0.0, (pace_until - self.clock.now()).total_seconds()))
+                    self._pacing.add(channel)
+                    self._moved()
+                    try:
+                        await self.sleep(max(0.0, (pace_until - self.clock.now()).total_seconds()))
+                    finally:
+                        self._pacing.discard(channel)
                     claimed = self._claim_lane(channel)
                 delivery = claimed[0] if claimed else None
         finally:
             self._lanes.pop(channel, None)
+            self._moved()
             if self._live:
                 self.wake()  # its later rows, if any, are the dispatcher's again
+
+    def _moved(self) -> None:
+        if self._lane_moved is not None:
+            self._lane_moved.set()
+
+    async def settled(self) -> None:
+        """Return once delivery did all it can at the clock's time now: every lane ended or
+        waits out its pace on the clock, and no wake is left unanswered. For simulated time
+        (a test, a replay): what is due now has been sent before the clock moves on."""
+        while True:
+            for _ in range(5):  # a woken dispatcher claims and starts its lanes
+                await asyncio.sleep(0)
+            busy = [task for channel, task in self._lanes.items() if channel not in self._pacing]
+            woken = self._live and self._wakeup is not None and self._wakeup.is_set()
+            if not busy and not woken:
+                return
+            if busy:
+                moved = self._lane_moved = asyncio.Event()
+                waiter = asyncio.ensure_future(moved.wait())
+                try:
+                    await asyncio.wait({*busy, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    self._lane_moved = None
 
     def _claim_lane(self, channel: str) -> list[Delivery]:
         return self.store.claim(self.owner, self.clock.now(), self.lease, channel=channel, limit=1)
