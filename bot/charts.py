@@ -97,7 +97,9 @@ def time_axis(ax: Axes, start: datetime, end: datetime, zone: ZoneInfo) -> None:
     step = _step(end - start)
     low = _floor(start, step, zone)
     high = _floor(end, step, zone)
-    if high < end.astimezone(zone):
+    # Past the last point (often the fire, on a whole minute) by up to a step: the marker and
+    # its label are drawn whole, not cut at the frame.
+    if high <= end.astimezone(zone):
         high = (high.replace(tzinfo=None) + step).replace(tzinfo=zone)
     locator: mdates.DateLocator
     if step < timedelta(hours=1):

@@ -113,7 +113,7 @@ async def test_the_first_alert_of_a_storm_is_charted_from_yahoos_day_so_far(
     [image] = platform.images  # one point seen, yet a chart: Yahoo's 04:00-04:29 came first
     labels = png_text(image)
     assert labels[0] == "04:00"
-    assert labels[-1] == "04:30"
+    assert labels[-1] == "04:35"  # one step past the fire at 04:30, so it is drawn whole
     assert pipeline.stats.charts_sent == 1
     # Yahoo's 1-minute chart with pre-market, through the MARKETBOT_YAHOO__BASE_URL rewrite.
     [request] = _minute_bar_requests(fake_yahoo, "NVDA")
@@ -222,7 +222,8 @@ async def test_marketbot_run_backfills_the_chart_of_its_first_alert(
     [(_, message)] = console.sent
     assert [alert.symbol for alert in message.alerts] == ["NVDA"]
     [image] = console.images
-    assert png_text(image) == ["04:00", "04:01", "04:02", "04:03", "04:04", "04:05"]
+    labels = ["04:00", "04:01", "04:02", "04:03", "04:04", "04:05", "04:06"]
+    assert png_text(image) == labels  # from Yahoo's 04:00 bar to past the 04:05 fire
     [request] = _minute_bar_requests(fake_yahoo, "NVDA")
     assert request["includePrePost"] == ["true"]
 

@@ -200,3 +200,19 @@ async def test_replay_charts_writes_each_messages_png_with_a_readable_axis(tmp_p
     assert ["NVDA", "drop 10%", -10.0] in marks["lines"]
     assert {symbol for symbol, _, _ in marks["fires"]} == {"NVDA", "AVGO", "MSFT"}
     assert "written to" in out.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_fire_on_the_last_whole_minute_is_not_cut_at_the_frame() -> None:
+    fired_at = PREMARKET + timedelta(minutes=20)  # 04:20:00 exactly, the path's last point
+    fig = move_figure(
+        {"NVDA": _path(PREMARKET, 20, 60, -11)},
+        title="NVDA",
+        timezone=NY.key,
+        fires=[Fire("NVDA", fired_at, -14.0, "-14.0%", move=-14.0)],
+    )
+    assert fig is not None
+    labels = _tick_labels(fig)
+    times = _as_times(labels, PREMARKET)
+    assert times[0] == PREMARKET.astimezone(NY)
+    assert times[-1] > fired_at.astimezone(NY)  # a tick beyond the marker: room for it
+    assert len(set(labels)) == len(labels), labels
