@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Path = list[tuple[datetime, float]]  # (time, % vs previous close), as MarketState keeps them
+MovePath = list[tuple[datetime, float]]  # (time, % vs previous close), as MarketState keeps them
 
 BACKFILL_TIMEOUT_SECONDS = 5.0  # a chart a few seconds late is fine; a lane held longer is not
 RETRY_AFTER = timedelta(minutes=10)  # after a failure, the next chart of the symbol tries again
@@ -45,7 +45,7 @@ class BarSource(Protocol):
 class _Backfilled:
     day: date
     previous_close: float
-    points: Path
+    points: MovePath
 
 
 def day_start(symbol: str, now: datetime) -> datetime:
@@ -79,7 +79,7 @@ class ChartBackfill:
         bars: BarSource,
         clock: Clock,
         *,
-        seen: Callable[[str], Path],
+        seen: Callable[[str], MovePath],
         latest: Callable[[str], Quote | None],
         timeout: float = BACKFILL_TIMEOUT_SECONDS,
     ) -> None:
@@ -91,15 +91,14 @@ class ChartBackfill:
         self._done: dict[str, _Backfilled] = {}
         self._failed_at: dict[str, datetime] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self.fetches = 0
 
     @classmethod
     def of(cls, market: MarketState, bars: BarSource, clock: Clock) -> ChartBackfill:
         """A backfill in front of ``market``'s seen paths (what ``marketbot run`` charts)."""
         return cls(bars, clock, seen=market.path, latest=market.latest_quote)
 
-    async def paths(self, symbols: Sequence[str]) -> dict[str, Path]:
-        """Each symbol's path for a chart; never raises, never waits more than ``timeout``."""
+    async def paths(self, symbols: Sequence[str]) -> dict[str, MovePath]:
+        """Each symbol's path for a chart, waiting at most ``timeout`` for Yahoo."""
         now = self._clock.now()
         waiting = [task for s in symbols if (task := self._start(s, now)) is not None]
         if waiting:
@@ -126,9 +125,8 @@ class ChartBackfill:
         return task
 
     async def _fetch(self, symbol: str, day: date, previous_close: float, now: datetime) -> None:
-        start = day_start(symbol, now)
-        self.fetches += 1
         try:
+            start = day_start(symbol, now)
             # Blocking HTTP through yfinance: off the event loop, in a worker thread.
             bars = await asyncio.to_thread(self._bars.bars_sync, symbol, start, now, "1m")
         except Exception as exc:  # Yahoo down, refused, garbage: the chart goes without
@@ -148,7 +146,7 @@ class ChartBackfill:
         self._done[symbol] = _Backfilled(day, previous_close, points)
         self._failed_at.pop(symbol, None)
 
-    def _path(self, symbol: str) -> Path:
+    def _path(self, symbol: str) -> MovePath:
         seen = self._seen(symbol)
         done = self._done.get(symbol)
         if done is None:
