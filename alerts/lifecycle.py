@@ -183,6 +183,11 @@ class Event(NamedTuple):
 
 
 _ARMED, _PENDING, _FIRING = RuleStatus.ARMED, RuleStatus.PENDING, RuleStatus.FIRING
+_FIRED, _ESCALATED = AlertKind.FIRING, AlertKind.ESCALATED
+_RESOLVED, _REPEATED = AlertKind.RESOLVED, AlertKind.REPEAT
+# Events are built with tuple.__new__: NamedTuple's own constructor is a Python function,
+# and a storm builds one per crossing.
+_new = tuple.__new__
 
 
 def advance(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, Event | None]:
@@ -214,7 +219,7 @@ def advance(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, Event
             ), None
         confirm = policy.confirm
         if confirm and st.since is not None and r.at - st.since >= confirm:
-            return fire(st, r, st.since), Event(AlertKind.FIRING, r.tier)
+            return fire(st, r, st.since), _new(Event, (_FIRED, r.tier))
         return st, None
     return _from_firing(st, r, policy)
 
@@ -227,21 +232,21 @@ def _from_armed(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, E
         return st, None  # held back: stays armed until the cooldown is over
     if policy.confirm:
         return _evolve(st, _PENDING, st.tier, r.at, r.reference, st.last_alert_at, 0, r.day), None
-    return fire(st, r, r.at), Event(AlertKind.FIRING, r.tier)
+    return fire(st, r, r.at), _new(Event, (_FIRED, r.tier))
 
 
 def _from_firing(st: RuleState, r: Reading, policy: Policy) -> tuple[RuleState, Event | None]:
     if r.recovered:
         new = _evolve(st, _ARMED, st.tier, r.at, st.reference, st.last_alert_at, 0, st.day)
-        return new, Event(AlertKind.RESOLVED, st.tier) if policy.resolved_notices else None
+        return new, _new(Event, (_RESOLVED, st.tier)) if policy.resolved_notices else None
     if r.holds and r.tier > st.tier:
         new = _evolve(st, st.status, r.tier, st.since, st.reference, r.at, st.repeats, st.day)
-        return new, Event(AlertKind.ESCALATED, r.tier)
+        return new, _new(Event, (_ESCALATED, r.tier))
     every = policy.repeat_interval
     if every is not None and st.last_alert_at is not None and r.at - st.last_alert_at >= every:
         repeats = st.repeats + 1
         new = _evolve(st, st.status, st.tier, st.since, st.reference, r.at, repeats, st.day)
-        return new, Event(AlertKind.REPEAT, repeats)
+        return new, _new(Event, (_REPEATED, repeats))
     return st, None
 
 
@@ -268,8 +273,7 @@ def _day_moved(st: RuleState, day: date) -> bool:
 
 def fire(st: RuleState, r: Reading, started: datetime) -> RuleState:
     """The state of a fresh crossing that started at ``started``; its episode names it."""
-    # In UTC, so the same instant gives the same key whichever zone the source used.
-    episode = started.astimezone(UTC).isoformat()
+    episode = _episode_name(started)
     if st.episode is not None and st.episode.partition("#")[0] == episode:
         # Fired, re-armed and fired again at one timestamp: keep the keys distinct.
         _, _, n = st.episode.partition("#")
@@ -291,6 +295,22 @@ def fire(st: RuleState, r: Reading, started: datetime) -> RuleState:
         st.seen,
         r.day,
     )
+
+
+# The last episode name: one quote crossing many rules starts all their episodes at the same
+# time object, and naming one costs more than the rest of a fire's bookkeeping.
+_named: tuple[datetime | None, str] = (None, "")
+
+
+def _episode_name(started: datetime) -> str:
+    global _named
+    last = _named  # one read: another thread may replace it meanwhile
+    if last[0] is started:
+        return last[1]
+    # In UTC, so the same instant gives the same key whichever zone the source used.
+    name = started.astimezone(UTC).isoformat()
+    _named = (started, name)
+    return name
 
 
 def _evolve(

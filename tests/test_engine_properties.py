@@ -144,3 +144,44 @@ def test_property_keys_are_unique_over_a_run(
         for a in engine.on_quotes(_quotes(step, i), T0 + i * MIN).alerts:
             assert a.key not in seen, a.key
             seen.add(a.key)
+
+
+# Prices from a handful of levels, so that a symbol often gets the same quote again while its
+# rules are firing, pending or cooling down: the index skips such symbols unless time alone
+# can move one of their rules (a confirmation, a cooldown, a repeat).
+_still_quote = st.tuples(
+    st.sampled_from(SYMBOLS[:2]),
+    st.sampled_from([100.0, 94.0, 89.0, 111.0]),
+    st.sampled_from([100.0, 100.0, 100.0, 100.0, 95.0]),
+    st.just(100.0),
+    st.sampled_from([MarketSession.REGULAR] * 4 + [MarketSession.PRE]),
+)
+_still_steps = st.lists(st.lists(_still_quote, min_size=1, max_size=3), min_size=1, max_size=40)
+_time_configs = st.sampled_from(
+    [
+        EngineConfig(resolved_notices=True),
+        EngineConfig(cooldown=3 * MIN),
+        EngineConfig(repeat_interval=2 * MIN),
+        EngineConfig(cooldown=2 * MIN, repeat_interval=3 * MIN, resolved_notices=True),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_index_watches, _still_steps, _time_configs)
+def test_property_index_equals_naive_loop_on_prices_that_stand_still(
+    specs: list[tuple[str, str]],
+    steps: list[list[tuple[str, float, float, float | None, MarketSession]]],
+    config: EngineConfig,
+) -> None:
+    watches = _watch_list(specs)
+    indexed, naive = Engine(config), NaiveEngine(config)
+    indexed.load(watches, [])
+    naive.load(watches, [])
+    for i, step in enumerate(steps):
+        qs = _quotes(step, i)
+        a = indexed.on_quotes(qs, T0 + i * MIN)
+        b = naive.on_quotes(qs, T0 + i * MIN)
+        assert _signature(a)[0] == _signature(b)[0], f"step {i}"
+    key = lambda s: (s.watch_id, s.symbol)  # noqa: E731
+    assert sorted(indexed.states(), key=key) == sorted(naive.states(), key=key)

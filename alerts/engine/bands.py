@@ -16,21 +16,30 @@ def pct_band(level: float, cfg: EngineConfig) -> float:
     return min(cfg.hysteresis_pct, level / 2.0)
 
 
+def price_band(level: float, cfg: EngineConfig) -> float:
+    """The hysteresis band of a price level ("above 150"; "below P" as -price):
+    ``hysteresis_pct`` percent of the price."""
+    return abs(level) * cfg.hysteresis_pct / 100.0
+
+
+def crossing(metric: float, level: float, rearm: float, step: float) -> Crossing:
+    """The metric against its trigger ``level``: it holds at or past the level, recovers
+    below ``rearm`` (the level minus its band) and escalates one tier per ``step`` past the
+    level (0: no tiers). A ladder computes ``rearm`` once per rule, not once per quote."""
+    holds = metric >= level
+    tier = int((metric - level) // step) if step > 0 and holds else 0
+    return holds, metric < rearm, tier
+
+
 def pct_crossing(metric: float, level: float, cfg: EngineConfig) -> Crossing:
     """A move in percentage points against its trigger: "drop 10%" fires at -10%, escalates
     at -15%, -20% (``escalation_step_pct``) and re-arms above -8% (``hysteresis_pct``)."""
-    holds = metric >= level
-    step = cfg.escalation_step_pct
-    tier = int((metric - level) // step) if step > 0 and holds else 0
-    band = min(cfg.hysteresis_pct, level / 2.0)  # pct_band, inlined: once per rule per quote
-    return holds, metric < level - band, tier
+    return crossing(metric, level, level - pct_band(level, cfg), cfg.escalation_step_pct)
 
 
 def price_crossing(metric: float, level: float, cfg: EngineConfig) -> Crossing:
-    """A price level ("above 150"; "below P" as -price): a band of ``hysteresis_pct`` percent
-    of the price, no tiers."""
-    band = abs(level) * cfg.hysteresis_pct / 100.0
-    return metric >= level, metric < level - band, 0
+    """A price level: a band of ``hysteresis_pct`` percent of the price, no tiers."""
+    return crossing(metric, level, level - price_band(level, cfg), 0.0)
 
 
 def once_crossing(metric: float, level: float) -> Crossing:

@@ -148,13 +148,15 @@ class WatchBook:
             if ladder is None:
                 ladder = idx.ladders[family] = Ladder()
             ladder.add(b)
-            idx.active[b.key] = b  # it may already be past its level: look on the next quote
+            # It may already be past its level: look on the next quote.
+            idx.active[b.key] = idx.unsettled[b.key] = b
         return b
 
 
 def _drop(idx: SymbolIndex, b: Binding) -> None:
     idx.bindings.pop(b.key, None)
     idx.active.pop(b.key, None)
+    idx.unsettled.pop(b.key, None)
     if idx.others.pop(b.key, None) is not None:
         idx.max_window = _longest_window(idx)
     ladder = idx.ladders.get(b.family)

@@ -22,6 +22,7 @@ from alerts.engine.readings import (
     family_metric,
     gap_reading,
     ladder_reading,
+    ladder_thresholds,
     pct,
     remember_price,
     todays_open,
@@ -45,9 +46,10 @@ from alerts.rules import ChangeRule, GapRule, VolumeRule
 
 log = logging.getLogger("alerts.engine")
 
-_ARMED = RuleStatus.ARMED
+_ARMED, _FIRING = RuleStatus.ARMED, RuleStatus.FIRING
 _CLOSED, _REGULAR = MarketSession.CLOSED, MarketSession.REGULAR
 _NOT_INDEXED = (OTHER, AGGREGATE)
+_NOT_LADDERS = (OTHER, AGGREGATE, NEWS)
 DEFAULT_CONFIG = EngineConfig()
 
 
@@ -84,6 +86,7 @@ class Engine:
         self._profiles: dict[str, VolumeProfile] = {}
         self._outages = Outages()
         self._resolved: dict[str, bool] = {}
+        self._benchmark_of: dict[tuple[str, str | None], str | None] = {}
         # Quotes of the default benchmarks are kept even when no watch names them, so that
         # every price alert can show its move against one.
         cfg = self.config
@@ -112,7 +115,7 @@ class Engine:
                 continue
             idx = self._book.index.get(b.symbol)
             if st.status is not _ARMED and idx is not None and b.key not in idx.others:
-                idx.active[b.key] = b
+                idx.active[b.key] = idx.unsettled[b.key] = b
             if st.nodata_since is not None:
                 self._outages.restore(st.symbol, b.channel, st.nodata_since, st.nodata_reason)
 
@@ -204,8 +207,11 @@ class Engine:
         if bound is None:
             self._log_rejection(watch)
             return
+        cfg = self.config
         for b in bound:
             b.policy = self._policy(b)
+            if b.family not in _NOT_LADDERS:
+                b.rearm, b.step = ladder_thresholds(b.family, b.level, cfg)
             if b.family in (AGGREGATE, NEWS) or b.key in self._states:
                 continue
             nodata = self._outages.symbols.get(b.symbol)
@@ -282,7 +288,7 @@ class Engine:
                     and q.open == last.open
                     and q.session is last.session
                     and q.halted == last.halted
-                    and not idx.active
+                    and not idx.unsettled
                     and not idx.others
                     and not idx.aggregates
                     and q.symbol not in nodata
@@ -381,7 +387,7 @@ class Engine:
         assert prev is not None
         seen = (price, prev, q.open, q.session)
         shortcuts = self.index_shortcuts
-        if shortcuts and seen == idx.last_seen and not idx.active and not idx.others:
+        if shortcuts and seen == idx.last_seen and not idx.unsettled and not idx.others:
             return  # nothing moved and nothing waits on time: no rule can change
         idx.last_seen = seen
         if idx.last_prev is not None and not same_value(idx.last_prev, prev):
@@ -402,12 +408,11 @@ class Engine:
             m = family_metric(family, price, change, change_open)
             if m is not None:
                 metrics[family] = m
-        cfg = self.config
         done: set[Key] = set()
         for b in list(idx.active.values()):
             if b.family in metrics:
                 done.add(b.key)
-                self._advance(b, ladder_reading(b, metrics[b.family], q, change, open_, cfg), out)
+                self._advance(b, ladder_reading(b, metrics[b.family], q, change, open_), out)
         for family, ladder in idx.ladders.items():
             m1 = metrics.get(family)
             if m1 is None:
@@ -416,7 +421,7 @@ class Engine:
             ladder.last = m1
             for b in candidates:
                 if b.key not in done:
-                    self._advance(b, ladder_reading(b, m1, q, change, open_, cfg), out)
+                    self._advance(b, ladder_reading(b, m1, q, change, open_), out)
         for b in idx.others.values():
             reading = self._other_reading(b, q, change, open_)
             if reading is not None:
@@ -480,7 +485,16 @@ class Engine:
         if q is None or q.price is None or not q.previous_close:
             return None
         cfg = self.config
-        benchmark = benchmark_for(b.symbol, b.rule, q.exchange, cfg)
+        rule = b.rule
+        if isinstance(rule, ChangeRule) and rule.benchmark is not None:
+            benchmark: str | None = rule.benchmark
+        else:
+            # The same for every alert of the symbol: worked out once per exchange it quotes.
+            of = (b.symbol, q.exchange)
+            if of in self._benchmark_of:
+                benchmark = self._benchmark_of[of]
+            else:
+                benchmark = self._benchmark_of[of] = benchmark_for(b.symbol, None, q.exchange, cfg)
         if benchmark is None:
             return None
         moved = benchmark_change(benchmark, self._quotes, self._outages.symbols, r.at, cfg)
@@ -503,8 +517,13 @@ class Engine:
             idx = self._book.index[b.symbol]
             if new.status is _ARMED and not r.holds:
                 idx.active.pop(key, None)
+                idx.unsettled.pop(key, None)
             else:
                 idx.active[key] = b
+                if new.status is _FIRING and b.policy.repeat_interval is None:
+                    idx.unsettled.pop(key, None)
+                else:
+                    idx.unsettled[key] = b
         if event is not None:
             relative = self._relative_figure(b, r)
             out.alerts.append(

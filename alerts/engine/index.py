@@ -25,7 +25,9 @@ class Binding:
         "key",
         "level",
         "policy",
+        "rearm",
         "rule",
+        "step",
         "symbol",
         "text",
         "watch",
@@ -45,6 +47,10 @@ class Binding:
         # How the lifecycle treats it (confirm, cooldown, the channel's resolved notices);
         # the engine sets it on binding and when the channel's settings change.
         self.policy = Policy(confirm=self.confirm)
+        # A ladder rule's recovery level (its level minus the hysteresis band) and escalation
+        # step (0: no tiers), from the engine's config: set with the policy, read per quote.
+        self.rearm = level
+        self.step = 0.0
 
 
 class Ladder:
@@ -98,6 +104,7 @@ class SymbolIndex:
         "last_seen",
         "max_window",
         "others",
+        "unsettled",
     )
 
     def __init__(self) -> None:
@@ -106,6 +113,11 @@ class SymbolIndex:
         # condition holds (held back by confirmation or cooldown). Every other armed binding
         # has its level above the ladder's last metric, which is what makes bisect sound.
         self.active: dict[tuple[int, str], Binding] = {}
+        # The active bindings that an unchanged quote can still move: just bound, pending a
+        # confirmation, held back by a cooldown, or firing with repeats due. The rest (firing,
+        # no repeats: most of a storm's aftermath) only a new price can move, so a symbol
+        # with none of these and an unchanged quote is skipped.
+        self.unsettled: dict[tuple[int, str], Binding] = {}
         self.others: dict[tuple[int, str], Binding] = {}
         self.bindings: dict[tuple[int, str], Binding] = {}
         self.aggregates: dict[tuple[int, str], Binding] = {}  # basket rules this symbol feeds

@@ -10,6 +10,10 @@ from alerts.models import Alert, AlertKind, Severity
 from alerts.rules import ChangeRule
 
 _KIND_TEXT = {k: k.value for k in AlertKind}
+# Enum members as plain module names: a member lookup on the class is a descriptor call, and
+# this runs once per alert.
+_RESOLVED = AlertKind.RESOLVED
+_INFO, _WARNING, _CRITICAL = Severity.INFO, Severity.WARNING, Severity.CRITICAL
 
 
 def severity_of(
@@ -17,11 +21,11 @@ def severity_of(
 ) -> Severity:
     """A recovery is info; a follow-up tier, or a first fire already ``critical`` times the
     threshold, is critical; anything else a warning."""
-    if kind is AlertKind.RESOLVED:
-        return Severity.INFO
+    if kind is _RESOLVED:
+        return _INFO
     if st.tier >= 1 or (isinstance(b.rule, ChangeRule) and r.metric >= critical * b.rule.pct):
-        return Severity.CRITICAL
-    return Severity.WARNING
+        return _CRITICAL
+    return _WARNING
 
 
 def alert_key(b: Binding, episode: str, event: Event) -> str:

@@ -7,7 +7,14 @@ import math
 from collections import deque
 from datetime import datetime, timedelta
 
-from alerts.engine.bands import once_crossing, pct_crossing, price_crossing
+from alerts.engine.bands import (
+    Crossing,
+    crossing,
+    once_crossing,
+    pct_band,
+    pct_crossing,
+    price_band,
+)
 from alerts.engine.config import EngineConfig
 from alerts.engine.index import ABOVE, BELOW, LADDER_FAMILIES, PCT_FAMILIES, Binding
 from alerts.engine.volume import VolumeProfile
@@ -60,25 +67,45 @@ def todays_open(q: Quote) -> float | None:
     return o
 
 
-def ladder_reading(
-    b: Binding, m: float, q: Quote, change: float, open_: float | None, cfg: EngineConfig
+_new_reading = tuple.__new__
+
+
+def quote_reading(
+    metric: float,
+    crossed: Crossing,
+    q: Quote,
+    reference: float | None,
+    reference_price: float | None,
+    change: float | None,
+    price: float | None = None,
 ) -> Reading:
+    """The Reading of one rule on one quote (``price``: the quote's, unless given). Built
+    with ``tuple.__new__``: NamedTuple's own constructor is a Python function, and this runs
+    once per rule per quote."""
+    holds, recovered, tier = crossed
+    shown_price = q.price if price is None else price
+    fields = (metric, holds, recovered, tier, q.time, reference, shown_price)
+    return _new_reading(Reading, (*fields, reference_price, change, q.session, None))
+
+
+def ladder_thresholds(family: str, level: float, cfg: EngineConfig) -> tuple[float, float]:
+    """A ladder rule's (recovery level, escalation step): percentage rules escalate, price
+    levels do not."""
+    if family in PCT_FAMILIES:
+        return level - pct_band(level, cfg), cfg.escalation_step_pct
+    return level - price_band(level, cfg), 0.0
+
+
+def ladder_reading(b: Binding, m: float, q: Quote, change: float, open_: float | None) -> Reading:
     """A change ("drop 10%", "rise 5% from open") or level ("above 150") rule's reading."""
-    level = b.level
-    if b.family in PCT_FAMILIES:
-        holds, recovered, tier = pct_crossing(m, level, cfg)
-        if b.family.startswith("open-"):
+    crossed = crossing(m, b.level, b.rearm, b.step)
+    family = b.family
+    if family in PCT_FAMILIES:
+        if family.startswith("open-"):
             shown = pct(q.price, open_) if open_ is not None and q.price is not None else None
-            reference: float | None = open_
-        else:
-            shown, reference = change, q.previous_close
-        return Reading(
-            m, holds, recovered, tier, q.time, reference, q.price, reference, shown, q.session
-        )
-    holds, recovered, tier = price_crossing(m, level, cfg)
-    return Reading(
-        m, holds, recovered, tier, q.time, None, q.price, q.previous_close, change, q.session
-    )
+            return quote_reading(m, crossed, q, open_, open_, shown)
+        return quote_reading(m, crossed, q, q.previous_close, q.previous_close, change)
+    return quote_reading(m, crossed, q, None, q.previous_close, change)
 
 
 def remember_price(history: deque[tuple[datetime, float]], q: Quote, window: timedelta) -> None:
@@ -111,8 +138,7 @@ def window_reading(
         m, ref = rise, lo
     else:
         m, ref = (fall, hi) if fall >= rise else (rise, lo)
-    holds, recovered, tier = pct_crossing(m, rule.pct, cfg)
-    return Reading(m, holds, recovered, tier, q.time, None, price, ref, pct(price, ref), q.session)
+    return quote_reading(m, pct_crossing(m, rule.pct, cfg), q, None, ref, pct(price, ref))
 
 
 def gap_reading(rule: GapRule, q: Quote, open_: float | None) -> Reading | None:
@@ -121,19 +147,8 @@ def gap_reading(rule: GapRule, q: Quote, open_: float | None) -> Reading | None:
         return None
     gap = pct(open_, q.previous_close or open_)
     m = directional(rule.direction, gap)
-    holds, recovered, tier = once_crossing(m, rule.pct)
-    return Reading(
-        m,
-        holds,
-        recovered,
-        tier,
-        q.time,
-        q.previous_close,
-        open_,
-        q.previous_close,
-        gap,
-        q.session,
-    )
+    prev = q.previous_close
+    return quote_reading(m, once_crossing(m, rule.pct), q, prev, prev, gap, price=open_)
 
 
 def volume_reading(
@@ -146,16 +161,5 @@ def volume_reading(
     if expected is None or expected <= 0 or not math.isfinite(q.day_volume):
         return None
     ratio = q.day_volume / expected
-    holds, recovered, tier = once_crossing(ratio, rule.multiple)
-    return Reading(
-        ratio,
-        holds,
-        recovered,
-        tier,
-        q.time,
-        q.previous_close,
-        q.price,
-        q.previous_close,
-        change,
-        q.session,
-    )
+    prev = q.previous_close
+    return quote_reading(ratio, once_crossing(ratio, rule.multiple), q, prev, prev, change)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from alerts.engine.bands import pct_crossing
 from alerts.engine.config import EngineConfig
-from alerts.engine.readings import directional, pct
+from alerts.engine.readings import directional, pct, quote_reading
 from alerts.lifecycle import Reading
 from alerts.models import Quote
 from alerts.rules import ChangeRule, Rule
@@ -65,16 +65,5 @@ def relative_reading(
         return None  # without the benchmark there is no relative move: neither fire nor recover
     change = pct(q.price, q.previous_close)
     m = directional(rule.direction, round(change - bench_change, 9))
-    holds, recovered, tier = pct_crossing(m, rule.pct, cfg)
-    return Reading(
-        m,
-        holds,
-        recovered,
-        tier,
-        q.time,
-        q.previous_close,
-        q.price,
-        q.previous_close,
-        change,
-        q.session,
-    )
+    prev = q.previous_close
+    return quote_reading(m, pct_crossing(m, rule.pct, cfg), q, prev, prev, change)
