@@ -155,9 +155,14 @@ class SentFinder(Protocol):
 
     Used only for a post whose earlier attempt's outcome is unknown (a lease that expired);
     platforms with a server-side idempotency key (Discord's nonce) need not implement it.
+    ``after``: the id of a message known to be older than any attempt of this post (the
+    window to search). ``None`` is an answer only from a look made after the earlier attempt
+    can no longer land.
     """
 
-    async def find_sent(self, channel: str, idempotency_key: str) -> MessageRef | None: ...
+    async def find_sent(
+        self, channel: str, idempotency_key: str, *, after: str | None = None
+    ) -> MessageRef | None: ...
 
 
 @runtime_checkable

@@ -365,3 +365,80 @@ async def test_a_name_joining_while_the_post_is_in_flight_is_edited_in(desk: Des
     [(_, posted)] = [(k, m) for k, m in desk.slack.messages.items() if k[0] == SLACK_IDS[0]]
     assert posted.edits  # AMD came by an edit, not a second message
     assert desk.pipeline.stats.reconciled == 1
+
+
+async def test_a_second_unknown_outcome_is_reconciled_against_a_fresh_history(desk: Desk) -> None:
+    # Two posts of one Slack lane are each cut after Slack took them, seconds apart (a
+    # timeout on a loaded machine does the same). The first reconcile reads the channel's
+    # history; the second must not trust that read, taken before its own post existed.
+    desk.slack.fail("chat.postMessage", reset="after", channel=SLACK_IDS[0])
+    desk.crash("NVDA")
+    await desk.deliver()
+    await desk.deliver(timedelta(seconds=3))  # reconciled: found, recorded
+    assert desk.messages_showing(FAULTY_SLACK, "NVDA") == 1
+    desk.slack.fail("chat.postMessage", reset="after", channel=SLACK_IDS[0])
+    desk.clock.advance(timedelta(minutes=10))  # a new group, not a join
+    desk.crash("AMD")
+    await desk.deliver()
+    for _ in range(3):
+        await desk.deliver(timedelta(seconds=3))
+    _exactly_once_everywhere(desk, ("NVDA", "AMD"))
+    assert desk.pipeline.stats.reconciled == 2
+
+
+async def test_a_post_still_in_flight_when_its_lease_ran_out_is_not_sent_twice(
+    desk: Desk,
+) -> None:
+    # Worker one's post reaches a slow Slack, which holds it unprocessed; worker one stalls
+    # past its lease (no renewal). Worker two takes the row over: its history read cannot
+    # show the held post yet, so it must wait the in-flight grace out before it may resend.
+    import asyncio
+
+    from bot.pipeline.delivery import DeliveryWorker
+    from bot.pipeline.stats import PipelineStats
+
+    held = asyncio.Event()
+    desk.slack.fail("chat.postMessage", hold=held, channel=SLACK_IDS[0])
+    desk.crash("NVDA")
+    one = asyncio.create_task(desk.pipeline.deliver_due())
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not condition():  # noqa: ASYNC110 (other tasks and the fake change it)
+                await asyncio.sleep(0.01)
+
+    await until(lambda: all(desk.messages_showing(c, "NVDA") for c in desk.channels[1:]))
+    await until(
+        lambda: any(
+            r.params["channel"] == SLACK_IDS[0] for r in desk.slack.calls("chat.postMessage")
+        )
+    )
+    settings = SlackSettings(bot_token=SecretStr(desk.slack.bot_token), api_url=desk.slack.api_url)
+    two = DeliveryWorker(
+        desk.store,
+        desk.pipeline.market,
+        [create_slack_platform(settings)],
+        desk.clock,
+        PipelineStats(),
+        baskets=desk.pipeline.ingest.baskets,
+        latest_changes=desk.pipeline.engine.latest_changes,
+        owner="worker-two",
+    )
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        # Worker two's wait on the injected clock; meanwhile the held post lands.
+        waited.append(seconds)
+        desk.clock.advance(timedelta(seconds=seconds))
+        held.set()
+        await until(lambda: desk.messages_showing(FAULTY_SLACK, "NVDA") >= 1)
+
+    two.sleep = sleep
+    desk.clock.advance(desk.pipeline.delivery.lease + timedelta(seconds=1))
+    await two.deliver_due()
+    held.set()
+    await one
+    assert desk.messages_showing(FAULTY_SLACK, "NVDA") == 1
+    assert waited  # it waited for the in-flight post instead of sending at once
+    assert two.stats.reconciled == 1
+    assert desk.store.undelivered_alerts() == []

@@ -75,6 +75,26 @@ async def test_find_sent_sees_the_key_after_a_crash(
     assert await platform.find_sent("slack:C42", "group-10") is None
 
 
+async def test_find_sent_searches_the_whole_window_of_a_busy_channel(
+    slack: FakeSlack, platform: SlackPlatform
+) -> None:
+    # Our earlier post, then 450 newer messages (people talk): a read of the newest page
+    # would miss it. A restarted process searches down to the last message it recorded.
+    older = await platform.send(deepseek_message("slack:C42"), idempotency_key="group-8")
+    ref = await platform.send(deepseek_message("slack:C42"), idempotency_key="group-9")
+    for n in range(450):
+        await platform.client.chat_postMessage(channel="C42", text=f"chatter {n}")
+    restarted = create_slack_platform(
+        SlackSettings(bot_token=SecretStr(slack.bot_token), api_url=slack.api_url)
+    )
+    assert await restarted.find_sent("slack:C42", "group-9", after=older.message_id) == ref
+    pages = slack.calls("conversations.history")
+    assert len(pages) == 3
+    assert all(r.params["oldest"] == older.message_id for r in pages)
+    # Nothing after the bound is proof only of absence there: a key not posted is None.
+    assert await restarted.find_sent("slack:C42", "group-10", after=older.message_id) is None
+
+
 async def test_short_429_is_waited_out(slack: FakeSlack, platform: SlackPlatform) -> None:
     slack.fail("chat.postMessage", 429, retry_after=0)
     ref = await platform.send(deepseek_message("slack:C1"), idempotency_key="k")

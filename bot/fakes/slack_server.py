@@ -44,6 +44,7 @@ class _Failure:
     error: str | None
     channel: str | None = None  # only requests for this channel id
     reset: str | None = None  # "before" / "after" processing: the connection is cut instead
+    hold: asyncio.Event | None = None  # a slow Slack: the request is processed once it is set
 
 
 @dataclass
@@ -130,14 +131,18 @@ class FakeSlack(LoopbackServer):
         error: str | None = None,
         channel: str | None = None,
         reset: str | None = None,
+        hold: asyncio.Event | None = None,
     ) -> None:
         """The next ``times`` calls of ``api_method`` answer ``status`` (429 with Retry-After).
 
         ``error`` sets Slack's error code (``channel_not_found`` with status 200, as Slack does).
         ``channel`` limits it to one channel id. ``reset="before"`` cuts the connection without
         doing anything; ``reset="after"`` does the work (posts the message), then cuts it.
+        ``hold`` (an event of the fake's loop): the request is received and then waits, not
+        yet processed, until the event is set; then it is answered as usual (status 200) or
+        with the other fault given.
         """
-        failure = _Failure(status, retry_after, times, error, channel, reset)
+        failure = _Failure(status, retry_after, times, error, channel, reset, hold)
         self._failures.setdefault(api_method, []).append(failure)
 
     def calls(self, api_method: str) -> list[RecordedRequest]:
@@ -196,6 +201,10 @@ class FakeSlack(LoopbackServer):
         req = await self._record(request, method)
         await self._hold_if_stalled(method)
         failure = self._take_failure(method, req)
+        if failure is not None and failure.hold is not None:
+            await failure.hold.wait()
+            if failure.reset is None and failure.status == 200 and failure.error is None:
+                failure = None  # only slow: answered as usual
         if failure is not None and failure.reset is not None:
             if failure.reset == "after":
                 self._answer(method, req)
@@ -296,13 +305,22 @@ class FakeSlack(LoopbackServer):
         return {"ok": True, "channel": channel, "ts": ts, "text": posted.text or ""}
 
     def _m_conversations_history(self, req: RecordedRequest) -> dict[str, Any]:
+        """Newest first, ``limit`` a page (Slack's default 100), ``oldest`` exclusive, cursors."""
         channel = str(req.params.get("channel", ""))
+        oldest = float(req.params.get("oldest") or 0)
+        limit = int(req.params.get("limit") or 100)
         found = [
             {"type": "message", "ts": m.ts, "text": m.text or "", "metadata": m.metadata}
-            for (ch, _), m in sorted(self.messages.items(), reverse=True)
-            if ch == channel
-        ]
-        return {"ok": True, "messages": found, "has_more": False}
+            for (ch, _), m in sorted(self.messages.items(), key=lambda kv: float(kv[0][1]))
+            if ch == channel and float(m.ts) > oldest
+        ][::-1]
+        start = int(str(req.params.get("cursor") or "0"))
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        answer: dict[str, Any] = {"ok": True, "messages": page, "has_more": more}
+        if more:
+            answer["response_metadata"] = {"next_cursor": str(start + limit)}
+        return answer
 
     def _m_files_getUploadURLExternal(self, req: RecordedRequest) -> dict[str, Any]:
         file_id = f"F{next(self._ts):08d}"
@@ -463,6 +481,14 @@ class SlackSpecValidator:
         self.checked.append(req.api_method)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _as_form(params: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in params.items():
@@ -475,6 +501,8 @@ def _as_form(params: dict[str, Any], properties: dict[str, Any]) -> dict[str, An
             out[name] = value in {"true", "1"}
         elif want == "integer" and isinstance(value, str) and value.lstrip("-").isdigit():
             out[name] = int(value)
+        elif want == "number" and isinstance(value, str) and _is_number(value):
+            out[name] = float(value)  # a form carries a ts ("1737968700.000001") as text
         else:
             out[name] = value
     return out

@@ -51,6 +51,15 @@ T = TypeVar("T")
 ChartPaths = Callable[[Sequence[str]], Awaitable[Mapping[str, Sequence[tuple[datetime, float]]]]]
 
 
+# How long a request already written may still take to land on the platform after the lease
+# of the process that wrote it ran out (that process died or stalled mid-send).
+IN_FLIGHT_GRACE = timedelta(seconds=2)
+
+
+class LeaseLost(Exception):
+    """This claim's row was taken over by another (its lease ran out): do nothing more."""
+
+
 class Waker(Protocol):
     """Something that can wake a delivery worker: ingest in process, LISTEN/NOTIFY across."""
 
@@ -80,6 +89,7 @@ class DeliveryWorker:
         owner: str | None = None,
         lease: timedelta = LEASE,
         poll_interval: float = SAFETY_POLL_SECONDS,
+        in_flight_grace: timedelta = IN_FLIGHT_GRACE,
     ) -> None:
         self.store = store
         self.market = market
@@ -97,6 +107,7 @@ class DeliveryWorker:
         self.explainer = Explainer()
         self.owner = owner or default_owner()
         self.lease = lease
+        self.in_flight_grace = in_flight_grace
         self.poll_interval = poll_interval
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._wakeup: asyncio.Event | None = None
@@ -289,6 +300,13 @@ class DeliveryWorker:
         message = self.render(delivery)
         try:
             ref, posted = await self._attempt(platform, delivery, message)
+        except LeaseLost:
+            log.warning(
+                "outbox row %s to %s passed to another claim before it was sent; left to it",
+                delivery.outbox_id,
+                delivery.channel,
+            )
+            return False
         except DeliveryError as exc:
             self._failed(platform, delivery, exc)
             return False
@@ -323,9 +341,7 @@ class DeliveryWorker:
             self.stats.messages_edited += 1
             return edited, False
         if delivery.reconcile and isinstance(platform, SentFinder):
-            found = await self._leased(
-                delivery, platform.find_sent(delivery.channel, delivery.idempotency_key)
-            )
+            found = await self._reconcile(platform, delivery)
             if found is not None:
                 self.stats.reconciled += 1
                 log.info("outbox row %s was already posted; recorded", delivery.outbox_id)
@@ -337,8 +353,37 @@ class DeliveryWorker:
         self.stats.messages_sent += 1
         return sent, True
 
+    async def _reconcile(self, platform: SentFinder, delivery: Delivery) -> MessageRef | None:
+        """The post an earlier attempt made, or None once it is certain there is none.
+
+        An attempt whose lease ran out unheard (its process died or stalled mid-send) may
+        still land: "not in the history" proves nothing until ``in_flight_grace`` after its
+        lease ended, so the look waits until then (renewing this claim meanwhile).
+        """
+        if delivery.lapsed_at is not None:
+            settled = delivery.lapsed_at + self.in_flight_grace
+            wait = (settled - self.clock.now()).total_seconds()
+            if wait > 0:
+                await self._leased(delivery, self._wait(wait))
+        return await self._leased(
+            delivery,
+            platform.find_sent(
+                delivery.channel, delivery.idempotency_key, after=delivery.after_message_id
+            ),
+        )
+
+    async def _wait(self, seconds: float) -> None:
+        await self.sleep(seconds)
+
     async def _leased(self, delivery: Delivery, work: Coroutine[Any, Any, T]) -> T:
-        """Await ``work``, renewing the row's lease while it takes long (discord.py may sleep)."""
+        """Await ``work`` under the row's lease, renewed first and while it takes long.
+
+        Renewing before the request starts fences a claim that lost its row (its lease ran
+        out during a stall and another process took it): it sends nothing.
+        """
+        if not self.store.renew(delivery, self.clock.now() + self.lease):
+            work.close()
+            raise LeaseLost(delivery.outbox_id)
         task = asyncio.ensure_future(work)
         renew_every = max(0.05, self.lease.total_seconds() / 3)
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,8 @@ from alerts.models import AlertMessage
 from alerts.ports import DeliveryError, MessageRef
 from bot.render import format as fmt
 from bot.render.slack_blocks import render_blocks
+
+log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "slack:"
 METADATA_EVENT = "marketbot_alert"
@@ -46,7 +48,8 @@ _MESSAGE_GONE = {"message_not_found", "cant_update_message", "edit_window_closed
 _PERMANENT = {"invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_format"}
 # Reconciling reads channel history: Tier 3 for internal apps (about 50 calls a minute).
 HISTORY_CALLS_PER_MINUTE = 50
-HISTORY_CACHE_SECONDS = 10.0
+HISTORY_PAGE = 200  # Slack's most per conversations.history page
+HISTORY_MAX_PAGES = 10  # with no older message of ours to stop at
 # Requests in flight at once: a storm of a thousand channels is sent as a steady stream, not
 # as a thousand simultaneous connections.
 MAX_IN_FLIGHT = 50
@@ -176,8 +179,8 @@ class SlackPlatform:
         self._tz = fmt.zone(timezone)
         # Keys of messages this process posted, recorded the moment Slack returned the ts.
         self._posted: dict[tuple[str, str], str] = {}
-        # channel -> (monotonic time read, {idempotency key: ts}) from conversations.history.
-        self._history: dict[str, tuple[float, dict[str, str]]] = {}
+        # channel -> {idempotency key: ts} that conversations.history reads have shown.
+        self._seen: dict[str, dict[str, str]] = {}
         self._history_budget = AsyncLimiter(history_calls_per_minute, 60)
         self.history_calls = 0
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -222,41 +225,62 @@ class SlackPlatform:
         return ref
 
     async def find_sent(
-        self, channel: str, idempotency_key: str, *, limit: int = 100
+        self, channel: str, idempotency_key: str, *, after: str | None = None
     ) -> MessageRef | None:
         """The message already posted with this key, if any (needs ``channels:history``).
 
         Called only for posts whose earlier outcome is unknown. A key this process posted is
-        answered from memory; otherwise one ``conversations.history`` read of the newest
-        ``limit`` messages serves every key of the channel for a few seconds, and reads are
-        kept within a per-minute budget (Slack cut this method to 1/min for some apps).
+        answered from memory, and so is a key an earlier history read saw: a read can prove
+        that a post exists, never that it does not (the post may have landed after the
+        read). Otherwise the channel's history is read anew, newest first, page by page down
+        to ``after`` (the ts of a message known to be older than any attempt of this post;
+        without it, up to ``HISTORY_MAX_PAGES`` pages): the whole window an earlier attempt
+        can be in, however busy the channel. Reads are kept within a per-minute budget
+        (Slack cut this method to 1/min for some apps).
         """
         known = self._posted.get((channel, idempotency_key))
         if known is not None:
             return MessageRef(channel=channel, message_id=known)
-        cached = self._history.get(channel)
-        if cached is None or time.monotonic() - cached[0] > HISTORY_CACHE_SECONDS:
-            async with self._history_budget:
-                cached = (time.monotonic(), await self._read_history(channel, limit))
-            self._history[channel] = cached
-        ts = cached[1].get(idempotency_key)
+        seen = self._seen.setdefault(channel, {})
+        if idempotency_key not in seen:
+            seen.update(await self._read_history(channel, after))
+        ts = seen.get(idempotency_key)
         return MessageRef(channel=channel, message_id=ts) if ts is not None else None
 
-    async def _read_history(self, channel: str, limit: int) -> dict[str, str]:
-        self.history_calls += 1
-        try:
-            response = await self.client.conversations_history(
-                channel=slack_channel_id(channel), limit=limit, include_all_metadata=True
-            )
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            raise _delivery_error(exc, "conversations.history") from exc
+    async def _read_history(self, channel: str, after: str | None) -> dict[str, str]:
         keys: dict[str, str] = {}
-        for item in response.get("messages") or []:
-            metadata = item.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            key = payload.get("idempotency_key")
-            if metadata.get("event_type") == METADATA_EVENT and isinstance(key, str):
-                keys.setdefault(key, str(item["ts"]))
+        cursor: str | None = None
+        for _ in range(HISTORY_MAX_PAGES):
+            params: dict[str, Any] = {
+                "channel": slack_channel_id(channel),
+                "limit": HISTORY_PAGE,
+                "include_all_metadata": True,
+            }
+            if after is not None:
+                params["oldest"] = after
+            if cursor:
+                params["cursor"] = cursor
+            async with self._history_budget:
+                self.history_calls += 1
+                try:
+                    response = await self.client.conversations_history(**params)
+                except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                    raise _delivery_error(exc, "conversations.history") from exc
+            for item in response.get("messages") or []:
+                metadata = item.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                key = payload.get("idempotency_key")
+                if metadata.get("event_type") == METADATA_EVENT and isinstance(key, str):
+                    keys.setdefault(key, str(item["ts"]))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not response.get("has_more") or not cursor:
+                return keys
+        if after is None:
+            log.warning(
+                "%s: reconciling read %d pages of history without finding the bound",
+                channel,
+                HISTORY_MAX_PAGES,
+            )
         return keys
 
     async def upload_image(

@@ -50,6 +50,13 @@ class Delivery:
     lease_token: str = ""
     # The lease of an earlier attempt expired: that attempt may have reached the platform.
     reconcile: bool = False
+    # When that lease ran out with its attempt never heard of again (its process died or
+    # stalled): the request may still be on its way to the platform. None when the attempt
+    # reported back (a reset, a timeout: over, outcome unknown).
+    lapsed_at: datetime | None = None
+    # The newest message of the channel recorded before this row's turn: any earlier attempt
+    # of this post came after it, so a reconcile searches no further back.
+    after_message_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -133,9 +140,9 @@ class OutboxQueue:
         paused = exists().where(
             ChannelRow.id == OutboxRow.channel_id, ChannelRow.deliver_after > now
         )
-        query = select(OutboxRow.id, OutboxRow.status).where(
-            _due(now), OutboxRow.id.in_(heads), ~paused
-        )
+        query = select(
+            OutboxRow.id, OutboxRow.status, OutboxRow.lease_owner, OutboxRow.lease_expires_at
+        ).where(_due(now), OutboxRow.id.in_(heads), ~paused)
         if channel is not None:
             query = query.where(OutboxRow.channel_id == channel)
         if exclude:
@@ -151,7 +158,8 @@ class OutboxQueue:
         )
         token = f"{owner}/{uuid.uuid4().hex[:8]}"
         with self._tx() as session:
-            picked: dict[int, str] = {row[0]: row[1] for row in session.execute(query)}
+            before = {row[0]: row for row in session.execute(query)}
+            picked: dict[int, str] = {row_id: row[1] for row_id, row in before.items()}
             if not picked:
                 return [], 0
             # Conditional: on SQLite (no row locks) a row someone else claimed is left alone.
@@ -207,6 +215,17 @@ class OutboxQueue:
                     continue
                 else:
                     row.shown_alert_ids = [m.id for m in shown]
+                lapsed_at = after = None
+                if reconcile:
+                    _, _, earlier_owner, earlier_expiry = before[row.id]
+                    if earlier_owner is not None and earlier_expiry is not None:
+                        lapsed_at = _aware(earlier_expiry)
+                    after = session.scalar(
+                        select(func.max(AlertGroupRow.message_id)).where(
+                            AlertGroupRow.channel_id == row.channel_id,
+                            AlertGroupRow.id != row.group_id,
+                        )
+                    )
                 deliveries.append(
                     Delivery(
                         outbox_id=row.id,
@@ -218,14 +237,19 @@ class OutboxQueue:
                         attempts=row.attempts,
                         lease_token=token,
                         reconcile=reconcile,
+                        lapsed_at=lapsed_at,
+                        after_message_id=after,
                     )
                 )
             return deliveries, finished
 
-    def renew(self: _HasSessions, delivery: Delivery, until: datetime) -> None:
-        """A send still in progress keeps its lease (a slow platform is not a dead worker)."""
+    def renew(self: _HasSessions, delivery: Delivery, until: datetime) -> bool:
+        """A send still in progress keeps its lease (a slow platform is not a dead worker).
+
+        False if the row is no longer this claim's (its lease ran out and another took it).
+        """
         with self._tx() as session:
-            session.execute(
+            result = session.execute(
                 update(OutboxRow)
                 .where(
                     OutboxRow.id == delivery.outbox_id,
@@ -234,12 +258,18 @@ class OutboxQueue:
                 )
                 .values(lease_expires_at=until)
             )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def expire_leases(self: _HasSessions, now: datetime) -> int:
-        """Every lease ends now (a single-writer start: whoever held them is gone)."""
+        """Every lease ends by now (a single-writer start: whoever held them is gone).
+
+        A lease that ran out earlier keeps its time: it says when its holder went quiet.
+        """
         with self._tx() as session:
             result = session.execute(
-                update(OutboxRow).where(OutboxRow.status == "sending").values(lease_expires_at=now)
+                update(OutboxRow)
+                .where(OutboxRow.status == "sending", OutboxRow.lease_expires_at > now)
+                .values(lease_expires_at=now)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -330,13 +360,15 @@ class OutboxQueue:
         """The request may have reached the platform (reset, timeout): reconcile, not resend.
 
         The row keeps its ``sending`` state; its lease ends at ``reconcile_at``, when the
-        next claim hands it over marked for reconciliation.
+        next claim hands it over marked for reconciliation. The owner is cleared: this
+        attempt is over, nothing of it can still be on its way.
         """
         with self._tx() as session:
             row = session.get(OutboxRow, delivery.outbox_id)
             if row is None or row.status != "sending":
                 return
             row.lease_expires_at, row.last_error = reconcile_at, error[:2000]
+            row.lease_owner = None
 
     def give_up(self: _HasSessions, delivery: Delivery, error: str) -> None:
         """A refusal no retry can fix for this message (too long, invalid): kept as dead."""
