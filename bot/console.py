@@ -22,6 +22,7 @@ from rich.text import Text
 
 from alerts.models import AlertMessage, Severity
 from alerts.ports import Clock, MessageRef
+from bot.render.console import render_reply
 
 CONSOLE_CHANNEL = "console:default"
 
@@ -67,10 +68,10 @@ class ConsolePlatform:
         return ref
 
     def reply(self, text: str, *, ok: bool = True) -> None:
-        """Answers to commands typed at the console."""
+        """Answers to commands typed at the console, their Slack-style markup drawn."""
         if self.transcript is not None:
             self.transcript.add("reply", text, ok=ok)
-        self._console.print(Text(text, style="" if ok else "bold red"))
+        self._console.print(render_reply(text, ok=ok))
         self._console.file.flush()
 
     def _print(self, message: AlertMessage, tag: str) -> None:
