@@ -156,7 +156,10 @@ class DeliveryWorker:
         try:
             while True:
                 self._wakeup.clear()
-                self._start_lanes()
+                if self._start_lanes():
+                    # New lanes render and send first; the dispatcher's own reads (when to
+                    # look next) are not on their way to the platform.
+                    await asyncio.sleep(0)
                 await self._sleep_until_due()
         finally:
             self._live = False
@@ -233,6 +236,11 @@ class DeliveryWorker:
                 pace_until = await self._deliver(delivery)
                 if pace_until is False:
                     break  # the lane waits (retry, broken): the store knows until when
+                if not self.store.lane_open(channel):
+                    # Nothing more for this channel: end now rather than claim (and, paced,
+                    # sleep and claim again) to find nothing. A row committed from here on
+                    # is the dispatcher's, which the wake below makes look.
+                    break
                 claimed = self._claim_lane(channel)
                 if not claimed and self._live and isinstance(pace_until, datetime):
                     # The next message of this lane may be due once the pace allows: wait here,

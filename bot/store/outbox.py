@@ -424,6 +424,22 @@ class OutboxQueue:
 
     # -- reads ----------------------------------------------------------------------------
 
+    def lane_open(self: _HasSessions, channel: str) -> bool:
+        """Whether ``channel`` has any row still to deliver (due or not).
+
+        One indexed probe: a lane that has just emptied its channel ends on it instead of
+        running a whole claim to find nothing (a storm empties a thousand lanes at once).
+        """
+        with self._tx() as session:
+            return (
+                session.scalar(
+                    select(OutboxRow.id)
+                    .where(OutboxRow.channel_id == channel, OutboxRow.status.in_(OPEN))
+                    .limit(1)
+                )
+                is not None
+            )
+
     def next_due_at(self: _HasSessions, now: datetime) -> datetime | None:
         """The earliest future moment a row may become claimable (for the dispatcher's sleep)."""
         with self._tx() as session:
