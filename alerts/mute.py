@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from alerts.baskets import BASKET_PREFIX, basket_name, is_basket_target, resolve_basket
 from alerts.models import Alert, AlertMessage, Mute, Severity
@@ -44,11 +44,12 @@ def is_muted(
 
 
 def summarize_missed(
-    channel: str, missed: Sequence[Alert], mute: Mute, now: datetime
+    channel: str, missed: Sequence[Alert], mute: Mute, now: datetime, zone: tzinfo = UTC
 ) -> AlertMessage:
     """One short message: what fired while the channel had ``mute`` in force.
 
-    One line per symbol (its most severe, then latest alert), most severe first.
+    One line per symbol (its most severe, then latest alert), most severe first. ``zone``:
+    the display zone its times are shown in.
     """
     best: dict[str, Alert] = {}
     for alert in missed:
@@ -67,14 +68,19 @@ def summarize_missed(
     scope = "everything" if mute.scope.lower() == ALL else mute.scope
     title = f"While {scope} was muted: {plural(n, 'alert')} on {plural(k, 'name')}"
     severity = max((a.severity for a in lines), key=lambda s: s.rank, default=Severity.INFO)
-    started = mute.created_at.strftime("%H:%M")
-    ended = min(mute.until, now).strftime("%H:%M")
+    started, ended = mute.created_at.astimezone(zone), min(mute.until, now).astimezone(zone)
+    # One abbreviation unless the clocks changed during the mute (01:30 EST-03:30 EDT).
+    span = (
+        f"{started:%H:%M}-{ended:%H:%M} {ended.tzname()}"
+        if started.tzname() == ended.tzname()
+        else f"{started:%H:%M} {started.tzname()}-{ended:%H:%M} {ended.tzname()}"
+    )
     return AlertMessage(
         channel=channel,
         title=title,
         alerts=tuple(lines),
         at=now,
-        footer=f"Muted {started}-{ended} UTC; the alerts were tracked, not sent.",
+        footer=f"Muted {span}; the alerts were tracked, not sent.",
         severity=severity,
         extra={"kind": "mute_summary", "scope": mute.scope},
     )

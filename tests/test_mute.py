@@ -83,6 +83,19 @@ def test_summary() -> None:
     assert msg.extra["kind"] == "mute_summary"
 
 
+def test_summary_times_are_in_the_display_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    new_york = ZoneInfo("America/New_York")
+    winter = summarize_missed("c", [alert("AMD")], mute("AMD", minutes=45), T0 + 45 * MIN, new_york)
+    assert winter.footer == "Muted 04:00-04:45 EST; the alerts were tracked, not sent."
+    # 2025-03-09: New York's clocks go from 02:00 EST to 03:00 EDT.
+    start = datetime(2025, 3, 9, 6, 30, tzinfo=UTC)  # 01:30 EST
+    spring = Mute(channel="c", scope="AMD", until=start + 60 * MIN, created_at=start)
+    across = summarize_missed("c", [alert("AMD")], spring, start + 60 * MIN, new_york)
+    assert across.footer == "Muted 01:30 EST-03:30 EDT; the alerts were tracked, not sent."
+
+
 @given(
     st.lists(
         st.tuples(st.integers(0, 90), st.sampled_from(["NVDA", "AMD", "F", "basket:ai"])),
