@@ -460,7 +460,7 @@ class CommandRouter:
             if check.status is SymbolStatus.UNKNOWN:
                 why = f" ({check.detail})" if check.detail else ""
                 raise CommandError(
-                    f"Yahoo does not know the symbol `{symbol}`{why}, so nothing was changed. "
+                    f"Yahoo does not know the symbol `{symbol}`{why}. "
                     f"Check the spelling; symbols look like {EXAMPLES}."
                 )
             if check.status is SymbolStatus.UNCHECKED:
@@ -546,6 +546,8 @@ class CommandRouter:
                     "its price while its market is open.",
                     ok=False,
                 )
+            # Before suggesting to watch it: a typo would be refused by /watch anyway.
+            self._check_symbols([symbol])
             return Reply(
                 f"No quote for *{symbol}* yet: the bot fetches prices for watched symbols while "
                 f"their market is open. `/watch {symbol}` to follow it.",
@@ -770,9 +772,12 @@ class CommandRouter:
 
     def _help(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         if command.args:
-            spec = self._specs.get(command.args[0].lstrip("/").lower())
+            name = command.args[0].lstrip("/").lower()
+            spec = self._specs.get(name)
             if spec is None:
-                raise CommandError(f"No command `{command.args[0][:30]}`. Try `/help`.")
+                close = _closest_command(name)
+                hint = f"Did you mean `/help {close}`?" if close else "Try `/help`."
+                raise CommandError(f"No command `{command.args[0][:30]}`. {hint}")
             lines = [f"`{spec.usage}`", spec.summary, *(f"  e.g. `{ex}`" for ex in spec.examples)]
             return Reply("\n".join(lines))
         lines = ["*marketbot* watches prices (premarket included), futures and news."]
@@ -805,14 +810,18 @@ def _is_symbol(target: str) -> bool:
 def _unknown_command(command: ParsedCommand) -> str:
     """``/wacth NVDA`` -> did you mean ``/watch NVDA``: the closest command name, if any is."""
     typed = command.name[:30]
-    names = [spec.name for spec in COMMANDS]
-    close = difflib.get_close_matches(command.name, names, n=1, cutoff=0.6)
-    if not close:
+    close = _closest_command(command.name)
+    if close is None:
         return f"Unknown command `/{typed}`. Try `/help`."
-    suggestion = " ".join(("/" + close[0], *command.args))
+    suggestion = " ".join(("/" + close, *command.args))
     if len(suggestion) > 60:
-        suggestion = "/" + close[0]
+        suggestion = "/" + close
     return f"Unknown command `/{typed}`. Did you mean `{suggestion}`? Or try `/help`."
+
+
+def _closest_command(name: str) -> str | None:
+    close = difflib.get_close_matches(name, [spec.name for spec in COMMANDS], n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _watch_line(watch: Watch) -> str:

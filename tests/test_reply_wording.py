@@ -143,3 +143,9 @@ def test_far_miss_command_suggests_nothing(sqlite_store: SqlStore) -> None:
     reply = _router(sqlite_store, WINTER, "America/New_York").handle("/frobnicate NVDA", CTX)
     assert "Unknown command `/frobnicate`" in reply.text
     assert "Did you mean" not in reply.text
+
+
+def test_help_for_a_near_miss_suggests_the_command(sqlite_store: SqlStore) -> None:
+    reply = _router(sqlite_store, WINTER, "America/New_York").handle("/help wacth", CTX)
+    assert not reply.ok
+    assert "Did you mean `/help watch`?" in reply.text

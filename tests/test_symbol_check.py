@@ -115,6 +115,17 @@ def test_router_refuses_what_yahoo_does_not_know(
     assert [w.target for w in sqlite_store.list_watches()] == ["NVDA"]
 
 
+def test_price_of_an_unknown_symbol_does_not_suggest_watching_it(
+    sqlite_store: SqlStore, clock: ManualClock, checker: YahooSymbolCheck
+) -> None:
+    router = CommandRouter(sqlite_store, clock, symbols=checker)
+    unknown = router.handle("/price XYZNOTREAL", CTX)
+    known = router.handle("/price NVDA", CTX)
+    assert "Yahoo does not know the symbol `XYZNOTREAL`" in unknown.text
+    assert "/watch" not in unknown.text
+    assert "`/watch NVDA` to follow it" in known.text  # known, just not quoted yet
+
+
 def test_router_accepts_with_a_note_when_yahoo_is_unreachable(
     sqlite_store: SqlStore, clock: ManualClock
 ) -> None:
