@@ -228,11 +228,16 @@ class ConsoleSession:
         return reply.text
 
     async def advance(
-        self, delta: timedelta | None = None, *, seconds: float = 0, minutes: float = 0
+        self,
+        delta: timedelta | None = None,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
     ) -> list[Line]:
         """Move the clock (a ManualClock) on; returns the lines that appeared meanwhile."""
         start = len(self.transcript.lines)
-        step = (delta or timedelta()) + timedelta(seconds=seconds, minutes=minutes)
+        step = (delta or timedelta()) + timedelta(seconds=seconds, minutes=minutes, hours=hours)
         await self.bot.advance(step)
         return self.transcript.lines[start:]
 

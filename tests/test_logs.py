@@ -29,7 +29,7 @@ from bot.market.timer import VirtualSleeper
 from bot.market.yahoo_poll import YahooPoller
 from bot.market_loop import run_market_loop
 from bot.pipeline import Pipeline
-from bot.runner import Runtime
+from bot.runner import Runtime, console_runtime
 from bot.settings import Settings
 from bot.store import SqlStore
 from tests.conftest import premarket_quote, run_settings
@@ -166,17 +166,6 @@ async def test_full_run_logs_contain_no_configured_token(
         assert secret.split("-")[-1].split(".")[-1] not in output  # nor its distinctive tail
 
 
-async def _run_for(runtime: Runtime, clock: ManualClock, cycles: int) -> None:
-    """Let the poll loop run ``cycles`` times, 10 minutes apart on the clock."""
-    await runtime.start()
-    try:
-        for _ in range(cycles):
-            await asyncio.sleep(0.05)
-            clock.advance(timedelta(minutes=10))
-    finally:
-        await runtime.stop()
-
-
 async def test_offline_one_unreachable_line_then_quiet_backoff(
     tmp_path: Path, log_stream: io.StringIO
 ) -> None:
@@ -224,12 +213,10 @@ async def test_no_watch_means_no_context_futures_polled(
     clock = ManualClock(PREMARKET)
     premarket_quote(fake_yahoo, "NQ=F", previous_close=21500.0, price=20600.0, at=PREMARKET)
     settings = run_settings(tmp_path, fake_yahoo, alerts={"context_symbols": ["NQ=F", "ES=F"]})
-    nothing_typed: asyncio.Queue[str] = asyncio.Queue()
-    runtime = Runtime(
-        settings, clock=clock, platforms=[WatchedConsole()], commands_in=nothing_typed.get
-    )
+    runtime, bot = console_runtime(settings, clock)
     assert runtime.pipeline.symbols() == frozenset()
-    await _run_for(runtime, clock, cycles=10)
+    async with bot.running(runtime):
+        await bot.advance(minutes=10)  # premarket: a watch would be polled every 0.05 s
     assert fake_yahoo.counts["quote"] == 0
     # One watch anywhere, and the futures come along for its alerts' context.
     runtime = Runtime(settings, clock=clock, platforms=[WatchedConsole()])

@@ -7,17 +7,19 @@ moves the injected clock, and asserts what was replied and posted; nothing sleep
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from alerts.models import AlertMessage
+from alerts.models import AlertMessage, MarketSession, Quote
 from alerts.ports import ManualClock, MessageRef
-from bot.console import ConsolePlatform
+from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.fakes.yahoo_server import FakeYahoo
-from bot.runner import console_runtime
+from bot.pipeline import Pipeline
+from bot.runner import build_engine, console_runtime
 from bot.settings import Settings
+from bot.store import SqlStore
 from tests.conftest import premarket_quote, run_settings
 
 # Monday 2025-01-27 04:05 ET: premarket.
@@ -111,7 +113,7 @@ async def test_with_no_data_source_it_keeps_running_and_says_so_once(
     runtime, bot = console_runtime(settings, ManualClock(PREMARKET))
     async with bot.running(runtime):
         await bot.type("/watch NVDA")
-        await bot.advance(minutes=30)  # each backoff runs out on the clock
+        await bot.advance(minutes=10)  # each backoff runs out on the clock
         assert "market" in runtime.running()
         polls = runtime.source.counters["poll_cycles"]
     assert polls >= 3
@@ -144,3 +146,111 @@ async def test_prometheus_metrics_are_served_from_the_pipeline_counters(
     assert "marketbot_messages_sent_total 1.0" in text
     assert 'marketbot_outbox_rows{status="sent"} 1.0' in text
     assert "marketbot_market_events_total" in text
+
+
+# -- scheduled work, on the clock: each test moves time and reads the transcript ---------------
+
+
+def _live_paced(tmp_path: Path, fake: FakeYahoo) -> Settings:
+    """Yahoo polled every 15 s as in production: each poll is real HTTP to the fake, so long
+    simulated spans stay a few dozen polls."""
+    base = run_settings(tmp_path, fake)
+    return base.model_copy(
+        update={"yahoo": base.yahoo.model_copy(update={"poll_interval_seconds": 15.0})}
+    )
+
+
+async def test_a_watch_added_by_another_process_is_picked_up_at_the_next_watch_sync(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    clock = ManualClock(PREMARKET)
+    premarket_quote(fake_yahoo, "NVDA", previous_close=142.62, price=124.07, at=PREMARKET)
+    settings = _live_paced(tmp_path, fake_yahoo)
+    runtime, bot = console_runtime(settings, clock)
+    async with bot.running(runtime):
+        other = SqlStore(settings.database_url)  # `marketbot cmd`, another process
+        other.add_watch(CONSOLE_CHANNEL, "NVDA", "drop 10%", now=clock.now())
+        other.close()
+        await bot.advance(seconds=29)
+        assert bot.transcript.posts() == []  # not before the sync (every 30 s)
+        posted = await bot.advance(seconds=2)
+    [line] = posted
+    assert line.kind == "posted"
+    assert line.message is not None
+    assert [alert.symbol for alert in line.message.alerts] == ["NVDA"]
+    assert line.at == PREMARKET + timedelta(seconds=30)
+
+
+async def test_a_mute_holds_the_alert_and_its_end_posts_what_was_missed(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    clock = ManualClock(PREMARKET)
+    premarket_quote(fake_yahoo, "NVDA", previous_close=142.62, price=124.07, at=PREMARKET)
+    runtime, bot = console_runtime(_live_paced(tmp_path, fake_yahoo), clock)
+    async with bot.running(runtime):
+        assert "NVDA" in await bot.type("/mute NVDA 10m")
+        await bot.type("/watch NVDA drop 10%")
+        assert bot.transcript.posts() == []  # it fired, muted
+        assert await bot.advance(minutes=9) == []
+        posted = await bot.advance(minutes=2)
+    [summary] = posted
+    assert summary.message is not None
+    assert summary.message.extra["kind"] == "mute_summary"
+    assert summary.message.title.startswith("While NVDA was muted: 1 alert")
+    # The mute check runs every 30 s: the summary comes within one check of the mute's end.
+    assert (
+        PREMARKET + timedelta(minutes=10)
+        <= summary.at
+        <= PREMARKET + timedelta(minutes=10, seconds=30)
+    )
+
+
+async def test_the_digest_is_posted_at_its_local_time_once(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    clock = ManualClock(PREMARKET)  # 04:05 in New York
+    for symbol, price, close in (
+        ("ES=F", 6020.0, 6100.0),
+        ("NQ=F", 20950.0, 21891.25),
+        ("YM=F", 44200.0, 44400.0),
+        ("^VIX", 17.9, 14.8),
+    ):
+        premarket_quote(fake_yahoo, symbol, previous_close=close, price=price, at=PREMARKET)
+    runtime, bot = console_runtime(_live_paced(tmp_path, fake_yahoo), clock)
+    async with bot.running(runtime):
+        reply = await bot.type("/digest on 04:15 America/New_York")
+        assert await bot.advance(minutes=9) == []
+        posted = await bot.advance(minutes=2)
+        again = await bot.advance(minutes=10)  # 30 more digest checks
+    assert "04:15" in reply
+    [digest] = posted
+    assert digest.message is not None
+    assert digest.message.title == "Premarket digest Mon 2025-01-27"
+    assert PREMARKET + timedelta(minutes=10) <= digest.at <= PREMARKET + timedelta(minutes=11)
+    assert again == []  # once a day, however often it is checked
+
+
+async def test_a_row_committed_without_a_wake_is_delivered_by_the_safety_net(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    """Another process's ingest commits an outbox row; nothing wakes this delivery, so it is
+    sent at the next safety-net look (every 5 s), on the clock."""
+    clock = ManualClock(PREMARKET)
+    settings = _live_paced(tmp_path, fake_yahoo)
+    runtime, bot = console_runtime(settings, clock)
+    async with bot.running(runtime):
+        other = SqlStore(settings.database_url)
+        other.add_watch(CONSOLE_CHANNEL, "AMD", "drop 10%", now=clock.now())
+        elsewhere = Pipeline(other, build_engine(settings), [], clock, context_symbols=[])
+        elsewhere.load()
+        quote = Quote(
+            "AMD", 100.0, clock.now(), MarketSession.PRE, previous_close=120.0, source="poll"
+        )
+        assert elsewhere.ingest_quotes([quote])  # stored, with its outbox row
+        other.close()
+        assert bot.transcript.posts() == []
+        posted = await bot.advance(seconds=settings.delivery.poll_seconds + 1)
+    [line] = posted
+    assert line.message is not None
+    assert [alert.symbol for alert in line.message.alerts] == ["AMD"]
+    assert line.at <= PREMARKET + timedelta(seconds=settings.delivery.poll_seconds)
