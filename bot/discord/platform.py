@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 
 import aiohttp
 import discord
-from aiolimiter import AsyncLimiter
 
 from alerts.models import AlertMessage, Severity
 from alerts.ports import DeliveryError, MessageRef
@@ -18,14 +22,63 @@ CHANNEL_PREFIX = "discord:"
 NONCE_LENGTH = 25  # Discord's limit for a string nonce
 # Discord allows 50 requests a second per bot across all routes. discord.py tracks each
 # route's bucket from the X-RateLimit headers (5 messages / 5 s per channel) but not this
-# global budget, so alert traffic is paced just under it, in bursts of at most half of it:
-# requests granted together may reach Discord bunched (a busy loop, the network), and the
-# other half of Discord's allowance absorbs that.
-GLOBAL_REQUESTS_PER_SECOND = 49
-GLOBAL_BURST = 25
+# global budget, which has no headers: alert traffic keeps to it with ``AnsweredWindow``.
+GLOBAL_REQUESTS = 50
+GLOBAL_PERIOD = 1.02  # seconds; a little over one, so float rounding never lands a 51st
 UNKNOWN_MESSAGE = 10008
 # A 429 that does not say how long to wait (Cloudflare's, without Via): wait this long.
 UNSTATED_RETRY_AFTER = 60.0
+
+
+class AnsweredWindow:
+    """At most ``limit`` requests in any ``period``, however late each one leaves.
+
+    A request holds its place from the moment it is let go until ``period`` after its answer
+    came back. The platform saw it arrive before it answered, so every request arriving
+    within one ``period`` was either still unanswered or answered within that period when
+    the last of them was let go: at most ``limit``. A rate limiter that counts from the
+    moment it lets a request go cannot promise that on a busy loop: requests let go a second
+    apart can leave together and arrive bunched (a storm on a loaded machine drew 429s so).
+    Waiters are served in order.
+    """
+
+    def __init__(
+        self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.period = period
+        self._clock = clock
+        self._unanswered = 0
+        self._answered: deque[float] = deque()  # answer times within the last period
+        self._turn = asyncio.Lock()  # FIFO: one waiter looks at a time
+        self._freed = asyncio.Event()
+
+    def _taken(self) -> int:
+        horizon = self._clock() - self.period
+        while self._answered and self._answered[0] <= horizon:
+            self._answered.popleft()
+        return self._unanswered + len(self._answered)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._turn:
+            while self._taken() >= self.limit:
+                self._freed.clear()
+                if self._answered:
+                    wait = self._answered[0] + self.period - self._clock()
+                    # A place frees when the oldest answer leaves the window, or earlier if
+                    # an unanswered request ends in failure before it was sent.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), max(0.0, wait))
+                else:
+                    await self._freed.wait()
+            self._unanswered += 1
+        try:
+            yield
+        finally:
+            self._unanswered -= 1
+            self._answered.append(self._clock())
+            self._freed.set()
 
 
 def discord_channel_id(channel: str) -> int:
@@ -108,7 +161,7 @@ class DiscordPlatform:
         self.client = client
         self.role_pings = dict(role_pings or {})
         self._tz = fmt.zone(timezone)
-        self._global = AsyncLimiter(GLOBAL_BURST, GLOBAL_BURST / GLOBAL_REQUESTS_PER_SECOND)
+        self._global = AnsweredWindow(GLOBAL_REQUESTS, GLOBAL_PERIOD)
 
     def handles(self, channel: str) -> bool:
         return channel.startswith(CHANNEL_PREFIX)
@@ -138,15 +191,15 @@ class DiscordPlatform:
         channel = self.client.get_partial_messageable(discord_channel_id(message.channel))
         content, embeds, allowed = self._payload(message)
         try:
-            await self._global.acquire()
             # discord.py retries 5xx itself; the nonce (sent with enforce_nonce) makes Discord
             # return the first message instead of creating a second one.
-            sent = await channel.send(
-                content=content,
-                embeds=embeds,
-                allowed_mentions=allowed,
-                nonce=nonce_for(idempotency_key),
-            )
+            async with self._global.slot():
+                sent = await channel.send(
+                    content=content,
+                    embeds=embeds,
+                    allowed_mentions=allowed,
+                    nonce=nonce_for(idempotency_key),
+                )
         except (discord.DiscordException, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "send") from exc
         return MessageRef(channel=message.channel, message_id=str(sent.id))
@@ -158,10 +211,10 @@ class DiscordPlatform:
         if not ref.message_id.isdigit():
             raise DeliveryError(f"not a Discord message id: {ref.message_id!r}", retryable=False)
         try:
-            await self._global.acquire()
-            await channel.get_partial_message(int(ref.message_id)).edit(
-                content=content, embeds=embeds, allowed_mentions=allowed
-            )
+            async with self._global.slot():
+                await channel.get_partial_message(int(ref.message_id)).edit(
+                    content=content, embeds=embeds, allowed_mentions=allowed
+                )
         except (discord.DiscordException, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "edit") from exc
         return ref
@@ -174,11 +227,13 @@ class DiscordPlatform:
 
         target = self.client.get_partial_messageable(discord_channel_id(channel))
         try:
-            await self._global.acquire()
-            sent = await target.send(
-                file=discord.File(io.BytesIO(image), filename=filename, description=title[:1024]),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            async with self._global.slot():
+                sent = await target.send(
+                    file=discord.File(
+                        io.BytesIO(image), filename=filename, description=title[:1024]
+                    ),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
         except (discord.DiscordException, aiohttp.ClientError, TimeoutError) as exc:
             raise _delivery_error(exc, "upload") from exc
         return MessageRef(channel=channel, message_id=str(sent.id))
