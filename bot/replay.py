@@ -6,7 +6,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
 
@@ -19,7 +19,8 @@ from alerts.ports import ManualClock, MessageRef
 from alerts.scenario import Scenario, ScenarioError
 from alerts.wording import plural
 from bot.console import CONSOLE_CHANNEL, ConsolePlatform
-from bot.market.replay import REPLAY_TICK_INTERVAL, ReplayFeed, ReplayMarketData
+from bot.market.replay import REPLAY_TICK_INTERVAL as REPLAY_TICK_INTERVAL  # re-exported
+from bot.market.replay import ReplayFeed, ReplayMarketData
 from bot.render import render_payload
 from bot.render.console_text import render_console
 from bot.runner import JobIntervals, Runtime
@@ -30,14 +31,18 @@ from bot.store import SqlStore
 
 RenderKind = Literal["console", "slack", "discord"]
 
-# Simulated time steps from tick to tick and each new alert wakes delivery itself, so one
-# safety-net round per tick is enough (per second would be 23,400 idle rounds a day); only
-# this process changes the replay's database, and its commands apply at once: no watch sync.
+# Simulated time jumps from event to event: the next tick, the next job or wait due. Only
+# this process changes the replay's database and its commands all run before the day starts,
+# so what the periodic jobs look for is known up front: each new alert wakes delivery, which
+# sleeps until its next due row by itself; mute ends and digests get a job at their own times
+# (``_schedule_known_ends``). The periodic rounds are a safety net only, and no watch sync.
+# (Per simulated minute, they were 2,800 rounds and most of the replay's CPU.)
+REPLAY_SAFETY_NET = timedelta(hours=1)
 REPLAY_JOB_INTERVALS = JobIntervals(
-    delivery=REPLAY_TICK_INTERVAL,
+    delivery=REPLAY_SAFETY_NET,
     watch_sync=None,
-    mute_check=REPLAY_TICK_INTERVAL,
-    digest_check=REPLAY_TICK_INTERVAL,
+    mute_check=REPLAY_SAFETY_NET,
+    digest_check=REPLAY_SAFETY_NET,
 )
 
 
@@ -242,9 +247,11 @@ async def _play(
 
     def replay_feed(scheduler: JobScheduler) -> ReplayFeed:
         # The recorded day moves the clock through the scheduler, so every job (delivery
-        # after its group wait, mute ends, digests) runs at its own simulated time.
+        # after its group wait, mute ends, digests) runs at its own simulated time; at each
+        # stop the runtime settles, delivery included, so what is sent then (a chart drawn
+        # off the loop, say) is sent before the clock jumps on, however fast it jumps.
         async def advance(when: datetime) -> None:
-            await scheduler.advance_to(when, inclusive=False)
+            await scheduler.advance_to(when, inclusive=False, settle=runtime.settle)
 
         return ReplayFeed(ReplayMarketData(scenario, clock, speed=speed, advance=advance))
 
@@ -265,6 +272,7 @@ async def _play(
         reply = runtime.router.handle(line, ctx)
         replies.append(reply.text)
         out.print(f"> {line}\n{reply.text}", style=None if reply.ok else "red", highlight=False)
+    _schedule_known_ends(runtime, scenario)
     await runtime.start()
     try:
         await runtime.market_closed()
@@ -284,3 +292,42 @@ async def _play(
         noun = "chart" if len(written) == 1 else "charts"
         out.print(f"[dim]{len(written)} {noun} written to {output.charts_dir}[/dim]")
     return ReplayResult(messages=list(platform.sent), replies=replies, charts=written)
+
+
+def _schedule_known_ends(runtime: Runtime, scenario: Scenario) -> None:
+    """A job at each mute's end and each digest time after the start, so they run exactly when
+    due while the clock jumps from event to event (see ``REPLAY_JOB_INTERVALS``); those past
+    the day's end are never reached."""
+    pipeline, scheduler = runtime.pipeline, runtime.scheduler
+    start, end = scenario.start.astimezone(UTC), scenario.end.astimezone(UTC)
+
+    async def end_mutes() -> None:
+        await pipeline.end_expired_mutes()
+
+    async def send_digests() -> None:
+        await pipeline.send_due_digests()
+
+    # Mutes first, digests second: the order their periodic jobs run in at one time.
+    for until in sorted({m.until.astimezone(UTC) for m in runtime.store.all_mutes()}):
+        if until > start:
+            scheduler.once(f"mute-end {until.isoformat()}", until, end_mutes)
+    for when in sorted(_digest_times(runtime, start, end)):
+        scheduler.once(f"digest {when.isoformat()}", when, send_digests)
+
+
+def _digest_times(runtime: Runtime, start: datetime, end: datetime) -> set[datetime]:
+    """Every channel's digest time after ``start`` on each local day up to the day after
+    ``end`` (the digest job itself decides whether it is due: trading day, already sent)."""
+    times: set[datetime] = set()
+    for channel in runtime.store.channels():
+        schedule = runtime.pipeline.digests.schedule(channel)
+        if schedule is None:
+            continue
+        day = schedule.local_day(start) - timedelta(days=1)
+        last = schedule.local_day(end) + timedelta(days=1)
+        while day <= last:
+            when = schedule.scheduled(day).astimezone(UTC)
+            if when > start:
+                times.add(when)
+            day += timedelta(days=1)
+    return times

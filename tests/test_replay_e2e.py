@@ -134,3 +134,23 @@ async def test_a_broken_scenario_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('{"name": "x"}')
     with pytest.raises(ReplayError, match=r"broken\.json"):
         await run_replay(Settings(), str(path), console=_console())
+
+
+async def test_a_mute_ending_between_ticks_is_summarized_at_its_end(tmp_path: Path) -> None:
+    # The replay's clock jumps from event to event; a mute's end is one of them, so its
+    # summary goes out at 07:59:30, not at the next tick or the next minute.
+    path = tmp_path / "mute.json"
+    doc = {
+        "format": 2,
+        "name": "short-mute",
+        "start": "2025-01-27T07:58:00-05:00",
+        "end": "2025-01-27T08:02:00-05:00",
+        "reference": {"NVDA": {"previous_closes": {"2025-01-27": 142.62}}},
+        "ticks": {"NVDA": [[0, 125.0], [60, 124.8], [120, 124.6], [180, 124.5]]},
+        "default_watches": ["/watch NVDA drop 10%", "/mute NVDA 90s"],
+    }
+    path.write_text(json.dumps(doc))
+    result = await run_replay(Settings(), str(path), console=_console())
+    [(_, summary)] = result.messages
+    assert summary.title.startswith("While NVDA was muted: 1 alert")
+    assert summary.at == datetime(2025, 1, 27, 12, 59, 30, tzinfo=UTC)
