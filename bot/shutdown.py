@@ -110,7 +110,7 @@ class DaemonThreadPool(ThreadPoolExecutor):
     nothing else as a default executor; none of its machinery runs.)
     """
 
-    def __init__(self, max_workers: int | None = None, *, grace: float = 1.0) -> None:
+    def __init__(self, max_workers: int | None = None, *, grace: float = 0.5) -> None:
         super().__init__(max_workers)  # sets attributes only; it starts no thread
         self.grace = grace
         self._calls: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()

@@ -79,6 +79,10 @@ async def test_watch_typed_at_the_console_fires_on_a_premarket_drop(
     assert alert.session.value == "pre"
     assert [line.symbol for line in message.context] == ["NQ=F"]
     assert [line.kind for line in bot.transcript.lines] == ["reply", "typed", "reply", "posted"]
+    chat = str(bot.transcript)  # reads as the console showed it: typed, replied, posted
+    assert "\n> /watch nvda\n" in chat
+    _, post = chat.split("\n[#1 09:05:00]\n")
+    assert "NVDA" in post
 
     # Restart on the same database, same crossing, several polls later: nothing is sent again.
     runtime, again = console_runtime(_settings(tmp_path, fake_yahoo), clock)

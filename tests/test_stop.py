@@ -106,6 +106,9 @@ async def _sigterm_mid_delivery(
                 if proc.returncode is None:
                     proc.kill()
         elapsed = time.monotonic() - signalled
+    for line in stderr.decode().splitlines():
+        if "stopp" in line:
+            print(line)  # what the stop did, for `pytest -s`
     assert proc.returncode == 0, stderr.decode()[-3000:]
     assert elapsed <= EXIT_WITHIN, (elapsed, stderr.decode()[-3000:])
     store = SqlStore(database_url)
