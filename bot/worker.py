@@ -83,6 +83,7 @@ class Worker:
             owner=owner,
         )
         self.delivery.shared = True
+        self.delivery.offload_store = True  # PostgreSQL only: lanes meet the database in parallel
         self._discord: DiscordPlatform | None = None
         self.listener: OutboxListener | None = None
         self._tasks: list[asyncio.Task[Any]] = []

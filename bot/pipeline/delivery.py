@@ -126,6 +126,17 @@ class DeliveryWorker:
         # lane starts waiting or ends.
         self._pacing: set[str] = set()
         self._lane_moved: asyncio.Event | None = None
+        # PostgreSQL: a lane's store calls run on a thread of their own (each takes its own
+        # pooled connection), so one lane's round trips to the database never hold up the
+        # others'. Off elsewhere: SQLite has one writer, and inline calls keep a test on a
+        # ManualClock deterministic.
+        self.offload_store = False
+
+    async def _store(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """A lane's store call: on a thread when ``offload_store``, else inline."""
+        if self.offload_store:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        return call(*args, **kwargs)
 
     # -- waking ---------------------------------------------------------------------------
 
@@ -236,12 +247,12 @@ class DeliveryWorker:
                 pace_until = await self._deliver(delivery)
                 if pace_until is False:
                     break  # the lane waits (retry, broken): the store knows until when
-                if not self.store.lane_open(channel):
+                if not await self._store(self.store.lane_open, channel):
                     # Nothing more for this channel: end now rather than claim (and, paced,
                     # sleep and claim again) to find nothing. A row committed from here on
                     # is the dispatcher's, which the wake below makes look.
                     break
-                claimed = self._claim_lane(channel)
+                claimed = await self._store(self._claim_lane, channel)
                 if not claimed and self._live and isinstance(pace_until, datetime):
                     # The next message of this lane may be due once the pace allows: wait here,
                     # in this lane's own task, then look again.
@@ -251,7 +262,7 @@ class DeliveryWorker:
                         await self.sleep(max(0.0, (pace_until - self.clock.now()).total_seconds()))
                     finally:
                         self._pacing.discard(channel)
-                    claimed = self._claim_lane(channel)
+                    claimed = await self._store(self._claim_lane, channel)
                 delivery = claimed[0] if claimed else None
         finally:
             self._lanes.pop(channel, None)
@@ -305,7 +316,7 @@ class DeliveryWorker:
         if paused is not None and paused > self.clock.now():
             self.store.retry_later(delivery, f"{platform.name} paused", retry_at=paused)
             return False
-        message = self.render(delivery)
+        message = await self._store(self.render, delivery)
         try:
             ref, posted = await self._attempt(platform, delivery, message)
         except LeaseLost:
@@ -329,7 +340,9 @@ class DeliveryWorker:
         now = self.clock.now()
         interval = platform.per_channel_interval if isinstance(platform, PacedPlatform) else 0.0
         pace_until = now + timedelta(seconds=interval) if interval else None
-        if self.store.confirm(delivery, ref.message_id, now, pace_until=pace_until):
+        if await self._store(
+            self.store.confirm, delivery, ref.message_id, now, pace_until=pace_until
+        ):
             log.warning(
                 "%s accepts messages again; it is no longer marked broken", delivery.channel
             )
@@ -389,7 +402,7 @@ class DeliveryWorker:
         Renewing before the request starts fences a claim that lost its row (its lease ran
         out during a stall and another process took it): it sends nothing.
         """
-        if not self.store.renew(delivery, self.clock.now() + self.lease):
+        if not await self._store(self.store.renew, delivery, self.clock.now() + self.lease):
             work.close()
             raise LeaseLost(delivery.outbox_id)
         task = asyncio.ensure_future(work)
@@ -399,7 +412,7 @@ class DeliveryWorker:
                 done, _ = await asyncio.wait({task}, timeout=renew_every)
                 if done:
                     return task.result()
-                self.store.renew(delivery, self.clock.now() + self.lease)
+                await self._store(self.store.renew, delivery, self.clock.now() + self.lease)
         finally:
             if not task.done():
                 task.cancel()
