@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from alerts.engine import Engine
 from alerts.grouping import GroupingConfig
 from alerts.models import AlertMessage, MarketSession, Quote
 from alerts.ports import ManualClock, MessageRef
 from bot.pipeline import Pipeline
-from bot.store import SqlStore
+from bot.store import Delivery, SqlStore
 
 CHANNEL = "console:paced"
 PACE = 30.0  # seconds between two messages of one channel
@@ -22,15 +24,19 @@ class PacedRecorder:
     name = "console"
     per_channel_interval = PACE
 
-    def __init__(self) -> None:
+    def __init__(self, store: SqlStore | None = None) -> None:
         self.posts: list[AlertMessage] = []
         self.posted = asyncio.Event()
+        self.store = store
+        self.claims_at_send: list[int] = []  # the store's claim count as each post went out
 
     def handles(self, channel: str) -> bool:
         return channel.startswith("console:")
 
     async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef:
         self.posts.append(message)
+        if isinstance(self.store, CountingStore):
+            self.claims_at_send.append(self.store.claims)
         self.posted.set()
         return MessageRef(message.channel, f"m{len(self.posts)}")
 
@@ -74,3 +80,46 @@ async def test_an_emptied_paced_lane_does_not_hold_the_channel(
     finally:
         delivery.cancel()
         await asyncio.gather(delivery, return_exceptions=True)
+
+
+class CountingStore(SqlStore):
+    """The store, counting claims: each is a query over every open lane."""
+
+    claims = 0
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[Delivery]:
+        self.claims += 1
+        return super().claim(*args, **kwargs)
+
+
+async def test_an_emptied_lane_costs_the_dispatcher_no_claim(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    store = CountingStore(f"sqlite:///{tmp_path / 'lanes.db'}")
+    store.upgrade()
+    platform = PacedRecorder(store)
+    pipeline = Pipeline(
+        store,
+        Engine(),
+        [platform],
+        clock,
+        grouping=GroupingConfig(group_wait=timedelta(0)),
+        context_symbols=(),
+    )
+    store.add_watch(CHANNEL, "NVDA", "drop 10%", now=clock.now())
+    pipeline.load()
+    delivery = asyncio.create_task(pipeline.run_delivery())
+    try:
+        crash = Quote("NVDA", 88.0, clock.now(), MarketSession.PRE, previous_close=100.0)
+        assert pipeline.ingest_quotes([crash])
+        await _next_post(platform, 5.0)
+        await asyncio.sleep(0.2)
+        await pipeline.delivery.settled()
+        # The lane ended on an empty channel: nothing for the dispatcher to look for (a storm
+        # of a thousand lanes woke it a thousand times, each a claim over every open lane).
+        assert store.claims == platform.claims_at_send[0]
+        assert not store.undelivered_alerts()
+    finally:
+        delivery.cancel()
+        await asyncio.gather(delivery, return_exceptions=True)
+        store.close()

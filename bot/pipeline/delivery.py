@@ -242,6 +242,7 @@ class DeliveryWorker:
     async def _lane(self, first: Delivery) -> None:
         channel = first.channel
         delivery: Delivery | None = first
+        emptied = False
         try:
             while delivery is not None:
                 pace_until = await self._deliver(delivery)
@@ -250,7 +251,8 @@ class DeliveryWorker:
                 if not await self._store(self.store.lane_open, channel):
                     # Nothing more for this channel: end now rather than claim (and, paced,
                     # sleep and claim again) to find nothing. A row committed from here on
-                    # is the dispatcher's, which the wake below makes look.
+                    # wakes the dispatcher itself, and finds this lane gone.
+                    emptied = True
                     break
                 claimed = await self._store(self._claim_lane, channel)
                 if not claimed and self._live and isinstance(pace_until, datetime):
@@ -267,8 +269,10 @@ class DeliveryWorker:
         finally:
             self._lanes.pop(channel, None)
             self._moved()
-            if self._live:
-                self.wake()  # its later rows, if any, are the dispatcher's again
+            if self._live and not emptied:
+                # Rows it leaves (not due yet, paced, to retry) are the dispatcher's again; an
+                # emptied lane leaves none, and waking for it would cost a claim per message.
+                self.wake()
 
     def _moved(self) -> None:
         if self._lane_moved is not None:
