@@ -452,7 +452,7 @@ def _write_chart(
     fig = price_figure(
         result.symbol,
         result.path,
-        title=title + ("s" if len(fires) != 1 else ""),
+        title=title,
         timezone=timezone,
         fires=fires,
     )
