@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,46 @@ POSTGRES_URL_VAR = "MARKETBOT_TEST_POSTGRES_URL"
 
 # Monday 2025-01-27, 04:00 ET: the DeepSeek premarket.
 DEEPSEEK_PREMARKET = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _logging_put_back() -> Iterator[None]:
+    """Put the logging tree back after each test.
+
+    `marketbot` commands invoked in-process (Typer's CliRunner) configure logging as the real
+    process does: they replace the root handlers with one on the runner's stream, which is
+    closed afterwards, and raise yfinance's logger to CRITICAL. Left in place, that breaks
+    later tests that read logs through caplog, depending on test order.
+    """
+    root = logging.getLogger()
+    root_handlers, root_level = [h for h in root.handlers if _not_pytests(h)], root.level
+    loggers = {
+        name: (logger.level, logger.propagate, logger.disabled, list(logger.handlers))
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    yield
+    # pytest adds and removes its own capture handlers around each phase: leave those alone.
+    for handler in [h for h in root.handlers if _not_pytests(h) and h not in root_handlers]:
+        root.removeHandler(handler)
+    for handler in root_handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(root_level)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        if name not in loggers:  # created during the test: only a level set on it is undone
+            logger.setLevel(logging.NOTSET)
+            continue
+        level, propagate, disabled, handlers = loggers[name]
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+        logger.handlers[:] = handlers
+
+
+def _not_pytests(handler: logging.Handler) -> bool:
+    return not type(handler).__module__.startswith("_pytest")
 
 
 @pytest.fixture
