@@ -251,8 +251,10 @@ class DeliveryWorker:
                 if not await self._store(self.store.lane_open, channel):
                     # Nothing more for this channel: end now rather than claim (and, paced,
                     # sleep and claim again) to find nothing. A row committed from here on
-                    # wakes the dispatcher itself, and finds this lane gone.
-                    emptied = True
+                    # wakes the dispatcher itself, and finds this lane gone. Not so when the
+                    # check ran on a thread: a wake may have come (and found the lane still
+                    # here) while it ran, so the dispatcher looks again.
+                    emptied = not self.offload_store
                     break
                 claimed = await self._store(self._claim_lane, channel)
                 if not claimed and self._live and isinstance(pace_until, datetime):
