@@ -56,6 +56,7 @@ class Worker:
         clock: Clock | None = None,
         platforms: list[ChatPlatform] | None = None,
         owner: str | None = None,
+        store: SqlStore | None = None,
     ) -> None:
         from bot.database import open_store
         from bot.pipeline.delivery import DeliveryWorker
@@ -64,7 +65,7 @@ class Worker:
 
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.store: SqlStore = open_store(settings)
+        self.store: SqlStore = store if store is not None else open_store(settings)
         self._injected = platforms is not None
         self.platforms: list[ChatPlatform] = list(platforms or [])
         self.market = MarketState(settings.alerts.context_symbols)
@@ -81,6 +82,8 @@ class Worker:
             charts=False,  # the price paths live in the leader's memory
             timezone=settings.timezone,
             owner=owner,
+            lease=timedelta(seconds=settings.delivery.lease_seconds),
+            poll_interval=settings.delivery.poll_seconds,
         )
         self.delivery.shared = True
         self.delivery.offload_store = True  # PostgreSQL only: lanes meet the database in parallel
@@ -170,18 +173,23 @@ class Worker:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Deliver until SIGINT/SIGTERM; rows in flight keep their lease and are resumed by anyone."""
+    """Deliver until SIGINT/SIGTERM; rows in flight keep their lease and are resumed by anyone.
+
+    Started as ``marketbot run`` starts: the same logging (level, text or JSON, secrets
+    redacted) and the same wait for a database that is not up yet (one line, then backoff).
+    """
+    from bot.database import wait_for_store
+    from bot.logs import configure_from_settings
+
     check_worker_settings(settings)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_from_settings(settings)
+    store = await wait_for_store(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    worker = Worker(settings)
+    worker = Worker(settings, store=store)
     await worker.start()
     try:
         await stop.wait()

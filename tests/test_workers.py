@@ -209,3 +209,91 @@ def test_three_workers_drain_the_outbox_none_twice_each_channel_in_order(
     assert postgres_store.outbox_counts() == {"sent": rows}
     assert postgres_store.undelivered_alerts() == []
     assert {a.kind for a in postgres_store.recent_alerts(load_channel(0), 1)} == {AlertKind.FIRING}
+
+
+@pytest.mark.postgres
+def test_a_worker_started_before_its_database_says_so_once_then_drains_when_it_is_up(
+    tmp_path: Path,
+) -> None:
+    """As `marketbot run`: the shared logging (here JSON lines, tokens redacted) and one
+    warning for a database not up yet, then quiet backoff, then delivery once it answers."""
+    import json
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from bot.fakes.slack_server import FakeSlack
+    from bot.fakes.threaded import FakesInThread
+
+    admin_url = make_url(os.environ["MARKETBOT_TEST_POSTGRES_URL"])
+    name = f"marketbot_test_{uuid.uuid4().hex[:12]}"  # does not exist yet: "unreachable"
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    slack = FakeSlack()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MARKETBOT_")}
+    env = {
+        **base,
+        "PYTHONPATH": str(ROOT),
+        "MARKETBOT_DATABASE_URL": url,
+        "MARKETBOT_LOG_FORMAT": "json",
+        "MARKETBOT_SLACK__BOT_TOKEN": slack.bot_token,
+        "MARKETBOT_SLACK__API_URL": "",  # set once the fake listens
+    }
+    with FakesInThread(slack) as fakes:
+        env["MARKETBOT_SLACK__API_URL"] = slack.api_url
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "worker"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(proc.stderr.readline, "")),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not any("database unreachable" in line for line in lines):
+                assert proc.poll() is None, "".join(lines)
+                assert time.monotonic() < deadline, "".join(lines)
+                time.sleep(0.1)
+            time.sleep(2.0)  # a retry or two of the backoff: still one line, still waiting
+            assert proc.poll() is None
+            warned = [json.loads(line) for line in lines if "database unreachable" in line]
+            assert len(warned) == 1, lines
+            assert warned[0]["level"] == "WARNING"
+            assert "retrying with backoff" in warned[0]["message"]
+
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            store = SqlStore(url)
+            try:
+                store.upgrade()
+                _queue_one(store, "slack:C0WAITED", 0)
+                deadline = time.monotonic() + 60
+                while not fakes.call(lambda: slack.calls("chat.postMessage")):
+                    assert proc.poll() is None, "".join(lines)
+                    assert time.monotonic() < deadline, "no delivery: " + "".join(lines)
+                    time.sleep(0.1)
+                [post] = fakes.call(lambda: slack.calls("chat.postMessage"))
+                assert post.params["channel"] == "C0WAITED"
+                assert any("database reachable" in line for line in lines)
+                assert all(json.loads(line) for line in lines if line.strip())  # JSON lines
+                assert not any(slack.bot_token in line for line in lines)
+            finally:
+                store.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+            reader.join(timeout=5)
+            if proc.stderr is not None:
+                proc.stderr.close()
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
