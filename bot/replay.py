@@ -22,7 +22,7 @@ from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.market.replay import REPLAY_TICK_INTERVAL as REPLAY_TICK_INTERVAL  # re-exported
 from bot.market.replay import ReplayFeed, ReplayMarketData
 from bot.render import render_payload
-from bot.render.console_text import render_console
+from bot.render.console_text import console_renderer
 from bot.runner import JobIntervals, Runtime
 from bot.scenarios import UnknownScenarioError, open_scenario
 from bot.scheduler import JobScheduler
@@ -238,7 +238,7 @@ async def _play(
     out = output.console
     shown: ConsolePlatform | PayloadPrinter
     if render == "console":
-        shown = ConsolePlatform(render_console, out)
+        shown = ConsolePlatform(console_renderer(settings.timezone), out)
     else:
         shown = PayloadPrinter(render, output.payloads, timezone=settings.timezone)
     platform: ConsolePlatform | PayloadPrinter | ChartFiles = shown

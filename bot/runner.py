@@ -111,9 +111,9 @@ def build_router(
 def build_platforms(settings: Settings) -> list[ChatPlatform]:
     platforms: list[ChatPlatform] = []
     if settings.console:
-        from bot.render.console_text import render_console
+        from bot.render.console_text import console_renderer
 
-        platforms.append(ConsolePlatform(render_console))
+        platforms.append(ConsolePlatform(console_renderer(settings.timezone)))
     return platforms
 
 

@@ -149,3 +149,16 @@ def test_help_for_a_near_miss_suggests_the_command(sqlite_store: SqlStore) -> No
     reply = _router(sqlite_store, WINTER, "America/New_York").handle("/help wacth", CTX)
     assert not reply.ok
     assert "Did you mean `/help watch`?" in reply.text
+
+
+async def test_console_alerts_show_the_display_zone(capsys: pytest.CaptureFixture[str]) -> None:
+    from alerts.models import AlertMessage
+    from bot.runner import build_platforms
+    from bot.settings import Settings
+
+    [console] = build_platforms(Settings.model_validate({"timezone": "Europe/Berlin"}))
+    message = AlertMessage("console:default", "NVDA -13.0% premarket", (), at=WINTER)
+    await console.send(message, idempotency_key="k")
+    printed = capsys.readouterr().out
+    assert "Mon 2025-01-27 10:00 CET" in printed
+    assert "EST" not in printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import tzinfo
 
 from alerts.mentions import console_text as clean
@@ -57,3 +58,9 @@ def render_text(message: AlertMessage, tz: tzinfo | None = None) -> str:
 def render_console(message: AlertMessage, tz: tzinfo | None = None) -> str:
     """The console platform's renderer (same as ``render_text``)."""
     return render_text(message, tz)
+
+
+def console_renderer(timezone: str | None) -> Callable[[AlertMessage], str]:
+    """The console platform's renderer showing times in the display zone ``timezone``."""
+    tz = fmt.zone(timezone)
+    return lambda message: render_text(message, tz)
