@@ -166,17 +166,18 @@ class Ingest:
                 known.add(alert.key)
                 new.append(alert)
         channels = sorted({alert.channel for alert in new})
-        # One read each for every channel of the evaluation: a storm reaches many channels.
+        # One read for every channel of the evaluation (a storm reaches many channels), and
+        # none at all when nothing new crossed.
         mutes: dict[str, list[Mute]] = {}
+        stored_baskets: dict[str, dict[str, tuple[str, ...]]] = {}
+        open_groups: dict[str, OpenGroup] = {}
         if channels:
-            for mute in self.store.all_mutes():
+            all_mutes, stored_baskets, open_groups = self.store.decision_inputs(channels)
+            for mute in all_mutes:
                 mutes.setdefault(mute.channel, []).append(mute)
-        stored_baskets = self.store.all_baskets() if channels else {}
         baskets = {channel: all_baskets(stored_baskets.get(channel, {})) for channel in channels}
         muted = muted_keys(new, mutes, baskets, now)
-        decisions = plan_groups(
-            self.store.open_groups(channels) if channels else {}, new, muted, now, self.grouping
-        )
+        decisions = plan_groups(open_groups, new, muted, now, self.grouping)
         fresh = self.store.record_evaluation(
             [(s.watch_id, s.symbol, s.to_record()) for s in states],
             new,

@@ -268,6 +268,20 @@ class SqlStore(OutboxQueue):
         with self._tx() as session:
             return set(session.scalars(select(AlertRow.key).where(AlertRow.key.in_(wanted))))
 
+    def decision_inputs(
+        self, channels: Iterable[str]
+    ) -> tuple[list[Mute], dict[str, dict[str, tuple[str, ...]]], dict[str, OpenGroup]]:
+        """What muting and grouping decide from, in one read: every mute, every channel's
+        baskets, and the open group of each of ``channels``."""
+        wanted = set(channels)
+        with self._tx() as session:
+            mutes = [_mute(row) for row in session.scalars(select(MuteRow))]
+            baskets: dict[str, dict[str, tuple[str, ...]]] = {}
+            for row in session.scalars(select(BasketRow)):
+                baskets.setdefault(row.channel_id, {})[row.name] = tuple(row.symbols["symbols"])
+            groups = self._open_groups(session, wanted) if wanted else {}
+        return mutes, baskets, groups
+
     def open_groups(self, channels: Iterable[str]) -> dict[str, OpenGroup]:
         """Each channel's most recent message group, which new alerts may join."""
         wanted = set(channels)
@@ -368,23 +382,29 @@ class SqlStore(OutboxQueue):
             .group_by(AlertGroupRow.channel_id)
             .subquery()
         )
-        groups: dict[str, OpenGroup] = {}
-        for group in session.scalars(
-            select(AlertGroupRow).join(latest, AlertGroupRow.id == latest.c.gid)
-        ):
-            members = tuple(
-                session.scalars(
-                    select(AlertRow.key).where(AlertRow.group_id == group.id).order_by(AlertRow.id)
-                )
-            )
-            groups[group.channel_id] = OpenGroup(
+        found = list(
+            session.scalars(select(AlertGroupRow).join(latest, AlertGroupRow.id == latest.c.gid))
+        )
+        # Every group's members in one read: a storm asks for a thousand channels at once.
+        members: dict[int, list[str]] = {group.id: [] for group in found}
+        if members:
+            for group_id, key in session.execute(
+                select(AlertRow.group_id, AlertRow.key)
+                .where(AlertRow.group_id.in_(list(members)))
+                .order_by(AlertRow.id)
+            ):
+                if group_id is not None:  # the IN above: never None, but typed as nullable
+                    members[group_id].append(key)
+        return {
+            group.channel_id: OpenGroup(
                 group_id=group.id,
                 channel=group.channel_id,
                 opened_at=group.opened_at,
                 updated_at=group.updated_at,
-                member_keys=members,
+                member_keys=tuple(members[group.id]),
             )
-        return groups
+            for group in found
+        }
 
     def _apply_group_decisions(
         self,
