@@ -470,7 +470,7 @@ class CommandRouter:
                 verb = "exists" if len(rest) == 1 else "exist"
                 return (
                     f" Note: Yahoo could not be asked whether {', '.join(rest)} {verb}{why}; "
-                    "accepted anyway, and a symbol Yahoo does not know never alerts."
+                    "accepted anyway (a symbol Yahoo does not know shows as data unavailable)."
                 )
         return ""
 
