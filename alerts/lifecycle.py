@@ -271,6 +271,31 @@ def _day_moved(st: RuleState, day: date) -> bool:
     return held != day
 
 
+def begin(
+    watch_id: int, symbol: str, r: Reading, policy: Policy
+) -> tuple[RuleState | None, Event | None]:
+    """``advance(RuleState(watch_id, symbol), r, policy)`` for a pair with no state yet (armed,
+    never fired, no data gap), without building that blank state first: a frozen state costs
+    more than the rest of a fire. The state is None while the reading changes nothing."""
+    if not r.holds:
+        return None, None
+    if policy.confirm:
+        return RuleState(watch_id, symbol, _PENDING, 0, None, r.at, r.reference, day=r.day), None
+    fired = RuleState(
+        watch_id,
+        symbol,
+        _FIRING,
+        r.tier,
+        _episode_name(r.at),
+        r.at,
+        r.reference,
+        r.at,
+        r.at,
+        day=r.day,
+    )
+    return fired, _new(Event, (_FIRED, r.tier))
+
+
 def fire(st: RuleState, r: Reading, started: datetime) -> RuleState:
     """The state of a fresh crossing that started at ``started``; its episode names it."""
     episode = _episode_name(started)

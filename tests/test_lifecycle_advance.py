@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from alerts.lifecycle import Event, Policy, Reading, RuleState, RuleStatus, advance
+from alerts.lifecycle import Event, Policy, Reading, RuleState, RuleStatus, advance, begin
 from alerts.models import AlertKind, MarketSession
 
 T0 = datetime(2025, 1, 27, 15, 0, tzinfo=UTC)
@@ -221,3 +221,23 @@ def test_a_confirmed_fire_starts_when_the_condition_began() -> None:
     fired, event = advance(pending, reading(True, at=T0 + 2 * MIN), CONFIRM)
     assert event == Event(FIRING, 0)
     assert fired.episode == T0.isoformat()
+
+
+@pytest.mark.parametrize("policy", [PLAIN, CONFIRM, COOL, REPEATING, RESOLVING])
+@pytest.mark.parametrize(
+    "r",
+    [
+        reading(True),
+        reading(False),
+        reading(True, tier=2),
+        reading(True, recovered=True),
+        reading(True, reference=None, day=date(2025, 1, 27)),
+    ],
+)
+def test_begin_is_advance_from_a_blank_state(r: Reading, policy: Policy) -> None:
+    # The engine's shortcut for pairs without a state must be the lifecycle itself.
+    blank = RuleState(7, "AMD")
+    expected_state, expected_event = advance(blank, r, policy)
+    got_state, got_event = begin(7, "AMD", r, policy)
+    assert got_event == expected_event
+    assert got_state == (None if expected_state is blank else expected_state)

@@ -37,6 +37,7 @@ from alerts.lifecycle import (
     RuleState,
     RuleStatus,
     advance,
+    begin,
     same_value,
     trading_day,
 )
@@ -506,16 +507,21 @@ class Engine:
 
     def _advance(self, b: Binding, r: Reading, out: _Out) -> None:
         key = b.key
-        old = self._states.get(key)
-        st = old if old is not None else RuleState(b.watch.id, b.symbol)
-        if st.nodata_since is not None:
+        st = self._states.get(key)
+        if st is None:
+            # Most rules a storm fires had no state yet: begin() builds only the new one.
+            new, event = begin(b.watch.id, b.symbol, r, b.policy)
+            if new is not None:
+                self._states[key] = out.states[key] = new
+        elif st.nodata_since is not None:
             return  # never a crossing, never a recovery on NoData
-        new, event = advance(st, r, b.policy)
-        if new is not st:
-            self._states[key] = out.states[key] = new
+        else:
+            new, event = advance(st, r, b.policy)
+            if new is not st:
+                self._states[key] = out.states[key] = new
         if b.family not in _NOT_INDEXED:
             idx = self._book.index[b.symbol]
-            if new.status is _ARMED and not r.holds:
+            if new is None or (new.status is _ARMED and not r.holds):  # None: it did not hold
                 idx.active.pop(key, None)
                 idx.unsettled.pop(key, None)
             else:
@@ -525,6 +531,7 @@ class Engine:
                 else:
                     idx.unsettled[key] = b
         if event is not None:
+            assert new is not None  # an event always comes with a new state
             relative = self._relative_figure(b, r)
             out.alerts.append(
                 price_alert(b, new, r, event, self.config.critical_multiple, relative)
