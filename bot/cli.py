@@ -239,7 +239,13 @@ def command(
         reply = router.handle(text, CommandContext(channel=channel, user="cli", platform="console"))
     finally:
         store.close()
-    typer.echo(reply.text)
+    from rich.console import Console
+
+    from bot.render.console import render_reply
+
+    # Drawn as the console draws replies (bold, code) instead of printing Slack's asterisks and
+    # backticks; piped, plain text with its own line breaks only.
+    Console(soft_wrap=True).print(render_reply(reply.text, ok=reply.ok), highlight=False)
     if not reply.ok:
         raise typer.Exit(1)
 

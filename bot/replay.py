@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.commands import CommandContext
@@ -22,6 +23,7 @@ from bot.console import CONSOLE_CHANNEL, ConsolePlatform
 from bot.market.replay import REPLAY_TICK_INTERVAL as REPLAY_TICK_INTERVAL  # re-exported
 from bot.market.replay import ReplayFeed, ReplayMarketData
 from bot.render import render_payload
+from bot.render.console import render_reply
 from bot.render.console_text import console_renderer
 from bot.runner import JobIntervals, Runtime
 from bot.scenarios import UnknownScenarioError, open_scenario
@@ -267,11 +269,17 @@ async def _play(
     )
     ctx = CommandContext(channel=CONSOLE_CHANNEL, user="replay", platform="console")
     replies = []
-    out.print(f"[bold]Replaying {scenario.name}[/bold]: {scenario.description}", highlight=False)
+    out.print(
+        Text.assemble((f"Replaying {scenario.name}", "bold"), f": {scenario.description}"),
+        highlight=False,
+    )
     for line in commands or scenario.default_watches:
         reply = runtime.router.handle(line, ctx)
         replies.append(reply.text)
-        out.print(f"> {line}\n{reply.text}", style=None if reply.ok else "red", highlight=False)
+        # Typed lines and replies are text, never Rich markup (a note may hold "[/]"); the
+        # replies' Slack-style markup is drawn as the console draws it.
+        out.print(Text(f"> {line}"), highlight=False)
+        out.print(render_reply(reply.text, ok=reply.ok), highlight=False)
     _schedule_known_ends(runtime, scenario)
     await runtime.start()
     try:

@@ -52,7 +52,8 @@ def test_cmd_and_db_upgrade_use_the_sqlite_file_in_the_working_directory(tmp_pat
     assert "database at revision 0" in marketbot("db", "upgrade", cwd=tmp_path).stdout
     added = marketbot("cmd", "/watch nvda drop 5%", cwd=tmp_path)
     assert added.returncode == 0
-    assert "Watching *NVDA*" in added.stdout
+    # Drawn, not raw: no Slack asterisks or backticks in the terminal.
+    assert "Watching NVDA: alert on drop 5%" in added.stdout
     assert (tmp_path / "marketbot.db").is_file()
     listed = marketbot("cmd", "/watchlist", cwd=tmp_path)
     assert "NVDA" in listed.stdout

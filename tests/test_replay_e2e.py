@@ -154,3 +154,31 @@ async def test_a_mute_ending_between_ticks_is_summarized_at_its_end(tmp_path: Pa
     [(_, summary)] = result.messages
     assert summary.title.startswith("While NVDA was muted: 1 alert")
     assert summary.at == datetime(2025, 1, 27, 12, 59, 30, tzinfo=UTC)
+
+
+async def test_replies_and_description_are_shown_as_text_not_markup(tmp_path: Path) -> None:
+    # Rich markup in what a user wrote ("[/]" in a note or a scenario's description) crashed the
+    # replay with a MarkupError; the replies' Slack-style asterisks and backticks showed raw.
+    path = tmp_path / "brackets.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "brackets",
+                "description": "A [bold]day[/] with [/] in it",
+                "start": "2025-03-03T04:00:00-05:00",
+                "end": "2025-03-03T04:05:00-05:00",
+                "reference": {"NVDA": {"previous_close": 120.0}},
+                "ticks": {"NVDA": [[0, 119.0], [60, 118.5]]},
+            }
+        )
+    )
+    out = _console()
+    result = await run_replay(
+        Settings(), str(path), commands=["/watch NVDA drop 5% -- see [/] later"], console=out
+    )
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "Replaying brackets: A [bold]day[/] with [/] in it" in text
+    assert "> /watch NVDA drop 5% -- see [/] later" in text
+    assert result.replies[0].startswith("Watching *NVDA*: alert on `drop 5%`")
+    assert "Watching NVDA: alert on drop 5%" in text
+    assert "*NVDA*" not in text
