@@ -3,12 +3,20 @@
 The outbox insert trigger (migration 0004) NOTIFYs ``marketbot_outbox`` on commit. A listener
 holds one autocommit connection of its own and calls ``wake()`` for each notification; the
 delivery loop's slow poll stays as the safety net for a notification lost while reconnecting.
+
+The same connection says which platforms this process delivers to (its ``application_name``),
+so every listener can count the live delivering processes per platform from
+``pg_stat_activity``: a budget that is per bot token, not per process (Discord's 50 requests
+a second), is shared out by that count. A process that dies drops its connection, and with it
+its place in the count; no table, no heartbeat.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.leadership import CONNECT_OPTIONS, libpq_url
@@ -23,6 +31,27 @@ OUTBOX_CHANNEL = "marketbot_outbox"
 IDLE_CHECK_SECONDS = 15.0
 MAX_RECONNECT_DELAY = 30.0
 STOP_CHECK_SECONDS = 0.5
+# How often the live delivering processes are counted: a process that joins is seen by the
+# others within this long (until then they keep their larger share).
+PEER_CHECK_SECONDS = 1.0
+APPLICATION_PREFIX = "marketbot-delivery"
+
+
+def application_name(platforms: Sequence[str]) -> str:
+    """``marketbot-delivery discord slack``: what ``pg_stat_activity`` shows for a listener."""
+    return " ".join([APPLICATION_PREFIX, *sorted(platforms)])[:63]  # PostgreSQL's NAMEDATALEN
+
+
+def count_by_platform(names: Sequence[str]) -> dict[str, int]:
+    """Delivering processes per platform, from the listeners' application names."""
+    found: dict[str, int] = {}
+    for name in names:
+        head, *platforms = name.split()
+        if head != APPLICATION_PREFIX:
+            continue
+        for platform in set(platforms):
+            found[platform] = found.get(platform, 0) + 1
+    return found
 
 
 class OutboxListener:
@@ -40,6 +69,8 @@ class OutboxListener:
         *,
         channel: str = OUTBOX_CHANNEL,
         idle_check: float = IDLE_CHECK_SECONDS,
+        platforms: Sequence[str] = (),
+        on_peers: Callable[[Mapping[str, int]], object] | None = None,
     ) -> None:
         self._conninfo = libpq_url(database_url)
         self.waker = waker
@@ -50,6 +81,12 @@ class OutboxListener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._quiet = 0.0
+        self.platforms = tuple(platforms)
+        # Called from the listener's thread with the live count per platform (this process
+        # included) once listening and whenever it changes.
+        self.on_peers = on_peers
+        self.peers: dict[str, int] = {}
+        self._peers_checked = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="outbox-listener", daemon=True)
@@ -83,9 +120,13 @@ class OutboxListener:
         import psycopg
         from psycopg import sql
 
-        options: dict[str, Any] = {**CONNECT_OPTIONS, "application_name": "marketbot-listener"}
+        options: dict[str, Any] = {
+            **CONNECT_OPTIONS,
+            "application_name": application_name(self.platforms),
+        }
         with psycopg.connect(self._conninfo, autocommit=True, **options) as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._count_peers(conn)
             self.listening.set()
             # Rows committed while we were not listening would otherwise wait for the poll.
             self.waker.wake()
@@ -96,7 +137,24 @@ class OutboxListener:
                     self.waker.wake()
                     if self._stop.is_set():
                         return
+                if time.monotonic() - self._peers_checked >= PEER_CHECK_SECONDS:
+                    self._count_peers(conn)
                 self._quiet += STOP_CHECK_SECONDS
                 if self._quiet >= self.idle_check:
                     self._quiet = 0.0
                     conn.execute("SELECT 1")
+
+    def _count_peers(self, conn: Any) -> None:
+        """Count the live delivering processes; tell ``on_peers`` when the count changed."""
+        self._peers_checked = time.monotonic()
+        if self.on_peers is None:
+            return
+        rows = conn.execute(
+            "SELECT application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE %s",
+            (f"{APPLICATION_PREFIX}%",),
+        ).fetchall()
+        peers = count_by_platform([row[0] for row in rows])
+        if peers != self.peers:
+            self.peers = peers
+            self.on_peers(dict(peers))

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.leadership import RunRefused, is_postgres
@@ -30,6 +31,16 @@ log = logging.getLogger("marketbot.worker")
 
 REFRESH_INTERVAL = timedelta(minutes=1)  # stored headlines and role pings, for rendering
 NEWS_PRELOAD = timedelta(days=4)
+PEER_COUNT_WAIT = 10.0  # seconds delivery waits for the first count of delivering processes
+
+
+@runtime_checkable
+class SharedBudget(Protocol):
+    """A platform whose rate budget belongs to the bot token, shared by every process."""
+
+    name: str
+
+    def share_global_budget(self, processes: int) -> None: ...
 
 
 def check_worker_settings(settings: Settings) -> None:
@@ -110,15 +121,38 @@ class Worker:
         """Start listening and delivering."""
         from bot.pg_wake import OutboxListener
 
-        self.listener = OutboxListener(self.settings.database_url, self.delivery)
+        loop = asyncio.get_running_loop()
+        self.listener = OutboxListener(
+            self.settings.database_url,
+            self.delivery,
+            platforms=[p.name for p in self.platforms],
+            on_peers=lambda peers: loop.call_soon_threadsafe(self._share_budgets, peers),
+        )
         self._tasks = [
-            asyncio.create_task(self.delivery.run(), name="delivery"),
+            asyncio.create_task(self._deliver(self.listener), name="delivery"),
             asyncio.create_task(self._refresh_every(), name="refresh"),
         ]
         self.listener.start()  # after delivery.run is scheduled: its wakes reach a live loop
         log.info(
             "marketbot worker started: delivering to %s",
             ", ".join(p.name for p in self.platforms),
+        )
+
+    async def _deliver(self, listener: OutboxListener) -> None:
+        """Deliver once the delivering processes were counted (or the count is late: then
+        the poll and the full budgets go on, and the count applies when it comes)."""
+        if any(isinstance(p, SharedBudget) for p in self.platforms):
+            await asyncio.to_thread(listener.listening.wait, PEER_COUNT_WAIT)
+        await self.delivery.run()
+
+    def _share_budgets(self, peers: Mapping[str, int]) -> None:
+        """A budget per bot token (Discord's global limit) split by the live processes."""
+        for platform in self.platforms:
+            if isinstance(platform, SharedBudget):
+                platform.share_global_budget(peers.get(platform.name, 1))
+        log.info(
+            "delivering processes: %s",
+            ", ".join(f"{n} {name}" for name, n in sorted(peers.items())) or "none",
         )
 
     async def _connect_platforms(self) -> None:

@@ -59,6 +59,11 @@ class AnsweredWindow:
             self._answered.popleft()
         return self._unanswered + len(self._answered)
 
+    def resize(self, limit: int) -> None:
+        """A new ``limit`` for requests let go from now on (waiters look again at once)."""
+        self.limit = max(1, limit)
+        self._freed.set()
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         async with self._turn:
@@ -165,6 +170,11 @@ class DiscordPlatform:
 
     def handles(self, channel: str) -> bool:
         return channel.startswith(CHANNEL_PREFIX)
+
+    def share_global_budget(self, processes: int) -> None:
+        """Discord's global budget is the bot token's: ``processes`` sending with this token
+        (``marketbot worker``s on one database) each keep to their equal part of it."""
+        self._global.resize(GLOBAL_REQUESTS // max(1, processes))
 
     def _payload(
         self, message: AlertMessage

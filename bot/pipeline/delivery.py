@@ -131,12 +131,20 @@ class DeliveryWorker:
         # others'. Off elsewhere: SQLite has one writer, and inline calls keep a test on a
         # ManualClock deterministic.
         self.offload_store = False
+        self._store_calls: set[asyncio.Future[Any]] = set()
 
     async def _store(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """A lane's store call: on a thread when ``offload_store``, else inline."""
-        if self.offload_store:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        return call(*args, **kwargs)
+        """A lane's store call: on a thread when ``offload_store``, else inline.
+
+        A cancelled lane (a stop) cannot stop the thread: the call runs to its end, and
+        ``run`` waits for it before returning, so the store is never closed under it.
+        """
+        if not self.offload_store:
+            return call(*args, **kwargs)
+        running = asyncio.ensure_future(asyncio.to_thread(call, *args, **kwargs))
+        self._store_calls.add(running)
+        running.add_done_callback(self._store_calls.discard)
+        return await asyncio.shield(running)
 
     # -- waking ---------------------------------------------------------------------------
 
@@ -177,6 +185,7 @@ class DeliveryWorker:
             for task in list(self._lanes.values()):
                 task.cancel()
             await asyncio.gather(*self._lanes.values(), return_exceptions=True)
+            await asyncio.gather(*self._store_calls, return_exceptions=True)
 
     async def _sleep_until_due(self) -> None:
         assert self._wakeup is not None
