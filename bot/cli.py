@@ -211,6 +211,11 @@ def backtest(
     last = day(end, "--end") if end is not None else date.today()
     settings = _settings(config)
     from bot.backtest import BacktestError, run_backtest
+    from bot.logs import configure_logging, secret_values
+
+    # The firings and the notes on stderr are the report; yfinance's own lines ("$NVDA:
+    # possibly delisted; no price data found") would only repeat the one-line refusal.
+    configure_logging("ERROR", secrets=secret_values(settings))
 
     try:
         run_backtest(settings, target, " ".join(rule), first, last, chart=chart)

@@ -19,6 +19,7 @@ from bot.cli import app
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.replay import run_replay
 from bot.settings import Settings
+from tests.test_cli import marketbot
 
 NY = ZoneInfo("America/New_York")
 DAY = date(2025, 1, 27)  # the DeepSeek Monday
@@ -220,3 +221,28 @@ def test_the_cli_runs_a_backtest(
     bad = CliRunner().invoke(app, ["backtest", "NVDA", "drop", "10%", "--start", "27/01/2025"])
     assert bad.exit_code == 2
     assert "YYYY-MM-DD" in bad.output
+
+
+def test_yfinance_prints_nothing_of_its_own_in_a_backtest(
+    fake_yahoo: FakeYahoo, tmp_path: Path
+) -> None:
+    # A symbol the fake has no history for: one refusal, not yfinance's "possibly delisted"
+    # lines printed by logging's last-resort handler before it.
+    result = marketbot(
+        "backtest",
+        "NVDA",
+        "drop",
+        "10%",
+        "--start",
+        "2025-01-27",
+        "--end",
+        "2025-01-27",
+        cwd=tmp_path,
+        env={
+            "MARKETBOT_YAHOO__BASE_URL": fake_yahoo.base_url,
+            "MARKETBOT_CACHE_DIR": str(tmp_path / "cache"),
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no price history for NVDA" in result.stderr
+    assert "delisted" not in result.stderr + result.stdout
