@@ -12,8 +12,9 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
-from alerts.wording import plural
+from alerts.wording import local_time, plural
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -210,14 +211,15 @@ def check_destinations(settings: Settings) -> list[Finding]:
         store.close()
     if not broken:
         return [_pass("destinations", "broken", "none: every channel accepts posts")]
+    zone = ZoneInfo(settings.timezone)  # the bot's display zone, as in its replies
     found = []
     for lane in broken[:20]:
-        retry = f"; next try {lane.retry_at:%Y-%m-%d %H:%M} UTC" if lane.retry_at else ""
+        retry = f"; next try {local_time(lane.retry_at, zone)}" if lane.retry_at else ""
         found.append(
             _fail(
                 "destinations",
                 lane.channel,
-                f"refused since {lane.since:%Y-%m-%d %H:%M} UTC: {lane.error[:120]}{retry}",
+                f"refused since {local_time(lane.since, zone)}: {lane.error[:120]}{retry}",
                 "invite the bot to the channel again (or `/unwatch all` there); the next alert "
                 "to it after the backoff clears the mark when it is accepted",
             )

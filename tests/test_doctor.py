@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -225,6 +226,10 @@ async def test_broken_destination_is_listed(world: World) -> None:
     assert set(failed) == {("destinations", "slack:C0GONE")}
     assert "channel_not_found" in failed["destinations", "slack:C0GONE"].detail
     assert "invite the bot" in failed["destinations", "slack:C0GONE"].fix
+    # Shown in the display zone (MARKETBOT_TIMEZONE, New York here), as replies are.
+    since = T0.astimezone(ZoneInfo("America/New_York"))
+    expected = f"refused since {since:%Y-%m-%d %H:%M} {since.tzname()}"
+    assert expected in failed["destinations", "slack:C0GONE"].detail
 
 
 def test_incomplete_configuration() -> None:
