@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -364,6 +363,6 @@ class YahooMarketData:
             self.parked.clear()
             for w in waiters:
                 w.cancel()
-            for w in waiters:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await w
+            # gather, not `suppress(CancelledError): await w`: a stop that cancels this task
+            # while it puts its waiters away must not be swallowed as a waiter's own cancel.
+            await asyncio.gather(*waiters, return_exceptions=True)
