@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bot.fakes.loopback import LoopbackServer
+from bot.fakes.loopback import LoopbackServer, serve_standalone
 
 _EPOCH_MS = 1420070400000
 
@@ -848,3 +848,29 @@ def _snowflakes_as_strings(body: Any) -> Any:
             for a in out["attachments"]
         ]
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake standalone (one server, one channel), e.g. for ``marketbot doctor`` by hand:
+    it prints the settings that point marketbot at it, as shell lines."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Loopback fake of Discord's REST API and gateway.")
+    parser.add_argument("--port", type=int, default=8768)
+    args = parser.parse_args(argv)
+    fake = FakeDiscord()
+    serve_standalone(
+        fake,
+        args.port,
+        lambda: (
+            f"# fake Discord on http://127.0.0.1:{fake.port} (Ctrl-C stops); marketbot's "
+            f"settings for it:\n"
+            f"export MARKETBOT_DISCORD__API_URL={fake.rest_base}\n"
+            f"export MARKETBOT_DISCORD__GATEWAY_URL={fake.gateway_url}\n"
+            f"export MARKETBOT_DISCORD__TOKEN={fake.token}"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()

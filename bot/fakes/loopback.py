@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import Callable
 from typing import Self
 
 from aiohttp import web
@@ -79,3 +81,19 @@ class LoopbackServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def serve_standalone(server: LoopbackServer, port: int, announce: Callable[[], str]) -> None:
+    """Serve ``server`` on 127.0.0.1:``port`` until Ctrl-C; ``announce()`` is printed once it
+    listens (it may read the port), so a person or a script knows where it is."""
+
+    async def serve() -> None:
+        await server.start(port)
+        print(announce(), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
-from bot.fakes.loopback import LoopbackServer
+from bot.fakes.loopback import LoopbackServer, serve_standalone
 
 
 @dataclass
@@ -506,3 +506,30 @@ def _as_form(params: dict[str, Any], properties: dict[str, Any]) -> dict[str, An
         else:
             out[name] = value
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake standalone, e.g. for ``marketbot doctor`` or ``marketbot run`` by hand: it
+    prints the settings that point marketbot at it, as shell lines."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Loopback fake of Slack's Web API and Socket Mode."
+    )
+    parser.add_argument("--port", type=int, default=8767)
+    args = parser.parse_args(argv)
+    fake = FakeSlack()
+    serve_standalone(
+        fake,
+        args.port,
+        lambda: (
+            f"# fake Slack on {fake.base} (Ctrl-C stops); marketbot's settings for it:\n"
+            f"export MARKETBOT_SLACK__API_URL={fake.api_url}\n"
+            f"export MARKETBOT_SLACK__BOT_TOKEN={fake.bot_token}\n"
+            f"export MARKETBOT_SLACK__APP_TOKEN={fake.app_token}"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
