@@ -344,3 +344,27 @@ async def test_synced_commands_carry_the_spec_options_and_a_new_spec_runs(
     for spec in (*COMMANDS, EXTRA):
         assert _registered_options(synced[spec.name]) == _expected_options(spec), spec.name
     assert [text for text, _ in router.calls] == ["quote NVDA 3", "digest on 07:30 Europe/Berlin"]
+
+
+def test_no_voice_library_warning_at_start() -> None:
+    # A fresh process, as `marketbot run` starts: discord.py warns once per process, so only a
+    # process of its own shows whether the first client still does.
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT
+
+    code = (
+        "import logging; logging.basicConfig(); import bot.discord.app, discord; "
+        "discord.Client(intents=discord.Intents.none())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "voice will NOT be supported" not in result.stderr

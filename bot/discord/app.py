@@ -29,6 +29,11 @@ from bot.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 
+# marketbot never joins a voice channel, yet discord.py warns at the first client it creates
+# that PyNaCl and davey (its voice libraries) are missing, which reads like a fault at start.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
 REPLY_LIMIT = 2000
 FEATURES = frozenset({ROLE_PINGS})  # a role mention in an alert notifies the role
 ANSWER_WITHIN = 2.0  # Discord drops an interaction not answered within 3 s
