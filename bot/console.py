@@ -86,6 +86,7 @@ class ConsolePlatform:
 # -- the console as a transcript ---------------------------------------------------------------
 
 LineKind = Literal["typed", "reply", "posted", "edited"]
+REPLY_WITHIN = 60.0  # seconds of wall time a typed command may take to be answered
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,12 @@ class ConsoleSession:
         start = len(self.transcript.lines)
         self.transcript.add("typed", line)
         self._typed.put_nowait(line + "\n")
-        reply = await self.transcript.next_reply(start)
+        try:
+            # A bound, not a wait for time to pass: a reader that died fails the test at once.
+            async with asyncio.timeout(REPLY_WITHIN):
+                reply = await self.transcript.next_reply(start)
+        except TimeoutError:
+            raise AssertionError(f"no reply to {line!r} within {REPLY_WITHIN:g} s") from None
         await self.bot.settle()
         return reply.text
 

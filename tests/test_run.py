@@ -14,7 +14,7 @@ import pytest
 
 from alerts.models import AlertMessage, MarketSession, Quote
 from alerts.ports import ManualClock, MessageRef
-from bot.console import CONSOLE_CHANNEL, ConsolePlatform
+from bot.console import CONSOLE_CHANNEL, ConsolePlatform, ConsoleSession
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.pipeline import Pipeline
 from bot.runner import build_engine, console_runtime
@@ -258,3 +258,33 @@ async def test_a_row_committed_without_a_wake_is_delivered_by_the_safety_net(
     assert line.message is not None
     assert [alert.symbol for alert in line.message.alerts] == ["AMD"]
     assert line.at <= PREMARKET + timedelta(seconds=settings.delivery.poll_seconds)
+
+
+class _Silent:
+    """A bot whose console reader never answers (it died)."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def settle(self) -> None:
+        return None
+
+    async def advance(self, delta: timedelta) -> None:
+        return None
+
+
+async def test_a_command_nobody_answers_fails_the_session_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.console
+
+    monkeypatch.setattr(bot.console, "REPLY_WITHIN", 0.1)
+    session = ConsoleSession(ManualClock(PREMARKET))
+    async with session.running(_Silent()):
+        with pytest.raises(AssertionError, match=r"no reply to '/help' within 0\.1 s"):
+            await session.type("/help")
+    assert [str(line) for line in session.transcript.new()] == ["> /help"]
+    assert session.transcript.new() == []  # read once
