@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bot.fakes.outbox_load import DrainReport, RecordingPlatform, drain, fill_outbox
+from bot.fakes.pg_database import fresh_database
 from bot.settings import Settings
 from bot.store import SqlStore
 
@@ -27,22 +22,8 @@ CHANNELS = 30
 ROWS = int(os.environ.get("MARKETBOT_BENCH_OUTBOX_ROWS", "600"))
 
 
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"marketbot_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def measure(admin_url: str, workers: int) -> DrainReport:
-    with fresh_database(admin_url) as url:
+    with fresh_database(admin_url, prefix="marketbot_bench") as url:
         store = SqlStore(url)
         try:
             store.upgrade()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,27 +140,15 @@ def _postgres_admin_url() -> str:
 @pytest.fixture
 def postgres_store() -> Iterator[SqlStore]:
     """A store on a fresh, uniquely named PostgreSQL database, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from bot.fakes.pg_database import fresh_database
 
-    admin_url = make_url(_postgres_admin_url())
-    name = f"marketbot_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # a configured but unreachable server is a failure, not a skip
-        admin.dispose()
-        raise RuntimeError(f"cannot create a test database at {admin_url!r}: {exc}") from exc
-    store = SqlStore(admin_url.set(database=name).render_as_string(hide_password=False))
-    try:
-        store.upgrade()
-        yield store
-    finally:
-        store.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(_postgres_admin_url()) as url:
+        store = SqlStore(url)
+        try:
+            store.upgrade()
+            yield store
+        finally:
+            store.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

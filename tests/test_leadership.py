@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from bot.fakes.pg_database import fresh_database
 from bot.leadership import (
     LEADER_LOCK_KEY,
     PostgresLeaderLock,
@@ -142,22 +142,11 @@ async def test_the_standby_serves_only_after_the_leader_lost_its_lock_then_waits
 @pytest.fixture
 def empty_postgres_url() -> Iterator[str]:
     """A fresh database with no schema yet, dropped afterwards."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
     admin_url = os.environ.get("MARKETBOT_TEST_POSTGRES_URL")
     if not admin_url:
         pytest.skip("MARKETBOT_TEST_POSTGRES_URL is not set: no PostgreSQL to test against")
-    name = f"marketbot_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(admin_url) as url:
+        yield url
 
 
 @pytest.mark.postgres
