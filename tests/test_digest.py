@@ -5,6 +5,7 @@ Time is the injected ManualClock throughout: the two-year calendars step it, not
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -212,8 +213,10 @@ async def test_on_demand_digest_shows_what_the_scheduled_one_posts(sqlite_store:
         [_news("Nvidia sinks on DeepSeek R1", datetime(2025, 1, 27, 8, 45, tzinfo=UTC), "NVDA")]
     )
     reply = router.handle("/digest", CTX).text
+    # The digest is queued behind the channel's alert, which waits out its group window.
+    clock.advance(timedelta(seconds=5))
     assert await pipeline.send_digest(CHANNEL, MONDAY)
-    [(_, posted)] = platform.sent
+    [(_, posted)] = [(k, m) for k, m in platform.sent if m.title.startswith("Premarket digest")]
     for line in (
         "*Premarket digest Mon 2025-01-27: biggest move NVDA -13.0%*",
         "NVDA: 124.07 (-13.01%, pre)",
@@ -431,14 +434,19 @@ async def test_a_digest_that_keeps_failing_stops_at_the_end_of_its_window(
     platform = Recorder(failures=10_000)
     sqlite_store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=time(8)), clock.now())
     pipeline = _pipeline(sqlite_store, clock, platform)
-    attempts = 0
+    tried_at: list[datetime] = []
     while clock.now() < _at(MONDAY, 8, 0) + DIGEST_WINDOW + timedelta(minutes=30):
         before = platform.failures
         await pipeline.send_due_digests()
-        attempts += before - platform.failures
+        tried_at += [clock.now()] * (before - platform.failures)
         clock.advance(timedelta(minutes=1))
-    assert attempts == DIGEST_WINDOW // timedelta(minutes=1)
+    # Retried with the outbox's backoff (at most 5 minutes apart) all through the window,
+    # never after it; the row ends expired, and the day is not queued again.
+    assert len(tried_at) >= DIGEST_WINDOW // timedelta(minutes=5)
+    assert max(tried_at) < _at(MONDAY, 8, 0) + DIGEST_WINDOW
+    assert max(b - a for a, b in itertools.pairwise(tried_at)) <= timedelta(minutes=6)
     assert platform.sent == []
+    assert sqlite_store.outbox_counts() == {"expired": 1}
 
 
 async def test_a_zone_other_than_the_bots_follows_its_own_dst(sqlite_store: SqlStore) -> None:

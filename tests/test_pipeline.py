@@ -195,11 +195,15 @@ async def test_muted_alerts_are_summarised_when_the_mute_ends(
     assert await pipeline.deliver_due() == 0
     assert await pipeline.end_expired_mutes() == 0  # not over yet
     clock.advance(timedelta(hours=1))
-    assert await pipeline.end_expired_mutes() == 0  # the platform failed: kept for next time
+    assert await pipeline.end_expired_mutes() == 0  # the platform failed: the outbox retries
+    assert sqlite_store.all_mutes() == []  # queued with the mute's end, in one transaction
+    clock.advance(timedelta(seconds=2))  # the retry's backoff
     assert await pipeline.end_expired_mutes() == 1
     [(_, summary)] = platform.posts
     assert "NVDA" in {a.symbol for a in summary.alerts}
+    clock.advance(timedelta(minutes=10))
     assert await pipeline.end_expired_mutes() == 0
+    assert len(platform.posts) == 1
 
 
 async def test_a_channel_that_asked_hears_the_recovery(

@@ -162,10 +162,25 @@ class Pipeline:
         self.delivery.wake()
 
     async def send_digest(self, channel: str, day: date) -> bool:
-        return await self.digests.send(channel, day)
+        """Queue the channel's digest for ``day``; see ``_notices_out``."""
+        queued = self.digests.queue(channel, day)
+        return bool(await self._notices_out(queued, "digests_sent")) if queued else False
 
     async def send_due_digests(self) -> int:
-        return await self.digests.run_due()
+        """Queue the due digests. A live bot's delivery posts them (returns how many were
+        queued); otherwise (replays, tests) one delivery pass does (returns how many of the
+        day's digests the platforms accepted in it, retries of earlier ones included)."""
+        return await self._notices_out(self.digests.queue_due(), "digests_sent")
 
     async def end_expired_mutes(self) -> int:
-        return await self.notices.end_expired_mutes()
+        """Queue the summaries of ended mutes; counted as ``send_due_digests`` counts."""
+        return await self._notices_out(self.notices.queue_expired_mutes(), "summaries_sent")
+
+    async def _notices_out(self, queued: int, counter: str) -> int:
+        if self.delivery.live:
+            if queued:
+                self.delivery.wake()
+            return queued
+        before = getattr(self.stats, counter)
+        await self.delivery.deliver_due()
+        return int(getattr(self.stats, counter)) - int(before)

@@ -146,6 +146,11 @@ class DeliveryWorker:
         running.add_done_callback(self._store_calls.discard)
         return await asyncio.shield(running)
 
+    @property
+    def live(self) -> bool:
+        """``run`` is delivering: committed rows go out without a pass of their own."""
+        return self._live
+
     # -- waking ---------------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -362,8 +367,12 @@ class DeliveryWorker:
                 "%s accepts messages again; it is no longer marked broken", delivery.channel
             )
         self.stats.by_platform[platform.name] = self.stats.by_platform.get(platform.name, 0) + 1
+        if delivery.kind == "digest":
+            self.stats.digests_sent += 1
+        elif delivery.kind == "summary":
+            self.stats.summaries_sent += 1
         if posted:
-            await self._send_chart(platform, message)
+            await self._send_chart(platform, delivery, message)
         return pace_until
 
     async def _attempt(
@@ -479,41 +488,51 @@ class DeliveryWorker:
         else:
             self.store.retry_later(delivery, error, retry_at=retry_at)
 
-    async def _send_chart(self, platform: ChatPlatform, message: AlertMessage) -> None:
-        """A chart of the names' moves under a new alert message, where the platform can.
+    async def _send_chart(
+        self, platform: ChatPlatform, delivery: Delivery, message: AlertMessage
+    ) -> None:
+        """A chart under a new alert message (the names' moves) or digest, where it can.
 
-        Best effort: the alert itself is already delivered and recorded, so a failed chart is
-        logged and dropped rather than retried (a retry could only duplicate the image).
+        Best effort: the message itself is already delivered and recorded, so a failed chart
+        is logged and dropped rather than retried (a retry could only duplicate the image).
         """
         if not self.charts or not isinstance(platform, ImageUploader):
             return
-        from bot.charts import render_move_chart
-
-        symbols = list(dict.fromkeys(a.symbol for a in message.alerts))
+        if delivery.kind == "summary":
+            return
         try:
-            moves: Mapping[str, Sequence[tuple[datetime, float]]]
-            if self.chart_paths is not None:
-                moves = await self.chart_paths(symbols)
+            if delivery.kind == "digest":
+                image, filename = await asyncio.to_thread(_digest_chart, message), "digest.png"
             else:
-                moves = {symbol: self.market.path(symbol) for symbol in symbols}
-            if not any(len(points) >= 2 for points in moves.values()):
-                return
-            image = await asyncio.to_thread(
-                render_move_chart,
-                moves,
-                title=message.title,
-                timezone=self.timezone,
-                message=message,  # the rule lines and the fire markers
-            )
+                from bot.charts import render_move_chart
+
+                symbols = list(dict.fromkeys(a.symbol for a in message.alerts))
+                moves: Mapping[str, Sequence[tuple[datetime, float]]]
+                if self.chart_paths is not None:
+                    moves = await self.chart_paths(symbols)
+                else:
+                    moves = {symbol: self.market.path(symbol) for symbol in symbols}
+                if not any(len(points) >= 2 for points in moves.values()):
+                    return
+                filename = "moves.png"
+                image = await asyncio.to_thread(
+                    render_move_chart,
+                    moves,
+                    title=message.title,
+                    timezone=self.timezone,
+                    message=message,  # the rule lines and the fire markers
+                )
             if image is not None:
                 await platform.upload_image(
-                    message.channel, image, filename="moves.png", title=message.title
+                    message.channel, image, filename=filename, title=message.title
                 )
                 self.stats.charts_sent += 1
         except Exception:
             log.exception("chart for %s not sent", message.channel)
 
     def render(self, delivery: Delivery) -> AlertMessage:
+        if delivery.notice is not None:
+            return delivery.notice  # composed when it was queued
         now = self.clock.now()
         context = self.market.context()
         baskets = self._baskets(delivery.channel)
@@ -540,3 +559,12 @@ class DeliveryWorker:
             moves=latest,
             attribution=attribution,
         )
+
+
+def _digest_chart(message: AlertMessage) -> bytes | None:
+    if not message.alerts:
+        return None
+    from alerts.digest import digest_moves
+    from bot.digest_chart import render_digest_chart
+
+    return render_digest_chart(digest_moves(message), title=message.title)

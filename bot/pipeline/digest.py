@@ -2,16 +2,15 @@
 
 One builder serves ``/digest`` (now) and the daily post, so both show the same thing. Whether a
 digest is due is decided on the injected clock by ``alerts.digest.DigestSchedule`` (local time
-in the channel's zone, across DST) and the NYSE calendar (holidays, early closes); the day sent
-is stored per channel, so a restart does not send it again and a failed send is tried again.
+in the channel's zone, across DST) and the NYSE calendar (holidays, early closes). A due digest
+becomes an outbox row of its channel's lane, with the day marked in the same transaction, so
+delivery posts it exactly once across restarts and retries a failed send.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -20,17 +19,17 @@ from alerts.attribution import attribute
 from alerts.baskets import all_baskets
 from alerts.digest import (
     DIGEST_INDEX_SYMBOLS,
+    DIGEST_WINDOW,
     MAX_DIGEST_HEADLINES,
     DigestSchedule,
     compose_digest,
-    digest_key,
     digest_moves,
     digest_symbols,
 )
 from alerts.models import AlertMessage, NewsItem
-from alerts.ports import ChatPlatform, Clock, ImageUploader
+from alerts.ports import ChatPlatform, Clock
 from bot.pipeline.market_view import MarketState
-from bot.pipeline.platforms import platform_for, short_key
+from bot.pipeline.platforms import platform_for
 from bot.pipeline.stats import PipelineStats
 from bot.store import SqlStore
 
@@ -176,51 +175,30 @@ class Digests:
                 out.append((channel, day))
         return out
 
-    async def run_due(self) -> int:
-        """Post every due digest; returns how many the platforms accepted."""
-        sent = 0
-        for channel, day in self.due():
-            sent += await self.send(channel, day)
-        return sent
+    def queue_due(self) -> int:
+        """Queue every due digest in its channel's outbox lane; returns how many."""
+        return sum(self.queue(channel, day) for channel, day in self.due())
 
     # -- sending --------------------------------------------------------------------------
 
-    async def send(self, channel: str, day: date) -> bool:
-        """Post the channel's digest for ``day`` once; False if already sent or it failed.
+    def queue(self, channel: str, day: date) -> bool:
+        """Queue the channel's digest for ``day`` once; False if already queued.
 
-        The day is recorded only after the platform accepted the digest: a failure is due
-        again on the next check, and a crash in between at worst repeats it under the same
-        idempotency key.
+        The digest is composed now and posted by delivery like any alert (claim, reconcile,
+        retry, broken destinations). The day's marker is stored in the same transaction as
+        the outbox row: a crash before leaves neither (due again), after leaves both (the
+        outbox delivers it exactly once). A digest still unsent when its window ends expires.
         """
+        if platform_for(self.platforms, channel) is None:
+            return False
         if self.store.channel_settings(channel).digest_sent == day:
             return False
-        platform = platform_for(self.platforms, channel)
-        if platform is None:
-            return False
-        message = self.build(channel, day)
-        try:
-            await platform.send(message, idempotency_key=short_key(digest_key(channel, day)))
-        except Exception:
-            self.stats.delivery_failures += 1
-            log.exception("could not send the digest to %s; trying again later", channel)
-            return False
-        self.store.update_channel_settings(
-            channel, lambda s: replace(s, digest_sent=day), self.clock.now()
+        now = self.clock.now()
+        window_end = self._schedule_or_default(channel).scheduled(day) + DIGEST_WINDOW
+        return self.store.queue_digest(
+            self.build(channel, day),
+            day=day,
+            now=now,
+            # Its scheduled window; one asked for outside it (``send_digest``) gets as long.
+            expires_at=window_end if now < window_end else now + DIGEST_WINDOW,
         )
-        self.stats.digests_sent += 1
-        await self._send_chart(platform, message)
-        return True
-
-    async def _send_chart(self, platform: ChatPlatform, message: AlertMessage) -> None:
-        """Best effort, like alert charts: the digest is delivered and recorded already."""
-        if not self.charts or not isinstance(platform, ImageUploader) or not message.alerts:
-            return
-        try:
-            image = await asyncio.to_thread(self.chart, message)
-            if image is not None:
-                await platform.upload_image(
-                    message.channel, image, filename="digest.png", title=message.title
-                )
-                self.stats.charts_sent += 1
-        except Exception:
-            log.exception("digest chart for %s not sent", message.channel)

@@ -1,4 +1,5 @@
-"""Notices outside the alert queue: summaries when a mute ends (the digest: ``digest``)."""
+"""Notices besides alerts: summaries when a mute ends (the digest: ``digest``), queued in the
+outbox and posted by delivery like any alert."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from alerts.models import Alert, Mute
 from alerts.mute import is_muted, summarize_missed
 from alerts.ports import ChatPlatform, Clock
 from bot.pipeline.market_view import MarketState
-from bot.pipeline.platforms import platform_for, short_key
+from bot.pipeline.platforms import platform_for
 from bot.store import SqlStore
 
 log = logging.getLogger(__name__)
 
 
 class Notices:
-    """Sends a message, then records that it was sent: a failure is tried again next run."""
+    """Queues mute summaries in the outbox (delivery posts them)."""
 
     def __init__(
         self,
@@ -39,28 +40,23 @@ class Notices:
         last_instant = mute.until - timedelta(microseconds=1)
         return lambda alert: is_muted(alert, [mute], last_instant, baskets)
 
-    async def end_expired_mutes(self) -> int:
-        """Send one summary per ended mute of what the channel missed, then forget the mute.
+    def queue_expired_mutes(self) -> int:
+        """Queue one summary per ended mute of what the channel missed, then forget the mute.
 
-        The mute and its alerts are released only after the platform accepted the summary, so
-        a failed send is tried again on the next run instead of being lost.
+        The summary row, the alerts marked summarised and the mute's removal commit together:
+        delivery then posts the summary exactly once, with the outbox's retries.
         """
         now = self.clock.now()
-        sent = 0
+        queued = 0
         for mute in self.store.all_mutes():
             if mute.until > now:
                 continue
             missed = self.store.muted_alerts(mute.channel, self._within_mute(mute))
-            platform = platform_for(self.platforms, mute.channel)
-            if missed and platform is not None:
-                message = summarize_missed(mute.channel, missed, mute, now)
-                key = short_key(f"mute:{mute.channel}:{mute.scope}:{mute.until.isoformat()}")
-                try:
-                    await platform.send(message, idempotency_key=key)
-                except Exception:
-                    log.exception("could not send the mute summary to %s", mute.channel)
-                    continue
-                sent += 1
-            self.store.mark_summarized([alert.key for alert in missed])
-            self.store.remove_mutes(mute.channel, mute.scope)
-        return sent
+            has_platform = platform_for(self.platforms, mute.channel) is not None
+            message = (
+                summarize_missed(mute.channel, missed, mute, now)
+                if missed and has_platform
+                else None
+            )
+            queued += self.store.queue_summary(mute, message, [alert.key for alert in missed], now)
+        return queued

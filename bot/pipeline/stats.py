@@ -20,4 +20,5 @@ class PipelineStats:
     destinations_broken: int = 0  # channels newly marked broken
     rows_dropped: int = 0  # queued messages dropped because their channel is broken
     digests_sent: int = 0
+    summaries_sent: int = 0  # mute summaries the platforms accepted
     by_platform: dict[str, int] = field(default_factory=dict)

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, true, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
-from alerts.models import Alert
-from bot.store.codec import alert_from_record
-from bot.store.schema import AlertGroupRow, AlertRow, ChannelRow, OutboxRow
+from alerts.channel_settings import ChannelSettings, merged
+from alerts.models import Alert, AlertMessage, Mute
+from bot.store.codec import alert_from_record, message_from_record, message_to_record
+from bot.store.schema import AlertGroupRow, AlertRow, ChannelRow, MuteRow, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Delivery:
 
     outbox_id: int
     channel: str
-    group_id: int
+    group_id: int | None  # None for a notice (a digest, a mute summary)
     message_id: str | None  # set once the group's message exists: then this is an edit
     alerts: tuple[Alert, ...]
     alert_ids: tuple[int, ...]  # the stored ids of ``alerts``: what an accepted render covers
@@ -57,10 +58,16 @@ class Delivery:
     # The newest message of the channel recorded before this row's turn: any earlier attempt
     # of this post came after it, so a reconcile searches no further back.
     after_message_id: str | None = None
+    # The row's action: "post" or "update" of an alert group, or a notice ("digest",
+    # "summary") whose composed message is ``notice``.
+    kind: str = "post"
+    notice: AlertMessage | None = None
 
     @property
     def idempotency_key(self) -> str:
         # Discord nonces are at most 25 characters.
+        if self.group_id is None:
+            return f"mb-n{self.outbox_id}"
         return f"mb-{self.group_id}-{self.outbox_id}"
 
 
@@ -182,16 +189,48 @@ class OutboxQueue:
                     .execution_options(populate_existing=True)
                 )
             )
-            members = _members(session, {row.group_id for row in rows})
+            group_ids = {row.group_id for row in rows if row.group_id is not None}
+            members = _members(session, group_ids)
             groups = {
                 g.id: g
                 for g in session.scalars(
-                    select(AlertGroupRow).where(AlertGroupRow.id.in_({r.group_id for r in rows}))
+                    select(AlertGroupRow).where(AlertGroupRow.id.in_(group_ids))
                 )
             }
             deliveries: list[Delivery] = []
             finished = 0
             for row in rows:
+                reconcile = picked[row.id] == "sending"
+                lapsed_at = after = None
+                if reconcile:
+                    _, _, earlier_owner, earlier_expiry = before[row.id]
+                    if earlier_owner is not None and earlier_expiry is not None:
+                        lapsed_at = _aware(earlier_expiry)
+                    after = _newest_message_before(session, row)
+                if row.group_id is None:
+                    if row.expires_at is not None and _aware(row.expires_at) <= now:
+                        # A digest whose window passed (the channel was down all along).
+                        row.status, row.lease_owner, row.lease_expires_at = "expired", None, None
+                        finished += 1
+                        continue
+                    deliveries.append(
+                        Delivery(
+                            outbox_id=row.id,
+                            channel=row.channel_id,
+                            group_id=None,
+                            message_id=None,
+                            alerts=(),
+                            alert_ids=(),
+                            attempts=row.attempts,
+                            lease_token=token,
+                            reconcile=reconcile,
+                            lapsed_at=lapsed_at,
+                            after_message_id=after,
+                            kind=row.action,
+                            notice=message_from_record((row.payload or {})["message"]),
+                        )
+                    )
+                    continue
                 group = groups.get(row.group_id)
                 shown = members.get(row.group_id, [])
                 if group is None or not shown:
@@ -199,7 +238,6 @@ class OutboxQueue:
                     row.last_error = "its group has no alerts to show"
                     finished += 1
                     continue
-                reconcile = picked[row.id] == "sending"
                 if reconcile and group.message_id is None and row.shown_alert_ids:
                     # The earlier attempt of this post may be on the platform: show exactly
                     # what it showed, so the platform's copy and our record agree.
@@ -215,17 +253,6 @@ class OutboxQueue:
                     continue
                 else:
                     row.shown_alert_ids = [m.id for m in shown]
-                lapsed_at = after = None
-                if reconcile:
-                    _, _, earlier_owner, earlier_expiry = before[row.id]
-                    if earlier_owner is not None and earlier_expiry is not None:
-                        lapsed_at = _aware(earlier_expiry)
-                    after = session.scalar(
-                        select(func.max(AlertGroupRow.message_id)).where(
-                            AlertGroupRow.channel_id == row.channel_id,
-                            AlertGroupRow.id != row.group_id,
-                        )
-                    )
                 deliveries.append(
                     Delivery(
                         outbox_id=row.id,
@@ -239,6 +266,7 @@ class OutboxQueue:
                         reconcile=reconcile,
                         lapsed_at=lapsed_at,
                         after_message_id=after,
+                        kind=row.action,
                     )
                 )
             return deliveries, finished
@@ -273,6 +301,57 @@ class OutboxQueue:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
+    # -- notices --------------------------------------------------------------------------
+
+    def queue_digest(
+        self: _HasSessions,
+        message: AlertMessage,
+        *,
+        day: date,
+        now: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        """Queue the channel's digest for ``day`` unless the channel says it was queued.
+
+        The channel's ``digest_sent`` day commits with the row: a crash leaves both or
+        neither, so a digest is neither lost nor queued twice.
+        """
+        with self._tx() as session:
+            lane = session.get(ChannelRow, message.channel)
+            if lane is None:
+                return False
+            settings, _ = ChannelSettings.from_stored(lane.settings)
+            if settings.digest_sent == day:
+                return False
+            lane.settings = merged(lane.settings, replace(settings, digest_sent=day))
+            session.add(_notice_row(message, "digest", now, expires_at=expires_at))
+            return True
+
+    def queue_summary(
+        self: _HasSessions,
+        mute: Mute,
+        message: AlertMessage | None,
+        keys: Sequence[str],
+        now: datetime,
+    ) -> bool:
+        """An ended mute: its summary queued (if any), its alerts summarised, the mute gone.
+
+        One transaction: the summary is queued exactly once, however the process stops.
+        """
+        with self._tx() as session:
+            if message is not None:
+                session.add(_notice_row(message, "summary", now))
+            if keys:
+                session.execute(
+                    update(AlertRow).where(AlertRow.key.in_(list(keys))).values(summarized=True)
+                )
+            session.execute(
+                delete(MuteRow).where(
+                    MuteRow.channel_id == mute.channel, MuteRow.scope == mute.scope
+                )
+            )
+            return message is not None
+
     # -- outcomes -------------------------------------------------------------------------
 
     def confirm(
@@ -290,6 +369,20 @@ class OutboxQueue:
         was broken before (it works again now).
         """
         with self._tx() as session:
+            row = session.get(OutboxRow, delivery.outbox_id)
+            if row is not None:
+                if row.lease_owner not in (None, delivery.lease_token):
+                    log.warning("outbox row %s confirmed after its lease passed on", row.id)
+                row.status, row.sent_at, row.message_id = "sent", now, message_id
+                row.lease_owner, row.lease_expires_at = None, None
+            lane = session.get(ChannelRow, delivery.channel)
+            was_broken = False
+            if lane is not None:
+                was_broken = lane.broken_since is not None
+                lane.deliver_after = pace_until
+                lane.broken_since, lane.broken_error, lane.broken_failures = None, None, 0
+            if delivery.group_id is None:
+                return was_broken
             group = session.get(AlertGroupRow, delivery.group_id)
             if group is not None and group.message_id != message_id:
                 group.message_id = message_id
@@ -299,12 +392,6 @@ class OutboxQueue:
                     .where(AlertRow.id.in_(delivery.alert_ids), AlertRow.delivered_at.is_(None))
                     .values(delivered_at=now)
                 )
-            row = session.get(OutboxRow, delivery.outbox_id)
-            if row is not None:
-                if row.lease_owner not in (None, delivery.lease_token):
-                    log.warning("outbox row %s confirmed after its lease passed on", row.id)
-                row.status, row.sent_at = "sent", now
-                row.lease_owner, row.lease_expires_at = None, None
             left = session.scalar(
                 select(func.count())
                 .select_from(AlertRow)
@@ -331,12 +418,6 @@ class OutboxQueue:
                         created_at=now,
                     )
                 )
-            lane = session.get(ChannelRow, delivery.channel)
-            was_broken = False
-            if lane is not None:
-                was_broken = lane.broken_since is not None
-                lane.deliver_after = pace_until
-                lane.broken_since, lane.broken_error, lane.broken_failures = None, None, 0
             return was_broken
 
     def retry_later(
@@ -382,7 +463,11 @@ class OutboxQueue:
     def repost(self: _HasSessions, delivery: Delivery, error: str, now: datetime) -> None:
         """The message to edit is gone (deleted by someone): post the group anew."""
         with self._tx() as session:
-            group = session.get(AlertGroupRow, delivery.group_id)
+            group = (
+                session.get(AlertGroupRow, delivery.group_id)
+                if delivery.group_id is not None
+                else None
+            )
             if group is not None:
                 group.message_id = None
             row = session.get(OutboxRow, delivery.outbox_id)
@@ -494,6 +579,43 @@ class OutboxQueue:
             if channel is not None:
                 query = query.where(AlertRow.channel_id == channel)
             return [alert_from_record(r.data) for r in session.scalars(query.order_by(AlertRow.id))]
+
+
+def _newest_message_before(session: Session, row: OutboxRow) -> str | None:
+    """The newest message id recorded in ``row``'s channel other than its own: any attempt
+    of ``row`` came after it (a lane sends one row at a time, in order)."""
+    found = [
+        session.scalar(
+            select(func.max(AlertGroupRow.message_id)).where(
+                AlertGroupRow.channel_id == row.channel_id,
+                AlertGroupRow.id != row.group_id if row.group_id is not None else true(),
+            )
+        ),
+        session.scalar(
+            select(func.max(OutboxRow.message_id)).where(
+                OutboxRow.channel_id == row.channel_id, OutboxRow.id != row.id
+            )
+        ),
+    ]
+    known = [m for m in found if m is not None]
+    # Ids of one platform have one width (Slack ts "1737968700.000123"): text order is age.
+    return max(known, key=lambda m: (len(m), m)) if known else None
+
+
+def _notice_row(
+    message: AlertMessage, action: str, now: datetime, *, expires_at: datetime | None = None
+) -> OutboxRow:
+    return OutboxRow(
+        channel_id=message.channel,
+        group_id=None,
+        action=action,
+        status="pending",
+        attempts=0,
+        not_before=now,
+        created_at=now,
+        payload={"message": message_to_record(message)},
+        expires_at=expires_at,
+    )
 
 
 def _members(session: Session, group_ids: set[int]) -> dict[int, list[AlertRow]]:

@@ -156,8 +156,9 @@ class OutboxRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
-    group_id: Mapped[int] = mapped_column(ForeignKey("alert_groups.id", ondelete="CASCADE"))
-    action: Mapped[str] = mapped_column(String(10))  # "post" | "update"
+    # NULL for a notice (a digest, a mute summary): it shows no alert group.
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("alert_groups.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(10))  # "post" | "update" | "digest" | "summary"
     status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     not_before: Mapped[datetime]
@@ -166,8 +167,13 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
-    # The alert ids the first send of a post showed: what a reconciled post was.
+    # The alert ids the first send of a post showed: what a reconciled post was. For a mute
+    # summary: the muted alerts it tells of.
     shown_alert_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    # Migration 0005: what a notice shows, until when it is worth posting, what was posted.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         Index("ix_outbox_status_not_before", "status", "not_before"),
