@@ -110,6 +110,7 @@ class DeliveryWorker:
         self.in_flight_grace = in_flight_grace
         self.poll_interval = poll_interval
         self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, datetime] = {}  # lease token -> until when it was last renewed
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused: dict[str, datetime] = {}  # platform name -> paused until (a global limit)
@@ -322,6 +323,12 @@ class DeliveryWorker:
 
     async def _deliver(self, delivery: Delivery) -> datetime | bool | None:
         """One claimed row through its platform. Returns the lane's pace, or False to stop."""
+        try:
+            return await self._deliver_claimed(delivery)
+        finally:
+            self._held.pop(delivery.lease_token, None)
+
+    async def _deliver_claimed(self, delivery: Delivery) -> datetime | bool | None:
         platform = platform_for(self.platforms, delivery.channel)
         if platform is None:
             self.store.give_up(delivery, f"no platform handles {delivery.channel}")
@@ -421,12 +428,15 @@ class DeliveryWorker:
         await self.sleep(seconds)
 
     async def _leased(self, delivery: Delivery, work: Coroutine[Any, Any, T]) -> T:
-        """Await ``work`` under the row's lease, renewed first and while it takes long.
+        """Await ``work`` under the row's lease, renewed while it takes long.
 
-        Renewing before the request starts fences a claim that lost its row (its lease ran
-        out during a stall and another process took it): it sends nothing.
+        Where the lease may have run out before the request starts (a third of it gone: a
+        stall, a slow render) it is renewed first, which fences a claim that lost its row to
+        another process: it sends nothing.
         """
-        if not await self._store(self.store.renew, delivery, self.clock.now() + self.lease):
+        held = self._held.get(delivery.lease_token, delivery.lease_expires_at)
+        stale = held is None or held - self.clock.now() < self.lease * 2 / 3
+        if stale and not await self._renew(delivery):
             work.close()
             raise LeaseLost(delivery.outbox_id)
         task = asyncio.ensure_future(work)
@@ -436,10 +446,18 @@ class DeliveryWorker:
                 done, _ = await asyncio.wait({task}, timeout=renew_every)
                 if done:
                     return task.result()
-                await self._store(self.store.renew, delivery, self.clock.now() + self.lease)
+                await self._renew(delivery)
         finally:
             if not task.done():
                 task.cancel()
+
+    async def _renew(self, delivery: Delivery) -> bool:
+        until = self.clock.now() + self.lease
+        if not await self._store(self.store.renew, delivery, until):
+            self._held.pop(delivery.lease_token, None)
+            return False
+        self._held[delivery.lease_token] = until
+        return True
 
     def _failed(self, platform: ChatPlatform, delivery: Delivery, exc: DeliveryError) -> None:
         now = self.clock.now()  # when the refusal arrived: Retry-After counts from here

@@ -49,6 +49,7 @@ class Delivery:
     alert_ids: tuple[int, ...]  # the stored ids of ``alerts``: what an accepted render covers
     attempts: int
     lease_token: str = ""
+    lease_expires_at: datetime | None = None  # as claimed (renewals move it later)
     # The lease of an earlier attempt expired: that attempt may have reached the platform.
     reconcile: bool = False
     # When that lease ran out with its attempt never heard of again (its process died or
@@ -223,6 +224,7 @@ class OutboxQueue:
                             alert_ids=(),
                             attempts=row.attempts,
                             lease_token=token,
+                            lease_expires_at=now + lease,
                             reconcile=reconcile,
                             lapsed_at=lapsed_at,
                             after_message_id=after,
@@ -263,6 +265,7 @@ class OutboxQueue:
                         alert_ids=tuple(m.id for m in shown),
                         attempts=row.attempts,
                         lease_token=token,
+                        lease_expires_at=now + lease,
                         reconcile=reconcile,
                         lapsed_at=lapsed_at,
                         after_message_id=after,
