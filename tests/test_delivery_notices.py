@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -86,7 +87,7 @@ async def test_a_crash_between_acceptance_and_confirm_posts_the_digest_once(
     clock = ManualClock(MONDAY_8AM)
     first = _process(url, slack, clock)
     first.store.add_watch(CHANNEL, "NVDA", "drop 10%", now=clock.now())
-    first.store.update_channel_settings(CHANNEL, {"digest": "08:00"}, clock.now())
+    first.store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=time(8)), clock.now())
     await _killed_on_acceptance(slack, asyncio.ensure_future(first.send_due_digests()))
     assert _posts(slack, "Premarket digest") == 1  # Slack has it; the bot never heard back
 
@@ -138,7 +139,7 @@ async def test_a_digest_to_a_channel_gone_marks_it_broken_and_is_dropped(
     url = f"sqlite:///{tmp_path / 'gone.db'}"
     clock = ManualClock(MONDAY_8AM)
     bot = _process(url, slack, clock)
-    bot.store.update_channel_settings(CHANNEL, {"digest": "08:00"}, clock.now())
+    bot.store.update_channel_settings(CHANNEL, lambda s: replace(s, digest=time(8)), clock.now())
     slack.fail("chat.postMessage", error="channel_not_found", times=99, channel=RAW)
     assert await bot.send_due_digests() == 0
     [broken] = bot.store.broken_destinations()

@@ -402,7 +402,8 @@ class DeliveryWorker:
         sent = await self._leased(
             delivery, platform.send(message, idempotency_key=delivery.idempotency_key)
         )
-        self.stats.messages_sent += 1
+        if delivery.group_id is not None:
+            self.stats.messages_sent += 1  # alert messages; notices have their own counts
         return sent, True
 
     async def _reconcile(self, platform: SentFinder, delivery: Delivery) -> MessageRef | None:
