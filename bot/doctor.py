@@ -432,11 +432,24 @@ def check_yahoo_rest(settings: Settings) -> list[Finding]:
         return [_fail(area, "rest", str(exc), "correct MARKETBOT_YAHOO__BASE_URL")]
     try:
         result = poller.fetch_quotes_sync([PROBE_SYMBOL])
+        answered = poller.backoff.failures == 0  # the request went through; no backoff began
     finally:
         poller.close()
     if PROBE_SYMBOL in result.quotes:
         return [_pass(area, "rest", f"{PROBE_SYMBOL} quoted")]
     reason = result.failed.get(PROBE_SYMBOL, "no answer")
+    if answered:
+        # Yahoo itself always quotes SPY: an answer without it comes from a mirror or a fake,
+        # so the network is fine and opening it would not help.
+        return [
+            _fail(
+                area,
+                "rest",
+                f"no {PROBE_SYMBOL} quote: {reason}",
+                f"the server at MARKETBOT_YAHOO__BASE_URL answered without {PROBE_SYMBOL}: have "
+                f"it quote {PROBE_SYMBOL} (the fake: --quote {PROBE_SYMBOL}=600.0:598.0)",
+            )
+        ]
     return [
         _fail(
             area,

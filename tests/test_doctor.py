@@ -273,3 +273,16 @@ async def test_cli_exit_code_and_table(world: World) -> None:
     assert "missing: chat:write.public, files:write" in " ".join(out.split())
     assert "2 checks failed" in out
     assert err == ""
+
+
+async def test_a_yahoo_that_answers_without_the_probe_symbol_is_not_a_network_fault(
+    world: World,
+) -> None:
+    # The README's fake started without --quote SPY: the fix is the fake's quotes, not the
+    # firewall.
+    with FakeYahoo() as bare:
+        settings = world.settings(yahoo={"base_url": bare.base_url})
+        failed = _failures(await run_checks(settings))
+    fix = failed["yahoo", "rest"].fix
+    assert "--quote SPY=" in fix
+    assert "allow HTTPS" not in fix
