@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,70 @@ async def test_an_emptied_lane_costs_the_dispatcher_no_claim(
         delivery.cancel()
         await asyncio.gather(delivery, return_exceptions=True)
         store.close()
+
+
+class ChartingRecorder(PacedRecorder):
+    """Unpaced, with charts: records edits and the chart uploads."""
+
+    per_channel_interval = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.edits: list[AlertMessage] = []
+        self.edited = asyncio.Event()
+        self.uploads = 0
+
+    async def edit(self, ref: MessageRef, message: AlertMessage) -> MessageRef:
+        self.edits.append(message)
+        self.edited.set()
+        return ref
+
+    async def upload_image(
+        self, channel: str, image: bytes, *, filename: str = "chart.png", title: str = "chart"
+    ) -> None:
+        self.uploads += 1
+
+
+async def test_a_slow_chart_does_not_hold_the_channels_next_message(
+    sqlite_store: SqlStore, clock: ManualClock
+) -> None:
+    platform = ChartingRecorder()
+    pipeline = Pipeline(
+        sqlite_store,
+        Engine(),
+        [platform],
+        clock,
+        grouping=GroupingConfig(group_wait=timedelta(0)),
+        context_symbols=(),
+        charts=True,
+    )
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_paths(symbols: Sequence[str]) -> dict[str, list[tuple[datetime, float]]]:
+        asked.set()
+        await release.wait()  # a first backfill from Yahoo, a loaded machine
+        return {}
+
+    pipeline.delivery.chart_paths = slow_paths
+    for symbol in ("NVDA", "AMD"):
+        sqlite_store.add_watch(CHANNEL, symbol, "drop 10%", now=clock.now())
+    pipeline.load()
+    delivery = asyncio.create_task(pipeline.run_delivery())
+    try:
+        crash = Quote("NVDA", 88.0, clock.now(), MarketSession.PRE, previous_close=100.0)
+        assert pipeline.ingest_quotes([crash])
+        await _next_post(platform, 5.0)
+        await asyncio.wait_for(asked.wait(), 5.0)  # the chart of the post is being drawn
+        clock.advance(timedelta(seconds=5))
+        crash = Quote("AMD", 88.0, clock.now(), MarketSession.PRE, previous_close=100.0)
+        assert pipeline.ingest_quotes([crash])  # joins the group: an edit of the post
+        # The edit goes out while the chart still waits (it waited for the chart before).
+        await asyncio.wait_for(platform.edited.wait(), 5.0)
+        assert {a.symbol for a in platform.edits[-1].alerts} == {"NVDA", "AMD"}
+        release.set()
+        await pipeline.delivery.settled()
+        assert not sqlite_store.undelivered_alerts()
+    finally:
+        release.set()
+        delivery.cancel()
+        await asyncio.gather(delivery, return_exceptions=True)

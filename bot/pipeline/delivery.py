@@ -126,6 +126,7 @@ class DeliveryWorker:
         # For settled(): lanes waiting out their pace on the clock, and a signal each time a
         # lane starts waiting or ends.
         self._pacing: set[str] = set()
+        self._charts: set[asyncio.Task[None]] = set()  # charts still being drawn or sent
         self._lane_moved: asyncio.Event | None = None
         # PostgreSQL: a lane's store calls run on a thread of their own (each takes its own
         # pooled connection), so one lane's round trips to the database never hold up the
@@ -188,9 +189,9 @@ class DeliveryWorker:
                 await self._sleep_until_due()
         finally:
             self._live = False
-            for task in list(self._lanes.values()):
+            for task in [*self._lanes.values(), *self._charts]:
                 task.cancel()
-            await asyncio.gather(*self._lanes.values(), return_exceptions=True)
+            await asyncio.gather(*self._lanes.values(), *self._charts, return_exceptions=True)
             await asyncio.gather(*self._store_calls, return_exceptions=True)
 
     async def _sleep_until_due(self) -> None:
@@ -250,6 +251,7 @@ class DeliveryWorker:
             if not started:
                 break
             await asyncio.gather(*started)
+        await asyncio.gather(*self._charts)  # the pass ends with its charts sent
         return sum(self.stats.by_platform.values()) - before
 
     # -- a lane ---------------------------------------------------------------------------
@@ -303,6 +305,7 @@ class DeliveryWorker:
             for _ in range(5):  # a woken dispatcher claims and starts its lanes
                 await asyncio.sleep(0)
             busy = [task for channel, task in self._lanes.items() if channel not in self._pacing]
+            busy += self._charts
             woken = self._live and self._wakeup is not None and self._wakeup.is_set()
             if not busy and not woken:
                 return
@@ -378,8 +381,12 @@ class DeliveryWorker:
             self.stats.digests_sent += 1
         elif delivery.kind == "summary":
             self.stats.summaries_sent += 1
-        if posted:
-            await self._send_chart(platform, delivery, message)
+        if posted and self.charts and isinstance(platform, ImageUploader):
+            # On a task of its own: the chart (a Yahoo backfill, a render) must not hold the
+            # lane, or the channel's next message (an edit with the names that joined) waits.
+            chart = asyncio.create_task(self._send_chart(platform, delivery, message))
+            self._charts.add(chart)
+            chart.add_done_callback(self._charts.discard)
         return pace_until
 
     async def _attempt(
