@@ -143,7 +143,7 @@ def _storm_survives_kills(
         # The crossings' messages (a restart may also post a data notice naming symbols).
         moves = [text for text in messages[channel] if "10.0%" in text]
         shown = Counter(name for text in moves for name in NAMES if name in text)
-        assert shown == Counter(dict.fromkeys(NAMES, 1)), (channel, shown)
+        assert shown == Counter(dict.fromkeys(NAMES, 1)), (channel, shown, moves)
         # Per-channel order: a message never shows an earlier wave than the one before it.
         wave_of = {name: i for i, wave in enumerate(WAVES) for name in wave}
         firsts = [min(wave_of[name] for name in NAMES if name in text) for text in moves]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -53,16 +54,21 @@ def test_fake_answers_an_unknown_symbol_as_yahoo_does_to_yfinance(
 ) -> None:
     """yfinance, reading the fake, ends where it ends for real Yahoo's unknown symbol: its
     chart lookup gets "Not Found", its fallback (quoteSummary, v7, timeseries) finds nothing,
-    and it returns an empty frame, logging Yahoo's own reason."""
+    and it returns an empty frame, logging Yahoo's own reason.
+
+    The symbol is one no other test asks for: yfinance caches its time-zone lookups per process
+    (an lru cache keyed on Yahoo's real URL, whatever host the session rewrites it to), so a
+    symbol an earlier test looked up would skip the requests this test is about."""
+    symbol = f"XYZNOTREAL{uuid.uuid4().hex[:6].upper()}"
     session = make_session(yahoo.base_url)
     try:
         with caplog.at_level(logging.ERROR, logger="yfinance"):
-            frame = yf.Ticker("XYZNOTREAL", session=session).history(period="5d")
+            frame = yf.Ticker(symbol, session=session).history(period="5d")
     finally:
         session.close()
     assert frame.empty
-    assert "$XYZNOTREAL: No data found, symbol may be delisted" in caplog.text
-    assert "Quote not found for symbol: XYZNOTREAL" in caplog.text
+    assert f"${symbol}: No data found, symbol may be delisted" in caplog.text
+    assert f"Quote not found for symbol: {symbol}" in caplog.text
 
 
 def test_known_unknown_and_quoted_symbols(checker: YahooSymbolCheck) -> None:
