@@ -16,6 +16,7 @@ from alerts.engine import Engine
 from alerts.models import AlertKind, MarketSession, Quote, Watch
 from alerts.ports import ManualClock
 from alerts.quality import QualityGate, Verdict
+from bot.render.slack_blocks import alert_line
 from bot.store import SqlStore
 
 T0 = datetime(2025, 1, 27, 15, 0, tzinfo=UTC)  # 10:00 ET, regular session
@@ -45,7 +46,7 @@ def test_a_notice_names_every_symbol_that_went_bad_together_in_plain_words() -> 
     )
     (notice,) = engine.mark_unavailable(batch.unavailable, at).alerts
     assert notice.kind is AlertKind.DEGRADED
-    assert notice.symbol == "*"
+    assert notice.symbol == "3 symbols"
     assert notice.note == (
         "AMD (no quote in the response); "
         "NVDA (unconfirmed jump of 60% against last good 50, awaiting confirmation); "
@@ -53,6 +54,10 @@ def test_a_notice_names_every_symbol_that_went_bad_together_in_plain_words() -> 
     )
     title = compose_message("c", [notice], now=at).title
     assert title == f"Market data degraded: {notice.note}"
+    # The message's line counts the symbols rather than showing "*" where a ticker goes.
+    line = alert_line(compose_message("c", [notice], now=at), 0)
+    assert "3 symbols" in line
+    assert "*" not in line.replace("*3 symbols*", "")
 
 
 _HASHSEED_SCRIPT = """

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from alerts.models import Alert, AlertKind, Severity
 from alerts.quality import plain_reason
+from alerts.wording import plural
 
 # A notice names this many symbols, then counts the rest: a whole-feed outage of 500 names
 # must still fit a chat message's title.
@@ -108,7 +109,8 @@ def _degraded(channel: str, items: list[tuple[str, str]], start: datetime, now: 
         key=f"degraded:{channel}:{start.astimezone(UTC).isoformat()}",
         channel=channel,
         kind=AlertKind.DEGRADED,
-        symbol=symbols[0] if len(symbols) == 1 else "*",
+        # The note names every symbol; the line says how many (a "*" read as a ticker).
+        symbol=symbols[0] if len(symbols) == 1 else plural(len(symbols), "symbol"),
         at=now,
         severity=Severity.WARNING,
         note=degraded_note(items),

@@ -194,10 +194,10 @@ class YahooPoller:
                 result.requests += 1
             except MarketDataError as exc:
                 result.requests += 1
-                delay = self.backoff.failed()
-                reason = f"{exc} (retry in {delay:.0f} s)"
+                # The reason reaches chat notices, which outlive the retry: no delay in it.
+                self.backoff.failed()
                 for sym in wanted[i:]:
-                    result.failed[sym] = reason
+                    result.failed[sym] = str(exc)
                 return result
             now = self.clock.now()
             for entry in entries:
