@@ -133,6 +133,16 @@ class DigestView(Protocol):
     def digest(self, channel: str) -> AlertMessage: ...
 
 
+@runtime_checkable
+class DigestPoster(Protocol):
+    """A running bot that can post the channel's digest now as a message, chart included,
+    exactly as the scheduled one is posted (and without standing in for it)."""
+
+    def post_digest(self, channel: str) -> bool:
+        """True once it is queued to be posted; False where nothing would deliver it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DataOutage:
     """The market data for a symbol is missing: since when, and the reason a person reads."""
@@ -615,6 +625,8 @@ class CommandRouter:
     def _digest(self, command: ParsedCommand, ctx: CommandContext) -> Reply:
         now = self._clock.now()
         if not command.args:
+            if isinstance(self._market, DigestPoster) and self._market.post_digest(ctx.channel):
+                return Reply("Posting today's premarket digest here.")
             return Reply(self._digest_text(ctx.channel))
         action, rest = command.args[0].lower(), command.args[1:]
         if action == "off" and not rest:

@@ -234,6 +234,28 @@ async def test_the_digest_is_posted_at_its_local_time_once(
     assert again == []  # once a day, however often it is checked
 
 
+async def test_a_digest_asked_for_is_posted_now_and_the_scheduled_one_still_goes_out(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    clock = ManualClock(PREMARKET)  # 04:05 in New York
+    premarket_quote(fake_yahoo, "ES=F", previous_close=6100.0, price=6020.0, at=PREMARKET)
+    runtime, bot = console_runtime(_live_paced(tmp_path, fake_yahoo), clock)
+    async with bot.running(runtime):
+        await bot.type("/digest on 04:15 America/New_York")
+        reply = await bot.type("/digest")
+        now = bot.transcript.posts()
+        later = await bot.advance(minutes=11)
+    # One line back; the digest itself is a message of the channel, as the daily one is.
+    assert reply == "Posting today's premarket digest here."
+    [asked] = now
+    assert asked.message is not None
+    assert asked.message.title == "Premarket digest Mon 2025-01-27"
+    [scheduled] = later  # the one asked for did not mark the day as done
+    assert scheduled.message is not None
+    assert scheduled.message.title == "Premarket digest Mon 2025-01-27"
+    assert scheduled.at >= PREMARKET + timedelta(minutes=10)
+
+
 async def test_a_row_committed_without_a_wake_is_delivered_by_the_safety_net(
     tmp_path: Path, fake_yahoo: FakeYahoo
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,3 +63,51 @@ async def test_slash_command_in_slack_then_alert_posted_there(
     assert "−13.0%" in posted.text
     assert posted.metadata is not None  # carries the idempotency key
     assert [w.channel for w in runtime.store.list_watches()] == ["slack:C0MARKETS"]
+
+
+async def test_a_digest_asked_for_in_slack_is_posted_with_its_chart_and_the_daily_one_still_is(
+    tmp_path: Path, nvda_falls: FakeYahoo, slack: FakeSlack
+) -> None:
+    settings = run_settings(
+        tmp_path,
+        nvda_falls,
+        console=False,
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "api_url": slack.api_url,
+        },
+    )
+    # Polled every 15 s as in production: the clock moves 11 minutes.
+    settings = settings.model_copy(
+        update={"yahoo": settings.yahoo.model_copy(update={"poll_interval_seconds": 15.0})}
+    )
+    runtime = Runtime(settings, clock=ManualClock(PREMARKET))  # 04:05 in New York
+    await runtime.start()
+    try:
+        for count, (command, text) in enumerate(
+            (
+                ("/watch", "nvda drop 50%"),  # in the digest, firing nothing
+                ("/digest", "on 04:15 America/New_York"),
+                ("/digest", ""),
+            ),
+            start=1,
+        ):
+            await slack.slash_command(command, text, channel_id="C0MARKETS")
+            responses = await slack.wait_for_responses(count)
+            await runtime.settle()  # delivery, and the chart task it started
+        asked = (list(slack.messages.values()), list(slack.uploads.values()))
+        await runtime.advance(timedelta(minutes=11))
+        await runtime.settle()
+    finally:
+        await runtime.stop()
+    assert "Posting today's premarket digest here." in str(responses[2])
+    [posted], [chart] = asked
+    assert posted.channel == "C0MARKETS"
+    assert posted.text is not None
+    assert "Premarket digest Mon 2025-01-27" in posted.text
+    assert "NVDA" in posted.text
+    assert chart.startswith(b"\x89PNG")
+    # The daily digest at 04:15 still goes out: the one asked for did not mark the day.
+    assert len(slack.messages) == 2
+    assert len(slack.uploads) == 2

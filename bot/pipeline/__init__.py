@@ -136,6 +136,18 @@ class Pipeline:
         """``/digest`` now: the same builder as the daily post (the ``DigestView`` port)."""
         return self.digests.build(channel)
 
+    def post_digest(self, channel: str) -> bool:
+        """``/digest`` now, posted as a message with its chart (the ``DigestPoster`` port).
+
+        Only while delivery runs: without it (a replay, one-pass tests) the row would wait
+        for a pass nobody makes, so False and the command replies with the text instead.
+        Called from a command thread; ``wake`` is thread-safe.
+        """
+        if not self.delivery.live or not self.digests.queue_now(channel):
+            return False
+        self.delivery.wake()
+        return True
+
     # -- ingest, delivery, notices --------------------------------------------------------
 
     def ingest_quotes(

@@ -202,3 +202,14 @@ class Digests:
             # Its scheduled window; one asked for outside it (``send_digest``) gets as long.
             expires_at=window_end if now < window_end else now + DIGEST_WINDOW,
         )
+
+    def queue_now(self, channel: str) -> bool:
+        """Queue the channel's digest as of now (``/digest``): posted by delivery as the daily
+        one is, chart included, but the day is not marked, so the scheduled one still goes out.
+        False if no platform serves the channel or the store has no such channel yet."""
+        if platform_for(self.platforms, channel) is None:
+            return False
+        now = self.clock.now()
+        return self.store.queue_digest(
+            self.build(channel), day=None, now=now, expires_at=now + DIGEST_WINDOW
+        )

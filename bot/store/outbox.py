@@ -310,23 +310,26 @@ class OutboxQueue:
         self: _HasSessions,
         message: AlertMessage,
         *,
-        day: date,
+        day: date | None,
         now: datetime,
         expires_at: datetime,
     ) -> bool:
-        """Queue the channel's digest for ``day`` unless the channel says it was queued.
+        """Queue the channel's daily digest for ``day`` unless the channel says it was queued.
 
         The channel's ``digest_sent`` day commits with the row: a crash leaves both or
-        neither, so a digest is neither lost nor queued twice.
+        neither, so a digest is neither lost nor queued twice. With ``day`` None (``/digest``
+        asked for now) the day is neither read nor marked: an on-demand digest must not
+        stand in for the scheduled one.
         """
         with self._tx() as session:
             lane = session.get(ChannelRow, message.channel)
             if lane is None:
                 return False
-            settings, _ = ChannelSettings.from_stored(lane.settings)
-            if settings.digest_sent == day:
-                return False
-            lane.settings = merged(lane.settings, replace(settings, digest_sent=day))
+            if day is not None:
+                settings, _ = ChannelSettings.from_stored(lane.settings)
+                if settings.digest_sent == day:
+                    return False
+                lane.settings = merged(lane.settings, replace(settings, digest_sent=day))
             session.add(_notice_row(message, "digest", now, expires_at=expires_at))
             return True
 
