@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -53,22 +52,29 @@ def test_fake_answers_an_unknown_symbol_as_yahoo_does_to_yfinance(
     yahoo: FakeYahoo, caplog: pytest.LogCaptureFixture
 ) -> None:
     """yfinance, reading the fake, ends where it ends for real Yahoo's unknown symbol: its
-    chart lookup gets "Not Found", its fallback (quoteSummary, v7, timeseries) finds nothing,
-    and it returns an empty frame, logging Yahoo's own reason.
+    chart lookup gets "Not Found" and it returns an empty frame, logging that the symbol may
+    be delisted.
 
-    The symbol is one no other test asks for: yfinance caches its time-zone lookups per process
-    (an lru cache keyed on Yahoo's real URL, whatever host the session rewrites it to), so a
-    symbol an earlier test looked up would skip the requests this test is about."""
-    symbol = f"XYZNOTREAL{uuid.uuid4().hex[:6].upper()}"
+    yfinance falls back to quoteSummary for the time zone only twice per process (a module
+    counter), so whether that fallback's "Quote not found" shows depends on test order: the
+    test asks the fake's own answer instead."""
+    symbol = "XYZNOTREAL"
     session = make_session(yahoo.base_url)
     try:
         with caplog.at_level(logging.ERROR, logger="yfinance"):
             frame = yf.Ticker(symbol, session=session).history(period="5d")
+        answer = session.get(
+            f"{yahoo.base_url}/v10/finance/quoteSummary/{symbol}", params={"modules": "price"}
+        )
     finally:
         session.close()
     assert frame.empty
     assert f"${symbol}: No data found, symbol may be delisted" in caplog.text
-    assert f"Quote not found for symbol: {symbol}" in caplog.text
+    assert yahoo.counts["chart"] >= 1
+    assert answer.status_code == 404
+    assert answer.json()["quoteSummary"]["error"]["description"] == (
+        f"Quote not found for symbol: {symbol}"
+    )
 
 
 def test_known_unknown_and_quoted_symbols(checker: YahooSymbolCheck) -> None:
