@@ -329,3 +329,30 @@ def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     assert second.load_states() == [(watch.id, "NVDA", {"status": "firing", "tier": 1})]
     assert _record(second, [], [_alert("r1")], _new_groups) == []
     second.close()
+
+
+def test_commands_racing_on_a_new_channel_all_succeed(store: SqlStore) -> None:
+    """Three slash commands at once to a channel never seen: each creates the channel row if
+    it is missing, and the ones that lose the race must not fail on the winner's row."""
+    import threading
+
+    now = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
+    errors: list[BaseException] = []
+    for round_number in range(15):
+        channel = f"slack:CRACE{round_number:02d}"
+        start = threading.Barrier(6)
+
+        def watch(symbol: str, channel: str = channel, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                store.add_watch(channel, symbol, "drop 5%", now=now)
+            except BaseException as exc:  # reported below, with the others
+                errors.append(exc)
+
+        threads = [threading.Thread(target=watch, args=(f"S{n}",)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert len(store.list_watches()) == 15 * 6

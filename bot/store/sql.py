@@ -12,6 +12,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channel_settings import ChannelSettings, merged
@@ -84,9 +86,16 @@ class SqlStore(OutboxQueue):
             yield session
 
     def _ensure_channel(self, session: Session, channel: str, now: datetime) -> None:
-        if session.get(ChannelRow, channel) is None:
-            session.add(ChannelRow(id=channel, platform=_platform_of(channel), created_at=now))
-            session.flush()
+        if session.get(ChannelRow, channel) is not None:
+            return
+        # Commands arrive concurrently (three slash commands to a new channel at once): the
+        # row is inserted unless another transaction just did, which is not an error.
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+        session.execute(
+            insert(ChannelRow)
+            .values(id=channel, platform=_platform_of(channel), created_at=now)
+            .on_conflict_do_nothing(index_elements=[ChannelRow.id])
+        )
 
     # -- watches ---------------------------------------------------------------------------
 
