@@ -63,7 +63,11 @@ def test_prefixed_manifest_registers_every_command() -> None:
 def test_socket_mode_by_default() -> None:
     manifest = build_manifest()
     assert manifest["settings"]["socket_mode_enabled"] is True
-    assert "event_subscriptions" not in manifest["settings"]
+    # The uninstall and revoked-token events the app handles are subscribed in Socket Mode too;
+    # only the HTTP manifest names a request URL.
+    events = manifest["settings"]["event_subscriptions"]
+    assert "request_url" not in events
+    assert {"app_uninstalled", "tokens_revoked"} <= set(events["bot_events"])
     assert all("url" not in c for c in manifest["features"]["slash_commands"])
     scopes = manifest["oauth_config"]["scopes"]["bot"]
     assert {"commands", "chat:write", "files:write"} <= set(scopes)

@@ -93,12 +93,13 @@ def build_manifest(
         "socket_mode_enabled": request_url is None,
         "token_rotation_enabled": False,
     }
+    # The events the app listens for (uninstall, revoked tokens) arrive only if subscribed, in
+    # Socket Mode as over HTTP; only HTTP mode says where to send them.
+    events: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
     if request_url:
-        settings["event_subscriptions"] = {
-            "request_url": request_url,
-            "bot_events": list(BOT_EVENTS),
-        }
+        events = {"request_url": request_url, **events}
         settings["interactivity"] = {"is_enabled": True, "request_url": request_url}
+    settings["event_subscriptions"] = events
     return {
         "_metadata": {"major_version": 1, "minor_version": 1},
         "display_information": {
