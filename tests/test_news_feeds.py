@@ -296,3 +296,72 @@ def test_news_feeds_setting_adds_or_replaces_the_defaults(monkeypatch: pytest.Mo
     monkeypatch.setenv("MARKETBOT_NEWS__FEEDS", "ftp://nope")
     with pytest.raises(SettingsError, match="MARKETBOT_NEWS__FEEDS"):
         load_settings()
+
+
+def _log_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+async def test_a_yahoo_outage_is_logged_once_though_the_watch_list_changes(
+    fake_yahoo: FakeYahoo, news_store: NewsStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A new watch changes the headline URL (its symbol list): the outage is the same one.
+    from bot.news.source import build_news_source
+
+    fake_yahoo.fail("/rss/2.0/headline", times=-1)
+    clock = ManualClock(NOW)
+    settings = NewsSettings(default_feeds=False, poll_interval_seconds=120)
+    source = build_news_source(
+        settings, clock=clock, store=news_store, yahoo_base_url=fake_yahoo.base_url
+    )
+    caplog.set_level(logging.INFO, logger="bot.news")
+    watched = ["NVDA"]
+    try:
+        for symbol in ("AVGO", "TSM", None, None):
+            assert (await source.cycle(watched)).failed == 1
+            clock.advance(timedelta(seconds=120))
+            if symbol is not None:
+                watched.append(symbol)
+        assert fake_yahoo.counts["news"] == 4  # every new URL was asked once at least
+        failures = [w for w in _log_lines(caplog, logging.WARNING) if "headline" in w]
+        assert len(failures) == 1, failures
+        fake_yahoo.faults.clear()
+        clock.advance(timedelta(hours=2))  # past any backoff
+        assert (await source.cycle(watched)).failed == 0
+        await source.cycle(watched)
+    finally:
+        await source.close()
+    recovered = [i for i in _log_lines(caplog, logging.INFO) if "answering again" in i]
+    assert len(recovered) == 1, recovered
+
+
+async def test_the_failure_log_names_the_cycle_that_asks_the_feed_again(
+    feeds: FakeNewsServer, news_store: NewsStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The backoff (15-30 s after a first failure) ends between cycles: the feed is asked at
+    # the first cycle after it, and that is the time the log line must give.
+    from bot.news.source import build_news_source
+
+    down = feeds.serve("/down.rss", FeedRoute(b"oops", status=503))
+    clock = ManualClock(NOW)
+    settings = NewsSettings(  # a 20 s poll: one or two cycles may pass before the retry
+        feeds=[down], default_feeds=False, yahoo_headlines=False, poll_interval_seconds=20
+    )
+    source = build_news_source(settings, clock=clock, store=news_store, yahoo_base_url=None)
+    caplog.set_level(logging.WARNING, logger="bot.news")
+    asked_at = []
+    try:
+        for _ in range(4):
+            before = feeds.counts["/down.rss"]
+            await source.cycle([])
+            if feeds.counts["/down.rss"] > before:
+                asked_at.append(clock.now())
+            clock.advance(timedelta(seconds=20))
+    finally:
+        await source.close()
+    [line] = _log_lines(caplog, logging.WARNING)
+    assert asked_at[0] == NOW
+    assert len(asked_at) >= 2, asked_at
+    retry = asked_at[1]
+    assert f"next try at {retry:%H:%M:%S} UTC" in line, (line, asked_at)
+    assert f"in {(retry - NOW).total_seconds():.0f} s" in line, line

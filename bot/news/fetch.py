@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import aiohttp
@@ -42,7 +45,7 @@ class _FeedState:
     etag: str | None = None
     last_modified: str | None = None
     backoff: Backoff | None = None
-    failing: bool = False  # logged once per outage, not once per cycle
+    failing: bool = False
 
 
 @dataclass
@@ -59,6 +62,11 @@ class FeedFetcher:
 
     Yahoo URLs go through the ``MARKETBOT_YAHOO__BASE_URL`` rewrite like prices, so a mirror
     or the loopback fake answers them; other feeds are fetched as given.
+
+    ``interval`` is the caller's time between ``fetch_all`` cycles (the news poll). A feed
+    whose backoff ends between two cycles is asked at the next cycle after it, so that is the
+    time the failure log gives. An outage is logged once per endpoint (the feed's label: host
+    and path), not per URL: Yahoo's headline URL changes with the watch list, the outage not.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class FeedFetcher:
         timeout: float = 10.0,
         max_bytes: int = 2_000_000,
         rng: random.Random | None = None,
+        interval: float | None = None,
     ) -> None:
         self.clock = clock
         self.yahoo_base_url = yahoo_base_url
@@ -76,7 +85,11 @@ class FeedFetcher:
         self.max_bytes = max_bytes
         self.stats = FetchStats()
         self._rng = rng or random.Random()
+        self.interval = interval
         self._state: dict[str, _FeedState] = {}
+        self._down: set[str] = set()  # labels of endpoints in an outage (logged at its start)
+        self._current: dict[str, Feed] = {}  # url -> feed of the latest cycle
+        self._cycle_at: datetime | None = None
         self._session: aiohttp.ClientSession | None = None
         self.closed = False
 
@@ -97,12 +110,28 @@ class FeedFetcher:
             )
         return self._session
 
-    async def fetch_all(self, feeds: list[Feed]) -> list[FetchOutcome]:
+    async def fetch_all(
+        self, feeds: Sequence[Feed], *, at: datetime | None = None
+    ) -> list[FetchOutcome]:
+        """One cycle: every feed not backing off, at once. ``at``: when the cycle began.
+
+        The feeds given are the cycle's whole list: a URL no longer in it (a watch list that
+        changed) is forgotten, its outage carried by the endpoint it belonged to.
+        """
+        self._cycle_at = at or self.clock.now()
+        self._current = {feed.url: feed for feed in feeds}
+        for url in [url for url in self._state if url not in self._current]:
+            del self._state[url]
+        labels = {feed.label for feed in feeds}
+        self._down &= labels  # an endpoint no longer read has no outage to report the end of
         return list(await asyncio.gather(*(self.fetch(feed) for feed in feeds)))
 
     async def fetch(self, feed: Feed) -> FetchOutcome:
         state = self._state.setdefault(feed.url, _FeedState())
-        if state.backoff is not None and state.backoff.remaining() > 0:
+        # Judged at the cycle's start, the time the failure log's "next try" was counted from.
+        at = self._cycle_at or self.clock.now()
+        until = state.backoff.until if state.backoff is not None else None
+        if until is not None and until > at:
             return FetchOutcome(feed, FetchStatus.BACKING_OFF)
         headers = {}
         if state.etag:
@@ -152,22 +181,50 @@ class FeedFetcher:
     def _succeeded(self, feed: Feed, state: _FeedState) -> None:
         if state.backoff is not None:
             state.backoff.succeeded()
-        if state.failing:
-            state.failing = False
+        state.failing = False
+        if feed.label in self._down and not self._failing(feed.label):
+            self._down.discard(feed.label)
             log.info("news feed %s is answering again", feed.label)
+
+    def _failing(self, label: str) -> bool:
+        """Whether a feed of this endpoint, in the latest cycle's list, is still failing."""
+        return any(
+            state.failing
+            for url, state in self._state.items()
+            if url in self._current and self._current[url].label == label
+        )
 
     def _failed(self, feed: Feed, state: _FeedState, kind: str, detail: str) -> FetchOutcome:
         self.stats.failures += 1
         self.stats.by_error[kind] = self.stats.by_error.get(kind, 0) + 1
         if state.backoff is None:
             state.backoff = Backoff(self.clock, base=30.0, cap=3600.0, rng=self._rng)
-        delay = state.backoff.failed()
-        if not state.failing and not self.closed:
-            state.failing = True
+        state.backoff.failed()
+        state.failing = True
+        if feed.label not in self._down and not self.closed:
+            self._down.add(feed.label)
+            retry = self.next_try(state.backoff.until or self.clock.now())
+            wait = (retry - self.clock.now()).total_seconds()
             log.warning(
-                "news feed %s failed (%s); skipping it, retry in %.0f s", feed.label, detail, delay
+                "news feed %s failed (%s); skipping it, next try at %s UTC (in %.0f s)",
+                feed.label,
+                detail,
+                f"{retry.astimezone(UTC):%H:%M:%S}",
+                wait,
             )
         return FetchOutcome(feed, FetchStatus.FAILED, error=detail)
+
+    def next_try(self, free_at: datetime) -> datetime:
+        """When a feed whose backoff ends at ``free_at`` is asked: the first cycle from then.
+
+        Cycles come every ``interval`` from the current one's start; without an interval
+        (a one-off fetch) the backoff's end is all there is to say.
+        """
+        start = self._cycle_at
+        if self.interval is None or start is None:
+            return free_at
+        cycles = max(1, math.ceil((free_at - start).total_seconds() / self.interval))
+        return start + timedelta(seconds=cycles * self.interval)
 
     def mark_usable(self, feed: Feed) -> None:
         self._succeeded(feed, self._state.setdefault(feed.url, _FeedState()))

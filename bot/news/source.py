@@ -104,12 +104,13 @@ class NewsSource:
     async def cycle(self, symbols: Collection[str]) -> CycleReport:
         """Fetch every feed once; store and return the stories not seen before."""
         self.cycles += 1
+        started = self.clock.now()  # the scheduled time, before names are looked up
         report = CycleReport()
         await self._learn_names(symbols)
         feeds = self.feeds(symbols)
         report.feeds = len(feeds)
         before = self.fetcher.stats.requests
-        outcomes = await self.fetcher.fetch_all(feeds)
+        outcomes = await self.fetcher.fetch_all(feeds, at=started)
         report.requests = self.fetcher.stats.requests - before
         now = self.clock.now()
         items: list[NewsItem] = []
@@ -180,5 +181,6 @@ def build_news_source(
         yahoo_base_url=yahoo_base_url,
         timeout=settings.timeout_seconds,
         max_bytes=settings.max_bytes,
+        interval=settings.poll_interval_seconds,
     )
     return NewsSource(settings, clock=clock, fetcher=fetcher, store=store, names=names)
