@@ -375,10 +375,10 @@ class CommandRouter:
             command = parse_command(text)
             handler = self._handlers.get(command.name)
             if handler is None:
-                raise CommandError(_unknown_command(command))
+                raise CommandError(_unknown_command(command, ctx))
             spec = self._specs[command.name]
-            if spec.requires is not None and spec.requires not in ctx.features:
-                return Reply(f"`/{command.name}` is not available here. {spec.summary}", ok=False)
+            if not offered_on(spec, ctx):
+                return Reply(_not_available(spec), ok=False)
             form = command.args[0].lower() if command.args else ""
             if spec.changes_channel and form not in spec.read_forms and not ctx.can_manage:
                 return Reply(
@@ -787,13 +787,15 @@ class CommandRouter:
             name = command.args[0].lstrip("/").lower()
             spec = self._specs.get(name)
             if spec is None:
-                close = _closest_command(name)
+                close = _closest_command(name, ctx)
                 hint = f"Did you mean `/help {close}`?" if close else "Try `/help`."
                 raise CommandError(f"No command `{command.args[0][:30]}`. {hint}")
+            if not offered_on(spec, ctx):
+                raise CommandError(_not_available(spec))
             lines = [f"`{spec.usage}`", spec.summary, *(f"  e.g. `{ex}`" for ex in spec.examples)]
             return Reply("\n".join(lines))
         lines = ["*marketbot* watches prices (premarket included), futures and news."]
-        lines += [f"`{spec.usage}`: {spec.summary}" for spec in COMMANDS]
+        lines += [f"`{spec.usage}`: {spec.summary}" for spec in COMMANDS if offered_on(spec, ctx)]
         lines.append(
             "Rules: `drop 10%`, `rise 5%`, `move 3% in 15m`, `above 150`, `below 120`, "
             "`gap 4%`, `volume 3x`, `news KEYWORD`; add `for 2m` to confirm."
@@ -819,10 +821,19 @@ def _is_symbol(target: str) -> bool:
     return target != "news" and not target.startswith(BASKET_PREFIX)
 
 
-def _unknown_command(command: ParsedCommand) -> str:
+def offered_on(spec: CommandSpec, ctx: CommandContext) -> bool:
+    """Whether the platform ``ctx`` comes from offers this command (it has what it requires)."""
+    return spec.requires is None or spec.requires in ctx.features
+
+
+def _not_available(spec: CommandSpec) -> str:
+    return f"`/{spec.name}` is not available here. {spec.summary}"
+
+
+def _unknown_command(command: ParsedCommand, ctx: CommandContext) -> str:
     """``/wacth NVDA`` -> did you mean ``/watch NVDA``: the closest command name, if any is."""
     typed = command.name[:30]
-    close = _closest_command(command.name)
+    close = _closest_command(command.name, ctx)
     if close is None:
         return f"Unknown command `/{typed}`. Try `/help`."
     suggestion = " ".join(("/" + close, *command.args))
@@ -831,8 +842,10 @@ def _unknown_command(command: ParsedCommand) -> str:
     return f"Unknown command `/{typed}`. Did you mean `{suggestion}`? Or try `/help`."
 
 
-def _closest_command(name: str) -> str | None:
-    close = difflib.get_close_matches(name, [spec.name for spec in COMMANDS], n=1, cutoff=0.6)
+def _closest_command(name: str, ctx: CommandContext) -> str | None:
+    """The offered command nearest ``name``: never one this platform would refuse."""
+    names = [spec.name for spec in COMMANDS if offered_on(spec, ctx)]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return close[0] if close else None
 
 

@@ -226,7 +226,8 @@ def test_digest_schedule_is_stored(router: CommandRouter, sqlite_store: SqlStore
 def test_help_lists_every_command_and_explains_one(router: CommandRouter) -> None:
     text = router.handle("/help", CTX).text
     for spec in CommandRouter.command_names():
-        assert f"/{spec.name}" in text
+        # Every command Slack offers (/pingrole needs role pings, which Slack lacks).
+        assert (f"/{spec.name}" in text) is (spec.requires is None)
     assert "basket:ai" in router.handle("/help watch", CTX).text
 
 

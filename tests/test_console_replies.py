@@ -7,9 +7,12 @@ import io
 import pytest
 from rich.console import Console
 
+from alerts.commands import CommandRouter
+from alerts.ports import ManualClock
 from bot.console import ConsolePlatform
 from bot.render.console import CODE_STYLE, render_reply
 from bot.render.console_text import render_console
+from bot.store import SqlStore
 
 
 @pytest.mark.parametrize(
@@ -51,3 +54,27 @@ def test_console_platform_prints_replies_without_raw_markup() -> None:
     assert "Did you mean /watch NVDA?" in printed
     assert "*" not in printed
     assert "`" not in printed
+
+
+async def test_console_near_miss_and_help_name_only_console_commands(
+    sqlite_store: SqlStore, clock: ManualClock
+) -> None:
+    # Typed at `marketbot run`'s console (the runtime's own reader): /pingrole needs role
+    # pings, which the console lacks, so a typo is not sent there and help does not list it.
+    from bot.runner import read_console_commands
+
+    typed = iter(["/pingrol off\n", "/help pingrol\n", "/help\n", ""])
+    replies: list[tuple[str, bool]] = []
+
+    async def read_line() -> str:
+        return next(typed)
+
+    router = CommandRouter(sqlite_store, clock)
+    await read_console_commands(router, lambda text, ok: replies.append((text, ok)), read_line)
+    (typo, typo_ok), (help_typo, _), (listing, listing_ok) = replies
+    assert not typo_ok
+    assert "Unknown command `/pingrol`" in typo
+    assert "Did you mean" not in typo + help_typo
+    assert listing_ok
+    assert "`/watch" in listing
+    assert "pingrole" not in typo + help_typo + listing

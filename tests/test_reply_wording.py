@@ -151,6 +151,53 @@ def test_help_for_a_near_miss_suggests_the_command(sqlite_store: SqlStore) -> No
     assert "Did you mean `/help watch`?" in reply.text
 
 
+# Each platform's context as its adapter builds it: what it offers decides what is suggested.
+def _platform_contexts() -> list[tuple[str, CommandContext]]:
+    from bot.discord.app import FEATURES as DISCORD_FEATURES
+    from bot.slack.commands import FEATURES as SLACK_FEATURES
+
+    return [
+        ("slack", CommandContext("slack:C1", "U1", "slack", features=SLACK_FEATURES)),
+        ("discord", CommandContext("discord:1", "u1", "discord", features=DISCORD_FEATURES)),
+        ("console", CommandContext("console:default", "console", "console")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("platform", "ctx"), _platform_contexts(), ids=[p for p, _ in _platform_contexts()]
+)
+@pytest.mark.parametrize("typed", ["/pingrol @traders", "/pinrole off", "/help pingrol"])
+def test_near_miss_suggests_only_what_the_platform_offers(
+    sqlite_store: SqlStore, platform: str, ctx: CommandContext, typed: str
+) -> None:
+    reply = _router(sqlite_store, WINTER, "America/New_York").handle(typed, ctx)
+    assert not reply.ok
+    if platform == "discord":
+        assert "Did you mean `/" in reply.text
+        assert "pingrole" in reply.text
+    else:
+        # Slack and the console have no role pings: suggesting /pingrole sends the user to a
+        # command that would only answer "not available here".
+        assert "pingrole" not in reply.text
+        assert "Did you mean" not in reply.text
+
+
+@pytest.mark.parametrize(
+    ("platform", "ctx"), _platform_contexts(), ids=[p for p, _ in _platform_contexts()]
+)
+def test_help_lists_only_what_the_platform_offers(
+    sqlite_store: SqlStore, platform: str, ctx: CommandContext
+) -> None:
+    router = _router(sqlite_store, WINTER, "America/New_York")
+    listed = router.handle("/help", ctx).text
+    assert "`/watch " in listed
+    assert ("/pingrole" in listed) is (platform == "discord")
+    one = router.handle("/help pingrole", ctx)
+    assert one.ok is (platform == "discord")
+    if platform != "discord":
+        assert "not available here" in one.text
+
+
 async def test_console_alerts_show_the_display_zone(capsys: pytest.CaptureFixture[str]) -> None:
     from alerts.models import AlertMessage
     from bot.runner import build_platforms

@@ -147,6 +147,34 @@ async def test_real_command_router_through_socket_mode(slack: FakeSlack, tmp_pat
     assert "NVDA" in slack.responses[0]["text"]
 
 
+async def test_near_miss_and_help_name_no_command_slack_lacks(
+    slack: FakeSlack, tmp_path: Path
+) -> None:
+    # /pingrole needs role pings, which Slack does not offer: it is neither suggested for a
+    # typo nor listed, through the real router and the adapter's own features.
+    from bot.store.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'mb.db'}")
+    store.upgrade()
+    router = CommandRouter(store, ManualClock(datetime(2025, 1, 27, 9, tzinfo=UTC)))
+    service = SlackService(_settings(slack), router)
+    await service.start()
+    try:
+        await slack.slash_command("/marketbot", "pingrol off")
+        await slack.slash_command("/marketbot", "help pingrol")
+        await slack.slash_command("/marketbot", "")
+        await slack.wait_for_responses(3)
+    finally:
+        await service.close()
+        store.close()
+    typo, help_typo, listing = (r["text"] for r in slack.responses)
+    assert "Unknown command `/pingrol`" in typo
+    assert "Did you mean" not in typo
+    assert "Did you mean" not in help_typo
+    assert "`/watch" in listing
+    assert "pingrole" not in typo + help_typo + listing
+
+
 # ------------------------------------------------------------------------- HTTP mode
 
 
