@@ -180,6 +180,24 @@ def check_target_and_rule(target: str, rule_words: str) -> tuple[str, str]:
     return symbol, rule.canonical
 
 
+def exchange_today(symbol: str, now: datetime) -> date:
+    """Today on the symbol's exchange: the default last day, on the calendar of ``day_range``.
+
+    Not the machine's date nor the display zone's: at 22:30 in New York a UTC machine is on
+    the next day, and at 10:00 in Tokyo a New York one is still on the day before.
+    """
+    return now.astimezone(sessions.exchange_zone(symbol)).date()
+
+
+def describe_days(symbol: str, start: datetime, end: datetime) -> str:
+    """``on 2025-01-27 (America/New_York)`` or ``from A to B (...)`` for a ``day_range``."""
+    zone = sessions.exchange_zone(symbol)
+    first = start.astimezone(zone).date()
+    last = end.astimezone(zone).date() - timedelta(days=1)
+    days = f"on {first}" if first == last else f"from {first} to {last}"
+    return f"{days} ({zone.key})"
+
+
 def day_range(symbol: str, first: date, last: date) -> tuple[datetime, datetime]:
     """From midnight of ``first`` to midnight after ``last`` in the symbol's exchange zone."""
     if last < first:
@@ -228,7 +246,8 @@ class Backtester:
         bars.sort(key=lambda item: item[1].start)
         if not bars:
             raise BacktestError(
-                f"no price history for {symbol} in that range (unknown symbol, no trading, "
+                f"no price history for {symbol} {describe_days(symbol, start, end)} "
+                "(unknown symbol, no trading, "
                 "or Yahoo unreachable)"
             )
         closes = _daily_closes(symbol, closes_bars)
@@ -344,14 +363,17 @@ def run_backtest(
     target: str,
     rule_words: str,
     first: date,
-    last: date,
+    last: date | None,
     *,
     chart: Path | None = None,
     now: datetime | None = None,
     out: Console | None = None,
     err: Console | None = None,
 ) -> BacktestResult:
-    """``marketbot backtest``: firings on stdout, the progress bar and notes on stderr."""
+    """``marketbot backtest``: firings on stdout, the progress bar and notes on stderr.
+
+    ``last`` None: today on the symbol's exchange (see ``exchange_today``).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from bot.runner import build_engine
@@ -359,6 +381,9 @@ def run_backtest(
     out = out or Console()
     err = err or Console(stderr=True)
     symbol, rule_text = check_target_and_rule(target, rule_words)
+    now = now or datetime.now(UTC)
+    if last is None:
+        last = exchange_today(symbol, now)
     start, end = day_range(symbol, first, last)
     cache_root = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     history = YahooHistory(base_url=settings.yahoo.base_url, timeout=settings.yahoo.timeout_seconds)
@@ -381,7 +406,7 @@ def run_backtest(
         build_engine(settings),
         history,
         HistoryCache(cache_root),
-        now=now or datetime.now(UTC),
+        now=now,
         progress=progress,
     )
     try:
@@ -391,14 +416,16 @@ def run_backtest(
         raise BacktestError(f"could not get Yahoo history: {exc}") from None
     finally:
         history.close()
-    _print_result(result, settings.timezone, out, err)
+    _print_result(result, describe_days(symbol, start, end), settings.timezone, out, err)
     if chart is not None:
         _write_chart(result, chart, settings.timezone, first, last)
         err.print(f"chart written to {chart}", highlight=False)
     return result
 
 
-def _print_result(result: BacktestResult, timezone: str, out: Console, err: Console) -> None:
+def _print_result(
+    result: BacktestResult, days: str, timezone: str, out: Console, err: Console
+) -> None:
     from rich.table import Table
 
     from bot.render import format as fmt
@@ -408,7 +435,9 @@ def _print_result(result: BacktestResult, timezone: str, out: Console, err: Cons
     source = (
         "all from the cache" if result.requests == 0 else plural(result.requests, "Yahoo request")
     )
-    err.print(f"{result.symbol} `{result.rule_text}`: {bars} bars ({source})", highlight=False)
+    err.print(
+        f"{result.symbol} `{result.rule_text}` {days}: {bars} bars ({source})", highlight=False
+    )
     if not result.firings:
         out.print(f"{result.symbol} `{result.rule_text}` never fired in that range.")
         return

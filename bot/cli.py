@@ -189,7 +189,10 @@ def backtest(
         list[str], typer.Argument(help="The rule, e.g. drop 10% (quoting it is optional).")
     ],
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")],
-    end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Last day, YYYY-MM-DD (default: today on the symbol's exchange)."),
+    ] = None,
     chart: Annotated[
         Path | None, typer.Option(help="Also write a PNG of the price with the firing points.")
     ] = None,
@@ -208,7 +211,8 @@ def backtest(
             raise _fail(f"{flag} must be a date as YYYY-MM-DD, not {value!r}") from None
 
     first = day(start, "--start")
-    last = day(end, "--end") if end is not None else date.today()
+    # No --end: today where the symbol trades (run_backtest), as --start and --end are counted.
+    last = day(end, "--end") if end is not None else None
     settings = _settings(config)
     from bot.backtest import BacktestError, run_backtest
     from bot.logs import configure_logging, secret_values

@@ -223,6 +223,71 @@ def test_the_cli_runs_a_backtest(
     assert "YYYY-MM-DD" in bad.output
 
 
+@pytest.mark.parametrize(
+    ("symbol", "now", "today", "zone"),
+    [
+        # 22:30 in New York, already the 28th in UTC: the trading day is still the 27th.
+        ("NVDA", datetime(2025, 1, 28, 3, 30, tzinfo=UTC), DAY, "America/New_York"),
+        # 01:00 on the 27th in Tokyo, the 26th in New York and in UTC.
+        ("7203.T", datetime(2025, 1, 26, 16, 0, tzinfo=UTC), DAY, "Asia/Tokyo"),
+    ],
+)
+def test_without_end_the_last_day_is_today_on_the_symbols_exchange(
+    fake_yahoo: FakeYahoo, tmp_path: Path, symbol: str, now: datetime, today: date, zone: str
+) -> None:
+    # --start and --end are days of the exchange the symbol trades on (``day_range``), so
+    # "today" is too: not the machine's date, nor the display zone's.
+    _program(fake_yahoo)  # NVDA's bars only: 7203.T is refused, naming the days it tried
+    err = _console()
+    try:
+        run_backtest(
+            _settings(fake_yahoo, tmp_path / "cache"),
+            symbol,
+            "drop 10%",
+            today,
+            None,
+            now=now,
+            out=_console(),
+            err=err,
+        )
+    except BacktestError as exc:
+        said = str(exc)
+    else:
+        said = err.file.getvalue()  # type: ignore[attr-defined]
+    assert f"on {today} ({zone})" in said
+
+
+def test_the_cli_counts_today_on_the_exchange_not_on_the_machine(
+    fake_yahoo: FakeYahoo, tmp_path: Path
+) -> None:
+    # A machine whose date differs from New York's right now: 12 h behind UTC before 07:00
+    # in New York, 14 h ahead after.
+    def new_york_today() -> date:
+        return datetime.now(NY).date()
+
+    today = new_york_today()
+    machine = "Etc/GMT+12" if datetime.now(NY).hour < 7 else "Etc/GMT-14"
+    result = marketbot(
+        "backtest",
+        "NVDA",
+        "drop",
+        "10%",
+        "--start",
+        str(today),
+        cwd=tmp_path,
+        env={
+            "TZ": machine,
+            "MARKETBOT_YAHOO__BASE_URL": fake_yahoo.base_url,
+            "MARKETBOT_CACHE_DIR": str(tmp_path / "cache"),
+        },
+    )
+    if new_york_today() != today:
+        pytest.skip("New York's midnight passed during the test")
+    assert result.returncode == 2, result.stderr
+    # The fake has no bars for today: the refusal names the days it looked at.
+    assert f"no price history for NVDA on {today} (America/New_York)" in result.stderr
+
+
 def test_yfinance_prints_nothing_of_its_own_in_a_backtest(
     fake_yahoo: FakeYahoo, tmp_path: Path
 ) -> None:
