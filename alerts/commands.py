@@ -36,12 +36,15 @@ from alerts.wording import local_time, plural
 
 log = logging.getLogger(__name__)
 
-_ROLE = re.compile(r"<@&(\d{5,25})>|(\d{5,25})")
+# A role as the core receives it: the platform's own id for it, which its adapter read from
+# the platform's syntax (Discord's mention, bot.discord.roles). Only "off" means something here.
+_ROLE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_COMMAND_LENGTH = 500
 MAX_NOTE_LENGTH = 200
 MAX_BASKET_SIZE = 50
 MAX_ALERTS_LISTED = 50
 NOTE_SEPARATOR = " -- "
+ROLE_USAGE = "Give a role mention or a role id, for example `/pingrole @traders`."
 BASKET_USAGE = (
     "Usage: `/basket create NAME SYMBOL...`, `/basket list`, `/basket show NAME`, "
     "`/basket delete NAME`."
@@ -55,8 +58,8 @@ BASKET_USAGE = (
 ROLE_PINGS = "role_pings"  # notify a role of the channel on critical alerts (Discord)
 
 ArgKind = Literal[
-    "symbol", "target", "rule", "text", "note", "integer", "duration", "scope", "choice"
-]
+    "symbol", "target", "rule", "text", "note", "integer", "duration", "scope", "choice", "role"
+]  # "role": a role of the platform's; its adapter hands the core the role's id (or "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +254,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "/pingrole @ROLE|off",
         "Discord: ping a role on critical alerts in this channel (nobody is pinged otherwise).",
         True,
-        (ArgSpec("role", "The role to ping (a mention or its id), or off", "text", True),),
+        (ArgSpec("role", "The role to ping (a mention or its id), or off", "role", True),),
         ("/pingrole @traders", "/pingrole off"),
         requires=ROLE_PINGS,
     ),
@@ -676,12 +679,9 @@ class CommandRouter:
                 ctx.channel, lambda s: replace(s, ping_role=None), now
             )
             return Reply("Critical alerts in this channel ping nobody.", changed=True)
-        match = _ROLE.fullmatch(word)
-        if match is None:
-            raise CommandError(
-                "Give a role mention or a role id, for example `/pingrole @traders`."
-            )
-        role = match.group(1) or match.group(2)
+        if _ROLE_ID.fullmatch(word) is None:
+            raise CommandError(ROLE_USAGE)
+        role = word
         self._store.update_channel_settings(ctx.channel, lambda s: replace(s, ping_role=role), now)
         # Show the id, not a mention: this reply must not ping the role itself.
         return Reply(f"Critical alerts in this channel will ping role id {role}.", changed=True)

@@ -163,3 +163,44 @@ def test_the_adapter_rule_sees_a_violation(tmp_path: Path) -> None:
     found = _qualified_imports(sample)
     assert _adapter_of("bot.slack.app") == "bot.slack"
     assert {"bot.slack.app", "bot.pipeline"} <= found
+
+
+# Platform syntax is the adapter's: the core never reads or writes Discord's mention tokens
+# (roles <@&1>, users <@1>, channels <#1>). Docstrings may name them; code may not.
+PLATFORM_SYNTAX = ("<@", "<#")
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """String literals of a module that are not docstrings, with their line numbers."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_holds_no_platform_mention_syntax(path: Path) -> None:
+    found = [
+        f"line {line}: {text!r}"
+        for line, text in _code_strings(path)
+        if any(token in text for token in PLATFORM_SYNTAX)
+    ]
+    assert not found, f"{path.relative_to(ROOT)} parses a platform's syntax: {found}"
+
+
+def test_the_syntax_rule_sees_a_violation(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        '"""Mentions look like <@&1>."""\nimport re\n_ROLE = re.compile(r"<@&(\\d+)>")\n'
+    )
+    assert [line for line, text in _code_strings(sample) if "<@" in text] == [3]

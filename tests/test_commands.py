@@ -256,20 +256,24 @@ def test_resolved_notices_are_a_channel_setting(
     assert not router.handle("/resolved on", READER).ok
 
 
-def test_role_pings_are_a_discord_channel_setting(
+def test_role_pings_are_a_channel_setting_holding_the_platforms_role_id(
     router: CommandRouter, sqlite_store: SqlStore
 ) -> None:
+    # The adapter hands over the role's id (Discord reads its own <@&id> mention,
+    # bot.discord.roles); the core stores it as it came and reads no platform's syntax.
     discord_ctx = CommandContext(
         channel="discord:42", user="u", platform="discord", features=frozenset({ROLE_PINGS})
     )
-    assert router.handle("/pingrole <@&123456789012>", discord_ctx).ok
+    assert router.handle("/pingrole 123456789012", discord_ctx).ok
     assert sqlite_store.channel_settings("discord:42").ping_role == "123456789012"
     reply = router.handle("/pingrole 98765432", discord_ctx)
     assert "<@&" not in reply.text  # the confirmation itself must not ping the role
     assert sqlite_store.channel_settings("discord:42").ping_role == "98765432"
     assert router.handle("/pingrole off", discord_ctx).ok
     assert sqlite_store.channel_settings("discord:42").ping_role is None
-    assert not router.handle("/pingrole @everyone", discord_ctx).ok
+    for raw in ("<@&123456789012>", "@everyone", "<@123456789012>"):
+        assert not router.handle(f"/pingrole {raw}", discord_ctx).ok, raw
+    assert sqlite_store.channel_settings("discord:42").ping_role is None
     assert not router.handle("/pingrole 123456789012", CTX).ok  # Slack: never pings
 
 

@@ -165,6 +165,28 @@ async def test_symbol_autocomplete(fake: FakeDiscord) -> None:
     assert router.calls == []
 
 
+async def test_pingrole_hands_the_router_the_role_id(fake: FakeDiscord) -> None:
+    # Discord's mention syntax is read here, in the adapter: the command layer gets the id.
+    router = RecordingRouter()
+    manage = MEMBER_PERMISSIONS | MANAGE_CHANNELS
+    async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):
+        for typed in ("<@&123456789012345678>", "98765432101", "OFF"):
+            iid, _ = await fake.interact("pingrole", {"role": typed}, permissions=manage)
+            await _answer(fake, iid)
+        refused_id, _ = await fake.interact("pingrole", {"role": "traders"}, permissions=manage)
+        refused = await _answer(fake, refused_id)
+    assert [text for text, _ in router.calls] == [
+        "pingrole 123456789012345678",
+        "pingrole 98765432101",
+        "pingrole off",
+    ]
+    data = refused["data"]
+    assert isinstance(data, dict)
+    assert data["flags"] & EPHEMERAL
+    assert "role mention or a role id" in data["content"]
+    assert data["allowed_mentions"] == {"parse": []}
+
+
 async def test_slow_command_is_deferred_then_followed_up(fake: FakeDiscord) -> None:
     router = RecordingRouter()
     router.release = threading.Event()

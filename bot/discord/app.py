@@ -17,6 +17,7 @@ from discord.gateway import DiscordWebSocket
 from alerts.commands import (
     NOTE_SEPARATOR,
     ROLE_PINGS,
+    ROLE_USAGE,
     ArgSpec,
     CommandContext,
     CommandHandler,
@@ -25,6 +26,7 @@ from alerts.commands import (
 )
 from alerts.mentions import discord_markdown, fit
 from bot.discord.platform import CHANNEL_PREFIX
+from bot.discord.roles import read_role
 from bot.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,14 @@ class CommandBridge:
         reply = await task
         await interaction.followup.send(reply_content(reply), allowed_mentions=none)
 
+    async def refuse(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Answer, to the asker only, input the adapter cannot translate for the router."""
+        await interaction.response.send_message(
+            reply_content(Reply(text, ok=False)),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
     async def autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
@@ -166,12 +176,18 @@ class CommandBridge:
     def _callback(self, spec: CommandSpec) -> Callable[..., Coroutine[Any, Any, None]]:
         """A callback whose signature is the spec's options: discord.py reads options from a
         callback's signature, so the spec is written there instead of in a def per command."""
-        run = self.run
+        run, refuse = self.run, self.refuse
 
         async def callback(interaction: discord.Interaction[Any], **options: object) -> None:
-            await run(
-                interaction, spec.name, [_word(arg, options.get(arg.name)) for arg in spec.args]
-            )
+            words = [_word(arg, options.get(arg.name)) for arg in spec.args]
+            for i, arg in enumerate(spec.args):
+                if arg.kind == "role" and words[i] is not None:
+                    # The router gets the role's id, never Discord's mention syntax.
+                    words[i] = _role_word(str(words[i]))
+                    if words[i] is None:
+                        await refuse(interaction, ROLE_USAGE)
+                        return
+            await run(interaction, spec.name, words)
 
         parameters = [
             inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD),
@@ -214,6 +230,11 @@ def _word(arg: ArgSpec, value: object) -> str | None:
     if value is None:
         return None
     return f"{NOTE_SEPARATOR.strip()} {value}" if arg.kind == "note" else str(value)
+
+
+def _role_word(typed: str) -> str | None:
+    """``<@&123>`` or ``123`` -> ``123``; ``off`` stays; None for anything naming no role."""
+    return "off" if typed.strip().lower() == "off" else read_role(typed)
 
 
 async def sync_commands(tree: app_commands.CommandTree[Any], dev_guild_id: int | None) -> None:
