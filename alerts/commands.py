@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Literal, Protocol, runtime_checkable
@@ -118,6 +118,14 @@ class CommandHandler(Protocol):
     def handle(self, text: str, ctx: CommandContext) -> Reply: ...
 
     def command_names(self) -> Sequence[CommandSpec]: ...
+
+
+@runtime_checkable
+class SuggestsSymbols(Protocol):
+    """A command layer that knows which symbols to suggest as someone types one (``CommandRouter``
+    does: the channel's own first), for platforms that autocomplete."""
+
+    def symbol_choices(self, channel: str) -> Sequence[str]: ...
 
 
 class MarketView(Protocol):
@@ -372,6 +380,11 @@ class CommandRouter:
     @staticmethod
     def command_names() -> tuple[CommandSpec, ...]:
         return COMMANDS
+
+    def symbol_choices(self, channel: str) -> list[str]:
+        """The symbols to suggest in ``channel``: its own watched ones first (see
+        :func:`symbol_choices`)."""
+        return symbol_choices(self._watched_symbols(channel), self._store.list_baskets(channel))
 
     def handle(self, text: str, ctx: CommandContext) -> Reply:
         try:
@@ -801,6 +814,19 @@ class CommandRouter:
             "`gap 4%`, `volume 3x`, `news KEYWORD`; add `for 2m` to confirm."
         )
         return Reply("\n".join(lines))
+
+
+def symbol_choices(
+    watched: Iterable[str] = (), baskets: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """Symbols worth suggesting as someone types one, each once: ``watched`` (the channel's,
+    sorted), then the members of every basket (the channel's own and the built-in ones), then
+    the index symbols the digest quotes."""
+    found = dict.fromkeys(sorted(watched))
+    for _, members in sorted(all_baskets(baskets).items()):
+        found.update(dict.fromkeys(members))
+    found.update(dict.fromkeys(DIGEST_INDEX_SYMBOLS))
+    return list(found)
 
 
 def _basket_name(word: str) -> str:

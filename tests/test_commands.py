@@ -297,3 +297,29 @@ def test_a_command_needing_a_platform_feature_is_refused_where_it_is_missing(
         channel="console:default", user="u", platform="console", features=frozenset({ROLE_PINGS})
     )
     assert router.handle("/pingrole 123456789012", offered).ok
+
+
+def test_symbol_choices_put_the_channels_own_symbols_first(
+    router: CommandRouter, sqlite_store: SqlStore
+) -> None:
+    # What a platform suggests as someone types a symbol (Discord's autocomplete), derived from
+    # what the project knows instead of a hand-kept list.
+    from alerts.baskets import BUILTIN_BASKETS
+    from alerts.commands import symbol_choices
+    from alerts.digest import DIGEST_INDEX_SYMBOLS
+
+    router.handle("/watch PLTR", CTX)
+    router.handle("/basket create mine COIN HOOD", CTX)
+    router.handle("/watch basket:mine drop 5%", CTX)
+    router.handle("/watch news deepseek", CTX)
+    router.handle("/watch NVDA", CTX)
+    choices = router.symbol_choices("slack:C1")
+    assert choices[:4] == ["COIN", "HOOD", "NVDA", "PLTR"]  # watched, directly or in a basket
+    assert len(choices) == len(set(choices))
+    assert "news" not in choices
+    assert not any(c.startswith("basket:") for c in choices)
+    for symbol in (*BUILTIN_BASKETS["ai"], *DIGEST_INDEX_SYMBOLS):
+        assert symbol in choices
+    # Another channel has none of this one's watches or baskets: only what is built in.
+    assert router.symbol_choices("slack:C2") == symbol_choices()
+    assert "COIN" not in symbol_choices()

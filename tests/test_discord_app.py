@@ -187,6 +187,37 @@ async def test_pingrole_hands_the_router_the_role_id(fake: FakeDiscord) -> None:
     assert data["allowed_mentions"] == {"parse": []}
 
 
+async def test_autocomplete_prefers_the_channels_own_watches(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from alerts.commands import CommandRouter
+    from alerts.ports import ManualClock
+    from bot.store.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'mb.db'}")
+    store.upgrade()
+    router = CommandRouter(store, ManualClock(datetime(2025, 1, 27, 9, tzinfo=UTC)))
+    here = CommandContext(f"discord:{fake.channel_id}", "u", "discord")
+    assert router.handle("/watch SMCI", here).ok
+    assert router.handle("/watch MSTR", here).ok
+    values: dict[str, list[str]] = {}
+    try:
+        async with running(_settings(fake, dev_guild_id=int(fake.guild_id)), router):  # type: ignore[arg-type]
+            for typed in ("", "s", "a"):
+                iid, _ = await fake.interact("price", {"symbol": typed}, autocomplete="symbol")
+                data = (await _answer(fake, iid))["data"]
+                assert isinstance(data, dict)
+                values[typed] = [c["value"] for c in data["choices"]]
+    finally:
+        store.close()
+    assert values[""][:2] == ["MSTR", "SMCI"]  # this channel's watches come first
+    assert values["s"][:2] == ["S", "SMCI"]  # what was typed, then the channel's match
+    assert "AMD" in values["a"]  # then the built-in baskets' members
+    assert values["a"][0] == "A"
+
+
 async def test_slow_command_is_deferred_then_followed_up(fake: FakeDiscord) -> None:
     router = RecordingRouter()
     router.release = threading.Event()

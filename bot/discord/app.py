@@ -23,6 +23,8 @@ from alerts.commands import (
     CommandHandler,
     CommandSpec,
     Reply,
+    SuggestsSymbols,
+    symbol_choices,
 )
 from alerts.mentions import discord_markdown, fit
 from bot.discord.platform import CHANNEL_PREFIX
@@ -39,11 +41,6 @@ discord.VoiceClient.warn_dave = False
 REPLY_LIMIT = 2000
 FEATURES = frozenset({ROLE_PINGS})  # a role mention in an alert notifies the role
 ANSWER_WITHIN = 2.0  # Discord drops an interaction not answered within 3 s
-POPULAR_SYMBOLS = (
-    "NQ=F", "ES=F", "YM=F", "RTY=F", "^VIX", "^GSPC", "^NDX", "SPY", "QQQ", "NVDA", "AAPL",
-    "MSFT", "GOOGL", "AMZN", "META", "TSLA", "AVGO", "AMD", "TSM", "ASML", "ASML.AS", "INTC",
-    "ORCL", "SMCI", "ARM", "MU", "NFLX", "BRK-B", "JPM", "GC=F", "CL=F", "BTC-USD",
-)  # fmt: skip
 
 Suggest = Callable[[str, str], Sequence[str]]
 
@@ -66,9 +63,10 @@ def reply_content(reply: Reply) -> str:
     return fit(text, REPLY_LIMIT, lambda s: discord_markdown(s, escape_markdown=False))
 
 
-def default_suggest(channel: str, current: str) -> Sequence[str]:
+def matching_symbols(known: Sequence[str], current: str) -> list[str]:
+    """What was typed (as a symbol is written), then the known symbols it starts, in order."""
     typed = current.strip().upper()
-    found = [s for s in POPULAR_SYMBOLS if s.startswith(typed)] if typed else list(POPULAR_SYMBOLS)
+    found = [s for s in known if s.startswith(typed)]
     if typed and typed not in found:
         found.insert(0, typed)
     return found
@@ -87,9 +85,16 @@ class CommandBridge:
     ) -> None:
         self.router = router
         self.manage_role = manage_role
-        self.suggest = suggest or default_suggest
+        self.suggest = suggest or self.suggest_symbols
         self.answer_within = answer_within
         self.specs = {spec.name: spec for spec in router.command_names()}
+
+    def suggest_symbols(self, channel: str, current: str) -> Sequence[str]:
+        """The router's symbols for this channel (its own watches first), else the built-in
+        ones: baskets' members and the digest's index symbols."""
+        router = self.router
+        known = router.symbol_choices(channel) if isinstance(router, SuggestsSymbols) else None
+        return matching_symbols(symbol_choices() if known is None else known, current)
 
     def can_manage(self, interaction: discord.Interaction[Any]) -> bool:
         """Manage Channels (or Administrator, or the configured role), from the interaction.
