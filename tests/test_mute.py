@@ -9,8 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.baskets import BUILTIN_BASKETS
-from alerts.models import Alert, AlertKind, Mute, Severity
+from alerts.engine import Engine
+from alerts.models import Alert, AlertKind, MarketSession, Mute, Quote, Severity
 from alerts.mute import is_muted, summarize_missed
+from alerts.ports import ManualClock
+from bot.pipeline import Pipeline
+from bot.store import SqlStore
 
 T0 = datetime(2025, 1, 27, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -131,3 +135,30 @@ def _covers(scope: str, symbol: str) -> bool:
     if scope == "basket:ai":
         return symbol == "basket:ai" or symbol in BUILTIN_BASKETS["ai"]
     return scope == symbol
+
+
+async def test_a_posted_summary_shows_the_mute_in_the_display_zone(
+    sqlite_store: SqlStore, clock: ManualClock
+) -> None:
+    # Through the pipeline (not just the composer): the summary is composed when the mute
+    # ends, in the zone the channel's alerts are shown in, not in UTC.
+    from tests.test_pipeline import RecordingPlatform
+
+    platform = RecordingPlatform()
+    pipeline = Pipeline(
+        sqlite_store,
+        Engine(),
+        [platform],
+        clock,
+        context_symbols=(),
+        timezone="America/Los_Angeles",
+    )
+    start = clock.now()  # 09:00 UTC: 01:00 in Los Angeles
+    sqlite_store.add_watch("console:default", "NVDA", "drop 10%", now=start)
+    sqlite_store.add_mute(Mute("console:default", "NVDA", start + 45 * MIN, start))
+    pipeline.sync_watches()
+    pipeline.ingest_quotes([Quote("NVDA", 126.0, start, MarketSession.PRE, previous_close=142.62)])
+    clock.advance(46 * MIN)
+    assert await pipeline.end_expired_mutes() == 1
+    [(_, summary)] = platform.posts
+    assert summary.footer == "Muted 01:00-01:45 PST; the alerts were tracked, not sent."

@@ -75,7 +75,7 @@ class Pipeline:
             lease=lease,
             poll_interval=poll_interval,
         )
-        self.notices = Notices(store, self.market, self.platforms, clock)
+        self.notices = Notices(store, self.market, self.platforms, clock, timezone=timezone)
         # A committed outbox row wakes delivery at once; the poll is only a safety net.
         self.ingest.on_queued.append(self.delivery.wake)
         self.digests = Digests(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from alerts.baskets import all_baskets
 from alerts.models import Alert, Mute
@@ -27,11 +28,16 @@ class Notices:
         market: MarketState,
         platforms: Sequence[ChatPlatform],
         clock: Clock,
+        *,
+        timezone: str = "America/New_York",
     ) -> None:
         self.store = store
         self.market = market
         self.platforms = platforms
         self.clock = clock
+        # The display zone, as for the channel's alerts: a summary is composed (its footer's
+        # times written) when the mute ends, not when delivery renders it.
+        self.timezone = timezone
 
     # -- mutes ----------------------------------------------------------------------------
 
@@ -54,7 +60,7 @@ class Notices:
             missed = self.store.muted_alerts(mute.channel, self._within_mute(mute))
             has_platform = platform_for(self.platforms, mute.channel) is not None
             message = (
-                summarize_missed(mute.channel, missed, mute, now)
+                summarize_missed(mute.channel, missed, mute, now, ZoneInfo(self.timezone))
                 if missed and has_platform
                 else None
             )
