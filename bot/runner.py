@@ -29,6 +29,7 @@ from bot.store import SqlStore
 
 if TYPE_CHECKING:
     from bot.discord.platform import DiscordPlatform
+    from bot.market.symbol_check import YahooSymbolCheck
     from bot.market.volume import VolumeProfiles
     from bot.market.yahoo_poll import YahooPoller
     from bot.metrics import MetricsServer
@@ -216,7 +217,7 @@ class Runtime:
         self.scheduler = JobScheduler(timezone=settings.timezone, clock=self.clock)
         self.volume_profiles: VolumeProfiles | None = None  # live Yahoo only
         self.news: NewsSource | None = None  # live feeds only
-        self.symbol_check: SymbolChecker | None = None  # live Yahoo only
+        self.symbol_check: YahooSymbolCheck | None = None  # live Yahoo only; closed at stop
         self.source: MarketFeed = (feed or self._live_feed)(self.scheduler)
         self.router = build_router(
             self.store,
@@ -503,6 +504,9 @@ class Runtime:
         if self.news is not None:
             await close_within("news feeds", self.news.close(), budget)
         await close_within("market feed", self.source.close(), budget)
+        if self.symbol_check is not None:
+            # Blocking (it waits for a check in flight): off the loop, within the budget.
+            await close_within("symbol check", asyncio.to_thread(self.symbol_check.close), budget)
         if self._owns_store:
             self.store.close()
         log.info("stopped in %.1f s", time.monotonic() - began)

@@ -168,3 +168,23 @@ def test_the_running_bot_checks_new_symbols(
     assert "Yahoo does not know" in refused.text
     assert accepted.ok
     assert yahoo.counts["chart"] >= 2
+
+
+async def test_a_stopped_bot_closes_its_symbol_check_session(
+    tmp_path: Path, yahoo: FakeYahoo, clock: ManualClock
+) -> None:
+    runtime = Runtime(run_settings(tmp_path, yahoo, console=False), clock=clock, platforms=[])
+    checker = runtime.symbol_check
+    assert isinstance(checker, YahooSymbolCheck)
+    await runtime.start()
+    try:
+        assert runtime.router.handle("/watch NVDA", CTX).ok
+    finally:
+        await runtime.stop()
+    asked = checker.requests
+    assert asked == 1
+    # Its session (a curl handle of its own) is closed: a late command asks nothing more.
+    late = checker.check("AMD")
+    assert late.status is SymbolStatus.UNCHECKED
+    assert checker.requests == asked
+    assert "stopping" in late.detail

@@ -51,10 +51,14 @@ class YahooSymbolCheck:
         self._cache: dict[str, tuple[SymbolCheck, datetime | None]] = {}  # answer, expiry
         self._down: tuple[str, datetime] | None = None  # why Yahoo did not answer, until when
         self._lock = threading.Lock()  # one request at a time: a session is not thread-safe
+        self.closed = False
 
     def check(self, symbol: str) -> SymbolCheck:
         with self._lock:
             now = self.clock.now()
+            if self.closed:
+                # A command still running as the bot stops: its watch is kept, unchecked.
+                return SymbolCheck(symbol, SymbolStatus.UNCHECKED, "the bot is stopping")
             cached = self._cache.get(symbol)
             if cached is not None and (cached[1] is None or now < cached[1]):
                 return cached[0]
@@ -100,7 +104,12 @@ class YahooSymbolCheck:
         return SymbolCheck(symbol, SymbolStatus.UNCHECKED, f"Yahoo answered HTTP {status}")
 
     def close(self) -> None:
-        self.session.close()
+        """Close the session once a request in flight (at most ``timeout``) is done."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.session.close()
 
 
 def _describe(meta: dict[str, Any]) -> str:
