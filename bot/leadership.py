@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -21,22 +20,37 @@ from typing import IO, Any
 
 from sqlalchemy.engine import make_url
 
+from bot.market.timer import Sleep, real_sleep, sleep_or_set
+from bot.shutdown import DaemonThreadPool
+
 log = logging.getLogger(__name__)
 
 # The two 32-bit halves of the leader lock's key ("mktb", 1): pg_locks shows them as
 # classid/objid, which is how the heartbeat checks the lock is still ours.
 LEADER_LOCK_KEY = (0x6D6B7462, 1)
 
-# A standby asks for the lock this often; takeover time is at most this plus TAKEOVER_GRACE
-# plus start-up, well inside the 10 s budget.
-RETRY_INTERVAL = 1.0
+# A standby asks for the lock this often (one trivial query each). A leader killed with
+# `kill -9` closes its socket, its backend exits at once and frees the lock, so takeover is
+# at most this, plus TAKEOVER_GRACE, plus start-up: measured 2.7 s with a 1 s retry at load
+# 12, of which 0.2-0.3 s start-up (tests/test_run_processes.py prints it).
+RETRY_INTERVAL = 0.25
 # The leader checks its session this often; a loss is noticed within it (plus the TCP timeout
 # below when the network, not the server, went away).
 HEARTBEAT_INTERVAL = 0.5
 # A new leader waits this long before it starts work, so a previous leader whose session the
 # server ended (but which is still alive) has had a heartbeat to notice and stop first.
 TAKEOVER_GRACE = 2 * HEARTBEAT_INTERVAL + 0.5
-# libpq settings for the lock connection: a dead peer is detected in seconds, not hours.
+# libpq settings for the lock connection: a dead peer is detected in seconds, not hours, on
+# both ends. The client's keepalives tell this process its server went away. The server's
+# (`options`, per session) matter for takeover: a leader whose host died or dropped off the
+# network sends no FIN, and without them its backend, and the lock, would live until the
+# server's own keepalive ends it (tcp_keepalives_idle 0 means the kernel's: two hours).
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 2,
+    "tcp_keepalives_interval": 1,
+    "tcp_keepalives_count": 2,
+    "tcp_user_timeout": 3000,
+}
 CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
@@ -44,6 +58,7 @@ CONNECT_OPTIONS: dict[str, Any] = {
     "keepalives_interval": 1,
     "keepalives_count": 2,
     "tcp_user_timeout": 3000,
+    "options": " ".join(f"-c {name}={value}" for name, value in SERVER_KEEPALIVES.items()),
     "application_name": "marketbot-leader-lock",
 }
 
@@ -139,9 +154,7 @@ class PostgresLeaderLock:
         self.heartbeat_interval = heartbeat_interval
         self._conn: Any = None  # psycopg.Connection, imported lazily (an optional extra)
         self._io = threading.Lock()  # one statement at a time on the connection
-        self._closing = threading.Event()
-        self._heartbeat: threading.Thread | None = None
-        self._on_lost: Callable[[], object] | None = None
+        self._calls = DaemonThreadPool(1)  # the heartbeat's checks: a daemon never holds an exit
         self.held = False
         self.backend_pid: int | None = None
 
@@ -164,11 +177,32 @@ class PostgresLeaderLock:
         self.backend_pid = int(row[1]) if row else None
         return self.held
 
-    def start_heartbeat(self, on_lost: Callable[[], object]) -> None:
-        """Check the session every interval from a thread; ``on_lost`` runs once on a loss."""
-        self._on_lost = on_lost
-        self._heartbeat = threading.Thread(target=self._beat, name="leader-heartbeat", daemon=True)
-        self._heartbeat.start()
+    def check(self) -> bool:
+        """One heartbeat (blocking): True while the lock is ours. Any error on the session
+        means the lock may be gone: ``held`` turns False and the session is closed."""
+        try:
+            held = self._still_held()
+        except Exception as exc:
+            log.error("leader lock: connection lost (%s); leadership lost", _one_line(exc))
+            held = False
+        else:
+            if not held:
+                log.error("leader lock: the lock is no longer held; leadership lost")
+        if not held:
+            self.held = False
+            with self._io:
+                self._drop_connection()
+        return held
+
+    async def watch(self, sleep: Sleep = real_sleep) -> None:
+        """Check the session every ``heartbeat_interval`` of ``sleep``'s time; return once
+        the lock is lost. The checks run on a thread of this lock's own: a default executor
+        busy with slow Yahoo requests must not delay noticing that another process leads."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await sleep(self.heartbeat_interval)
+            if not await loop.run_in_executor(self._calls, self.check):
+                return
 
     def _still_held(self) -> bool:
         with self._io:
@@ -181,24 +215,6 @@ class PostgresLeaderLock:
             ).fetchone()
             return bool(row and row[0])
 
-    def _beat(self) -> None:
-        while not self._closing.wait(self.heartbeat_interval):
-            try:
-                held = self._still_held()
-            except Exception as exc:  # any error on the session means the lock may be gone
-                log.error("leader lock: connection lost (%s); leadership lost", _one_line(exc))
-                held = False
-            else:
-                if not held:
-                    log.error("leader lock: the lock is no longer held; leadership lost")
-            if not held:
-                self.held = False
-                with self._io:
-                    self._drop_connection()
-                if self._on_lost is not None:
-                    self._on_lost()
-                return
-
     def _drop_connection(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -206,13 +222,11 @@ class PostgresLeaderLock:
         self._conn = None
 
     def release(self) -> None:
-        """Stop the heartbeat and close the session, which frees the lock for a standby."""
-        self._closing.set()
-        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
-            self._heartbeat.join(timeout=5)
+        """Close the session, which frees the lock for a standby."""
         with self._io:
             self._drop_connection()
         self.held = False
+        self._calls.shutdown(wait=False)
 
 
 Serve = Callable[[asyncio.Event], Awaitable[None]]
@@ -225,7 +239,9 @@ async def run_elected(
     *,
     retry_interval: float = RETRY_INTERVAL,
     takeover_grace: float = TAKEOVER_GRACE,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL,
     warm_up: Callable[[], object] | None = None,
+    sleep: Sleep = real_sleep,
 ) -> None:
     """Run ``serve(until)`` only while this process may lead; return once ``stop`` is set.
 
@@ -233,7 +249,8 @@ async def run_elected(
     digest markers): a new leader starts from what the previous one committed, nothing else.
     On SQLite a second process is refused with RunRefused. On PostgreSQL this process waits as
     a standby until it holds the leader lock; if it loses the lock, ``until`` is set, ``serve``
-    must return promptly, and the process goes back to waiting.
+    must return promptly, and the process goes back to waiting. Every wait (the standby's
+    retries, the grace, the heartbeat) is on ``sleep``'s time: tests move a ManualClock.
     """
     path = sqlite_path(database_url)
     if path is not None:
@@ -249,35 +266,41 @@ async def run_elected(
         return
     warmed = False
     while not stop.is_set():
-        leader = PostgresLeaderLock(database_url)
-        if not leader.try_acquire() and not warmed and warm_up is not None:
+        leader = PostgresLeaderLock(database_url, heartbeat_interval=heartbeat_interval)
+        if not await asyncio.to_thread(leader.try_acquire) and not warmed and warm_up is not None:
             warm_up()  # a standby: load what leading needs now, not after the leader died
             warmed = True
-        if not leader.held and not await _wait_for_leadership(leader, stop, retry_interval):
+        if not leader.held and not await _wait_for_leadership(leader, stop, retry_interval, sleep):
             leader.release()
             return
         until = asyncio.Event()
-        stop_waiter = asyncio.create_task(_relay(stop, until))
-        # The heartbeat thread's alarm, handed to the event loop (asyncio is not thread-safe).
-        leader.start_heartbeat(
-            functools.partial(asyncio.get_running_loop().call_soon_threadsafe, until.set)
-        )
+        waiters = [
+            asyncio.create_task(_relay(stop.wait(), until)),
+            asyncio.create_task(_relay(leader.watch(sleep), until)),  # returns on a loss
+        ]
         try:
-            if takeover_grace > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(until.wait(), takeover_grace)
-            if not until.is_set():
+            log.info(
+                "leader: lock won (session pid %s); leading after %.1f s of grace",
+                leader.backend_pid,
+                takeover_grace,
+            )
+            if takeover_grace <= 0 or not await sleep_or_set(until, takeover_grace, sleep):
                 log.info("leader: this process leads (session pid %s)", leader.backend_pid)
                 await serve(until)
         finally:
-            stop_waiter.cancel()
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
             leader.release()
         if not stop.is_set():
+            # The standbys ask first: they have waited, and this process just lost its
+            # session (a database restart, a network fault); it asks again after the grace.
             log.warning("leader: stepped down; waiting as a standby")
+            await sleep_or_set(stop, takeover_grace, sleep)
 
 
 async def _wait_for_leadership(
-    leader: PostgresLeaderLock, stop: asyncio.Event, retry_interval: float
+    leader: PostgresLeaderLock, stop: asyncio.Event, retry_interval: float, sleep: Sleep
 ) -> bool:
     announced = False
     while not stop.is_set():
@@ -286,13 +309,13 @@ async def _wait_for_leadership(
         if not announced:
             log.info("standby: another `marketbot run` leads; taking over when it stops")
             announced = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), retry_interval)
+        await sleep_or_set(stop, retry_interval, sleep)
     return False
 
 
-async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
-    await source.wait()
+async def _relay(source: Awaitable[object], target: asyncio.Event) -> None:
+    """Set ``target`` once ``source`` is done."""
+    await source
     target.set()
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from alerts.ports import ManualClock
 from bot.fakes.pg_database import fresh_database
 from bot.leadership import (
     LEADER_LOCK_KEY,
@@ -56,65 +61,179 @@ async def test_an_in_memory_sqlite_database_runs_without_a_lock() -> None:
 
 
 def _terminate(store: SqlStore, backend_pid: int | None) -> None:
-    """What a server restart, an admin or a dead network does to the leader's session."""
+    """What a server restart, an admin or a dead network does to the leader's session; it
+    returns once the session has ended (the server has freed its locks by then)."""
     assert backend_pid is not None
     with store.engine.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_pid})
+        ended = conn.execute(
+            text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": backend_pid}
+        ).scalar_one()
+    assert ended, f"session {backend_pid} did not end"
 
 
 @pytest.mark.postgres
-def test_one_process_holds_the_lock_and_losing_the_session_is_noticed_at_once(
+def test_one_process_holds_the_lock_and_a_heartbeat_after_losing_the_session_says_so(
     postgres_store: SqlStore,
 ) -> None:
-    leader = PostgresLeaderLock(postgres_store.url, heartbeat_interval=0.1)
+    leader = PostgresLeaderLock(postgres_store.url)
     standby = PostgresLeaderLock(postgres_store.url)
-    lost = threading.Event()
     try:
         assert leader.try_acquire()
         assert not standby.try_acquire()
         assert not standby.try_acquire()  # a retry on the same session does not steal it
-        leader.start_heartbeat(lost.set)
-        assert not lost.wait(0.5)  # a healthy session keeps the lock
+        assert leader.check()  # a healthy session keeps the lock
+        assert leader.check()
         _terminate(postgres_store, leader.backend_pid)
-        assert lost.wait(3), "the heartbeat did not notice the lost session"
+        assert not leader.check(), "the heartbeat did not notice the lost session"
         assert not leader.held
         assert standby.try_acquire()  # the server freed the lock with the session
+        assert not leader.check()  # no session: stays lost, never "found" again
     finally:
         leader.release()
         standby.release()
 
 
 @pytest.mark.postgres
-async def test_the_standby_serves_only_after_the_leader_lost_its_lock_then_waits_again(
+def test_the_lock_session_asks_the_server_for_keepalives_of_seconds(
     postgres_store: SqlStore,
 ) -> None:
-    serving: list[str] = []
-    log: list[tuple[str, str]] = []
+    """A leader whose host died sends no FIN: the server's own keepalives end its session
+    (and free the lock) within about 4 s, instead of the kernel's two hours."""
+    leader = PostgresLeaderLock(postgres_store.url)
+    try:
+        assert leader.try_acquire()
+        with postgres_store.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT client_addr IS NOT NULL FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": leader.backend_pid},
+            ).one()
+        assert row[0], "the lock session is not on TCP: keepalives would not apply"
+        seen = {
+            name: leader._conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+        assert seen == {
+            "tcp_keepalives_idle": "2",
+            "tcp_keepalives_interval": "1",
+            "tcp_keepalives_count": "2",
+        }
+        assert leader._conn.execute("SHOW tcp_user_timeout").fetchone()[0] == "3000"
+    finally:
+        leader.release()
 
-    def serve_as(name: str):  # type: ignore[no-untyped-def]
+
+class Processes:
+    """Two ``run_elected`` "processes" in one event loop, on one simulated timeline.
+
+    Each gets a sleep of its own that parks on the timeline; :meth:`next` moves the clock to
+    the earliest wait, ends it and waits (real time, bounded: the database calls run on
+    threads) until its process waits again or its leading changed. No wall-clock sleeps.
+    """
+
+    RETRY = 0.25
+    HEARTBEAT = 1.0
+    GRACE = 2.5  # > a heartbeat: an old leader that lost its session has noticed by then
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.clock = ManualClock(datetime(2026, 12, 1, 22, 0, tzinfo=UTC))
+        self._timeline: list[tuple[datetime, int, str, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self.waits: Counter[str] = Counter()
+        self.serving: list[str] = []
+        self.log: list[tuple[str, str, float]] = []  # (process, start/stop, seconds)
+        self.stops: dict[str, asyncio.Event] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def seconds(self) -> float:
+        return (self.clock.now() - datetime(2026, 12, 1, 22, 0, tzinfo=UTC)).total_seconds()
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(name, what) for name, what, _ in self.log]
+
+    def start(self, name: str) -> None:
+        async def sleep(seconds: float) -> None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            due = self.clock.now() + timedelta(seconds=seconds)
+            heapq.heappush(self._timeline, (due, next(self._seq), name, future))
+            self.waits[name] += 1
+            await future
+
         async def serve(until: asyncio.Event) -> None:
-            serving.append(name)
-            log.append((name, "start"))
+            self.serving.append(name)
+            self.log.append((name, "start", self.seconds))
             try:
                 await until.wait()
             finally:
-                serving.remove(name)
-                log.append((name, "stop"))
+                self.serving.remove(name)
+                self.log.append((name, "stop", self.seconds))
 
-        return serve
+        self.stops[name] = asyncio.Event()
+        self.tasks[name] = asyncio.create_task(
+            run_elected(
+                self.url,
+                self.stops[name],
+                serve,
+                retry_interval=self.RETRY,
+                heartbeat_interval=self.HEARTBEAT,
+                takeover_grace=self.GRACE,
+                sleep=sleep,
+            )
+        )
 
-    async def wait_for(predicate, within: float) -> None:  # type: ignore[no-untyped-def]
-        async with asyncio.timeout(within):
-            while not predicate():  # noqa: ASYNC110 (the state changes in other tasks)
-                await asyncio.sleep(0.02)
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        try:
+            async with asyncio.timeout(10):
+                while not predicate():  # noqa: ASYNC110 (threads move it; nothing to await)
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            raise AssertionError(f"{what}: {self.log}, waits {dict(self.waits)}") from None
 
-    stop_a, stop_b = asyncio.Event(), asyncio.Event()
-    options = {"retry_interval": 0.1, "takeover_grace": 0.3}
-    task_a = asyncio.create_task(run_elected(postgres_store.url, stop_a, serve_as("a"), **options))
-    await wait_for(lambda: serving == ["a"], 10)
-    task_b = asyncio.create_task(run_elected(postgres_store.url, stop_b, serve_as("b"), **options))
-    await asyncio.sleep(0.6)
-    assert serving == ["a"]  # b is a standby
+    async def next(self) -> str:
+        """End the earliest wait (moving the clock to it); returns whose it was."""
+        while self._timeline:
+            due, _, name, future = heapq.heappop(self._timeline)
+            if future.done():
+                continue  # cut short (a stop, a lost lock): not a wait any more
+            if due > self.clock.now():
+                self.clock.set(due)
+            future.set_result(None)
+            await self._moved_on(name, self.waits[name], len(self.log))
+            return name
+        raise AssertionError(f"nobody waits: {self.log}")
+
+    async def _moved_on(self, name: str, waits: int, events: int) -> None:
+        """``name`` waits again, started or stopped leading, or ended."""
+        await self.until(
+            lambda: self.waits[name] > waits or len(self.log) > events or self.tasks[name].done(),
+            f"{name} after its wait at {self.seconds:.2f} s",
+        )
+
+    async def run_until(self, predicate: Callable[[], bool], what: str) -> None:
+        for _ in range(200):
+            if predicate():
+                return
+            await self.next()
+        raise AssertionError(f"{what}: {self.log}")
+
+
+@pytest.mark.postgres
+async def test_the_standby_serves_only_after_the_leader_lost_its_lock_then_waits_again(
+    postgres_store: SqlStore,
+) -> None:
+    p = Processes(postgres_store.url)
+    p.start("a")
+    await p.until(lambda: p.waits["a"] >= 2, "a won the lock")  # its grace and heartbeat
+    won = p.seconds
+    await p.run_until(lambda: p.serving == ["a"], "a leading")
+    assert p.seconds - won == Processes.GRACE  # not before its grace, not after it
+    p.start("b")
+    await p.until(lambda: p.waits["b"] >= 1, "b a standby")
+    retries = p.waits["b"]
+    await p.run_until(lambda: p.waits["b"] >= retries + 12, "b retrying")
+    assert p.serving == ["a"]  # twelve retries later, b is still a standby: a leads
+    assert p.waits["a"] >= 3  # and a's heartbeat found its lock held meanwhile
 
     with postgres_store.engine.connect() as conn:
         pid = conn.execute(
@@ -126,17 +245,25 @@ async def test_the_standby_serves_only_after_the_leader_lost_its_lock_then_waits
             ),
             {"classid": LEADER_LOCK_KEY[0], "objid": LEADER_LOCK_KEY[1]},
         ).scalar_one()
+    lost = p.seconds
     _terminate(postgres_store, pid)
-    await wait_for(lambda: serving == ["b"], 10)
-    assert log[:3] == [("a", "start"), ("a", "stop"), ("b", "start")]  # never both at once
-    await asyncio.sleep(0.6)
-    assert serving == ["b"]  # a stepped down and waits as a standby
+    await p.run_until(lambda: p.serving == ["b"], "b took over")
+    # b's next retry wins the lock, then its grace; a noticed at its next heartbeat.
+    assert p.seconds - lost <= Processes.RETRY + Processes.GRACE
+    assert p.events()[:3] == [("a", "start"), ("a", "stop"), ("b", "start")]  # never both
+    a_stopped = p.log[1][2]
+    assert a_stopped - lost <= Processes.HEARTBEAT
+    retries = p.waits["a"]
+    await p.run_until(lambda: p.waits["a"] >= retries + 12, "a retrying")
+    assert p.serving == ["b"]  # a stepped down and waits as a standby
 
-    stop_b.set()
-    await wait_for(lambda: serving == ["a"], 10)  # b's clean stop hands over to a
-    stop_a.set()
-    await asyncio.wait_for(asyncio.gather(task_a, task_b), 10)
-    assert serving == []
+    p.stops["b"].set()  # b's clean stop hands over to a
+    await p.until(lambda: p.tasks["b"].done(), "b stopped")
+    await p.run_until(lambda: p.serving == ["a"], "a leading again")
+    p.stops["a"].set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*p.tasks.values())
+    assert p.serving == []
 
 
 @pytest.fixture

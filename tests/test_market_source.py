@@ -300,9 +300,8 @@ async def test_stream_without_previous_close_is_backfilled_from_the_chart_once(
     early = await p.next_batch("stream")
     assert "previous close" in early.unavailable["NVDA"]
     async with asyncio.timeout(5):
-        # A worker thread fetches the chart; nothing to await but the counter.
-        while p.md.counters["backfills"] < 1:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        await p.md.backfilled()  # a worker thread fetched the chart
+    assert p.md.counters["backfills"] == 1
     charts = rest.counts["chart"]
     for price in (129.0, 127.0):
         await streamer.push("NVDA", price, p.clock.now(), market_hours=PRE_MARKET)

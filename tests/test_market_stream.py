@@ -157,6 +157,25 @@ async def test_silence_in_an_open_session_is_a_fault(
     assert not harness.stream.healthy
 
 
+async def test_the_subscription_is_sent_again_every_heartbeat_of_the_injected_clock(
+    streamer: FakeStreamer,
+) -> None:
+    """Yahoo expects the subscription again every 15 s; the wait is on the runtime's clock,
+    so 45 simulated seconds send it three more times, with no wall time passing (a closed
+    market: its silence is no fault)."""
+    harness = Harness(streamer.url, open_market=False)
+    harness.start({"NVDA"})
+    await streamer.wait_for(lambda f: f.subscribe_messages == [["NVDA"]])
+    await harness.sleeper.advance(timedelta(seconds=14))
+    assert streamer.subscribe_messages == [["NVDA"]]  # not before its heartbeat
+    for sent in (2, 3, 4):
+        await harness.sleeper.advance(timedelta(seconds=15))
+        await streamer.wait_for(lambda f, n=sent: len(f.subscribe_messages) == n)
+    assert streamer.subscribe_messages == [["NVDA"]] * 4
+    assert streamer.connections_total == 1
+    await harness.stop()
+
+
 async def test_silence_while_the_market_is_closed_is_not_a_fault(streamer: FakeStreamer) -> None:
     h = Harness(streamer.url, open_market=False)
     h.start({"NVDA"})

@@ -226,6 +226,12 @@ def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twic
     took_over = standby.wait_for(
         lambda: standby.said("marketbot is running"), TAKEOVER_BUDGET + 5, "takeover"
     )
+    won = next(at for at, line in list(standby.err) if "leader: lock won" in line)
+    led = next(at for at, line in list(standby.err) if "this process leads" in line)
+    print(
+        f"takeover after kill -9: lock won {won - killed:.2f} s, leading {led - killed:.2f} s,"
+        f" running {took_over - killed:.2f} s (budget {TAKEOVER_BUDGET:.0f} s)"
+    )
     assert took_over - killed <= TAKEOVER_BUDGET, standby.log
 
     # A new crossing after the takeover reaches the channel from the new leader.

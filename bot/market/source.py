@@ -199,6 +199,11 @@ class YahooMarketData:
                 if self.parked.is_set() and not self._changed.is_set() and self._queue.empty():
                     return
 
+    async def backfilled(self) -> None:
+        """Wait until the previous-close lookups started so far have ended (each runs on a
+        worker thread: there is no simulated time to move for them)."""
+        await asyncio.gather(*self._backfills.values(), return_exceptions=True)
+
     def stats(self) -> dict[str, int]:
         out: dict[str, int] = dict(self.counters)
         out["http_requests"] = self.poller.requests

@@ -17,6 +17,27 @@ async def real_sleep(seconds: float) -> None:
     await asyncio.sleep(max(0.0, seconds))
 
 
+async def sleep_or_set(event: asyncio.Event, seconds: float, sleep: Sleep = real_sleep) -> bool:
+    """Wait ``seconds`` of ``sleep``'s time, cut short by ``event``; True if it was set.
+
+    ``asyncio.wait_for(event.wait(), seconds)`` waits on wall time, so a test could only
+    sleep through it; ``sleep`` is the injected one (``VirtualSleeper.sleep`` on a ManualClock).
+    """
+    if event.is_set():
+        return True
+    setter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(sleep(seconds))
+    try:
+        await asyncio.wait({setter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (setter, sleeper):
+            waiter.cancel()
+        # gather, not `suppress(CancelledError): await waiter`: a cancel of the caller that
+        # lands while the waiters are put away must not be swallowed as theirs.
+        await asyncio.gather(setter, sleeper, return_exceptions=True)
+    return event.is_set()
+
+
 class VirtualSleeper:
     """Sleeps that end only when a test or simulation moves the ManualClock past them.
 

@@ -27,7 +27,7 @@ from yfinance.pricing_pb2 import PricingData
 from alerts.models import MarketSession, Quote
 from alerts.ports import Clock
 from bot.market import sessions
-from bot.market.timer import Sleep, real_sleep
+from bot.market.timer import Sleep, real_sleep, sleep_or_set
 
 DEFAULT_STREAM_URL = "wss://streamer.finance.yahoo.com/?version=2"
 
@@ -264,8 +264,7 @@ class YahooStream:
         """Apply symbol changes at once and re-send the subscription as Yahoo expects."""
         while not self._closed:
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.heartbeat)
+            await sleep_or_set(self._wake, self.heartbeat, self.sleep)  # the injected time
             if self._closed:
                 return "closed"
             if not self.symbols:
