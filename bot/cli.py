@@ -236,17 +236,25 @@ def command(
     """Run one command against the store, as if typed in a channel."""
     settings = _settings(config)
     from alerts.commands import CommandContext
+    from alerts.ports import SystemClock
     from bot.database import open_store
+    from bot.market.symbol_check import YahooSymbolCheck
     from bot.news.store import NewsStore
     from bot.news.view import StoredNews
     from bot.runner import build_router
 
     store = open_store(settings)
+    # A new symbol is asked of Yahoo as in the running bot, which only reads what this writes:
+    # a typo accepted here would be watched there and never alert.
+    symbols = YahooSymbolCheck(clock=SystemClock(), base_url=settings.yahoo.base_url)
     try:
         # `/news` answers from the stored headlines the running bot has collected.
-        router = build_router(store, settings, market=StoredNews(NewsStore(store.engine)))
+        router = build_router(
+            store, settings, market=StoredNews(NewsStore(store.engine)), symbols=symbols
+        )
         reply = router.handle(text, CommandContext(channel=channel, user="cli", platform="console"))
     finally:
+        symbols.close()
         store.close()
     from rich.console import Console
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.fakes.yahoo_server import FakeYahoo
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,9 +50,17 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     assert "Usage" in result.stdout
 
 
-def test_cmd_and_db_upgrade_use_the_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
+def _known(fake: FakeYahoo) -> dict[str, str]:
+    """The environment of a `marketbot cmd` whose new symbols are asked of the fake Yahoo."""
+    fake.set_quote("NVDA", price=124.0, previous_close=142.62, name="NVIDIA Corporation")
+    return {"MARKETBOT_YAHOO__BASE_URL": fake.base_url}
+
+
+def test_cmd_and_db_upgrade_use_the_sqlite_file_in_the_working_directory(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
     assert "database at revision 0" in marketbot("db", "upgrade", cwd=tmp_path).stdout
-    added = marketbot("cmd", "/watch nvda drop 5%", cwd=tmp_path)
+    added = marketbot("cmd", "/watch nvda drop 5%", cwd=tmp_path, env=_known(fake_yahoo))
     assert added.returncode == 0
     # Drawn, not raw: no Slack asterisks or backticks in the terminal.
     assert "Watching NVDA: alert on drop 5%" in added.stdout
@@ -60,6 +70,21 @@ def test_cmd_and_db_upgrade_use_the_sqlite_file_in_the_working_directory(tmp_pat
     assert "drop 5%" in listed.stdout
     other = marketbot("cmd", "/watchlist", "--channel", "slack:C9", cwd=tmp_path)
     assert "watches nothing" in other.stdout
+
+
+def test_cmd_asks_yahoo_about_a_new_symbol_as_the_running_bot_does(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    # A typo accepted here would be watched by the running bot and never alert.
+    env = _known(fake_yahoo)
+    refused = marketbot("cmd", "/watch XYZNOTREAL", cwd=tmp_path, env=env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Yahoo does not know" in refused.stdout
+    assert marketbot("cmd", "/watch NVDA", cwd=tmp_path, env=env).returncode == 0
+    assert fake_yahoo.counts["chart"] == 2  # one question per new symbol
+    listed = marketbot("cmd", "/watchlist", cwd=tmp_path, env=env)
+    assert "NVDA" in listed.stdout
+    assert "XYZNOTREAL" not in listed.stdout
 
 
 def test_a_bad_command_exits_1_with_one_line(tmp_path: Path) -> None:
@@ -116,13 +141,15 @@ def _config_file(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("where", ["top-level", "subcommand"])
-def test_config_is_read_before_or_after_the_command(tmp_path: Path, where: str) -> None:
+def test_config_is_read_before_or_after_the_command(
+    tmp_path: Path, where: str, fake_yahoo: FakeYahoo
+) -> None:
     config = _config_file(tmp_path, "from-file")
     if where == "top-level":
         args = ["--config", str(config), "cmd", "/watch NVDA drop 5%"]
     else:
         args = ["cmd", "/watch NVDA drop 5%", "--config", str(config)]
-    result = marketbot(*args, cwd=tmp_path)
+    result = marketbot(*args, cwd=tmp_path, env=_known(fake_yahoo))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "from-file.db").is_file()
     assert not (tmp_path / "marketbot.db").exists()
