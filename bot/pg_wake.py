@@ -13,15 +13,17 @@ its place in the count; no table, no heartbeat.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.leadership import CONNECT_OPTIONS, libpq_url
 
 if TYPE_CHECKING:
+    from alerts.ports import ChatPlatform
     from bot.pipeline.delivery import Waker
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ STOP_CHECK_SECONDS = 0.5
 # others within this long (until then they keep their larger share).
 PEER_CHECK_SECONDS = 1.0
 APPLICATION_PREFIX = "marketbot-delivery"
+PEER_COUNT_WAIT = 10.0  # seconds delivery waits for the first count of delivering processes
 
 
 def application_name(platforms: Sequence[str]) -> str:
@@ -158,3 +161,47 @@ class OutboxListener:
         if peers != self.peers:
             self.peers = peers
             self.on_peers(dict(peers))
+
+
+@runtime_checkable
+class SharedBudget(Protocol):
+    """A platform whose rate budget belongs to the bot token, shared by every process."""
+
+    name: str
+
+    def share_global_budget(self, processes: int) -> None: ...
+
+
+def share_budgets(platforms: Sequence[ChatPlatform], peers: Mapping[str, int]) -> None:
+    """A budget per bot token (Discord's global limit) split by the live processes."""
+    for platform in platforms:
+        if isinstance(platform, SharedBudget):
+            platform.share_global_budget(peers.get(platform.name, 1))
+    log.info(
+        "delivering processes: %s",
+        ", ".join(f"{n} {name}" for name, n in sorted(peers.items())) or "none",
+    )
+
+
+def delivery_listener(
+    database_url: str, waker: Waker, platforms: Sequence[ChatPlatform]
+) -> OutboxListener:
+    """The listener of a process that delivers (``marketbot worker``, and the leading
+    ``marketbot run`` on PostgreSQL): woken by other processes' rows, counted among the
+    delivering processes, its shared budgets resized (on this event loop) as the count moves.
+    ``platforms`` is read when the count comes, so platforms added later are included."""
+    loop = asyncio.get_running_loop()
+    return OutboxListener(
+        database_url,
+        waker,
+        platforms=[p.name for p in platforms],
+        on_peers=lambda peers: loop.call_soon_threadsafe(share_budgets, platforms, peers),
+    )
+
+
+async def counted(listener: OutboxListener, platforms: Sequence[ChatPlatform]) -> None:
+    """Wait until the delivering processes were counted, if a shared budget depends on it
+    (at most PEER_COUNT_WAIT: then the full budgets go on, and the count applies when it
+    comes)."""
+    if any(isinstance(p, SharedBudget) for p in platforms):
+        await asyncio.to_thread(listener.listening.wait, PEER_COUNT_WAIT)

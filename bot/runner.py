@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from bot.market.yahoo_poll import YahooPoller
     from bot.metrics import MetricsServer
     from bot.news.source import NewsSource
+    from bot.pg_wake import OutboxListener
     from bot.scheduler import JobScheduler
 
 log = logging.getLogger("marketbot")
@@ -240,6 +241,7 @@ class Runtime:
         self._discord: DiscordPlatform | None = None
         self._stop = asyncio.Event()
         self.stop_budget = StopBudget()
+        self.listener: OutboxListener | None = None  # PostgreSQL: see _deliver_counted
 
     def _live_feed(self, scheduler: JobScheduler) -> MarketFeed:
         from bot.chart_backfill import ChartBackfill
@@ -331,8 +333,27 @@ class Runtime:
             # `marketbot worker`s may share this outbox: claim only the lanes this process
             # has a client for, leaving the others' rows to them rather than marking them dead.
             self.pipeline.delivery.shared = True
-        found.append(("delivery", self.pipeline.run_delivery()))
+            found.append(("delivery", self._deliver_counted()))
+        else:
+            found.append(("delivery", self.pipeline.run_delivery()))
         return found
+
+    async def _deliver_counted(self) -> None:
+        """PostgreSQL: this process is one of the delivering processes, as each worker is.
+
+        Its listener names its platforms in ``pg_stat_activity``, so Discord's global budget
+        (the bot token's 50 requests a second) is split over the leader and the workers, and
+        other processes' rows (``marketbot cmd``) wake delivery at once. Delivery starts once
+        the processes were counted (bounded), so the leader never spends the whole budget.
+        """
+        from bot.pg_wake import counted, delivery_listener
+
+        self.listener = delivery_listener(
+            self.settings.database_url, self.pipeline.delivery, self.platforms
+        )
+        self.listener.start()
+        await counted(self.listener, self.platforms)
+        await self.pipeline.run_delivery()
 
     def _front_ends(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         found: list[tuple[str, Coroutine[Any, Any, None]]] = []
@@ -498,6 +519,8 @@ class Runtime:
         if self.metrics is not None and self.metrics is self._shared_metrics:
             self.metrics.detach()
         await stop_tasks(tasks, budget)
+        if self.listener is not None:  # after delivery stopped: it leaves the count then
+            await close_within("outbox listener", asyncio.to_thread(self.listener.stop), budget)
         if self.metrics is not None and self.metrics is not self._shared_metrics:
             # Its serve_forever notices a shutdown within its poll interval: not on the loop.
             await close_within("metrics server", asyncio.to_thread(self.metrics.close), budget)

@@ -13,13 +13,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.leadership import RunRefused, is_postgres
+from bot.pg_wake import SharedBudget, counted, delivery_listener
 from bot.settings import Settings
+from bot.shutdown import DaemonThreadPool, StopBudget, close_within, stop_tasks
 
 if TYPE_CHECKING:
     from bot.discord.platform import DiscordPlatform
@@ -28,19 +32,12 @@ if TYPE_CHECKING:
     from bot.store import SqlStore
 
 log = logging.getLogger("marketbot.worker")
+T = TypeVar("T")
 
 REFRESH_INTERVAL = timedelta(minutes=1)  # stored headlines and role pings, for rendering
 NEWS_PRELOAD = timedelta(days=4)
-PEER_COUNT_WAIT = 10.0  # seconds delivery waits for the first count of delivering processes
 
-
-@runtime_checkable
-class SharedBudget(Protocol):
-    """A platform whose rate budget belongs to the bot token, shared by every process."""
-
-    name: str
-
-    def share_global_budget(self, processes: int) -> None: ...
+__all__ = ["SharedBudget", "Worker", "check_worker_settings", "run_worker"]
 
 
 def check_worker_settings(settings: Settings) -> None:
@@ -119,15 +116,7 @@ class Worker:
 
     def begin(self) -> None:
         """Start listening and delivering."""
-        from bot.pg_wake import OutboxListener
-
-        loop = asyncio.get_running_loop()
-        self.listener = OutboxListener(
-            self.settings.database_url,
-            self.delivery,
-            platforms=[p.name for p in self.platforms],
-            on_peers=lambda peers: loop.call_soon_threadsafe(self._share_budgets, peers),
-        )
+        self.listener = delivery_listener(self.settings.database_url, self.delivery, self.platforms)
         self._tasks = [
             asyncio.create_task(self._deliver(self.listener), name="delivery"),
             asyncio.create_task(self._refresh_every(), name="refresh"),
@@ -141,19 +130,8 @@ class Worker:
     async def _deliver(self, listener: OutboxListener) -> None:
         """Deliver once the delivering processes were counted (or the count is late: then
         the poll and the full budgets go on, and the count applies when it comes)."""
-        if any(isinstance(p, SharedBudget) for p in self.platforms):
-            await asyncio.to_thread(listener.listening.wait, PEER_COUNT_WAIT)
+        await counted(listener, self.platforms)
         await self.delivery.run()
-
-    def _share_budgets(self, peers: Mapping[str, int]) -> None:
-        """A budget per bot token (Discord's global limit) split by the live processes."""
-        for platform in self.platforms:
-            if isinstance(platform, SharedBudget):
-                platform.share_global_budget(peers.get(platform.name, 1))
-        log.info(
-            "delivering processes: %s",
-            ", ".join(f"{n} {name}" for name, n in sorted(peers.items())) or "none",
-        )
 
     async def _connect_platforms(self) -> None:
         settings = self.settings
@@ -193,40 +171,88 @@ class Worker:
 
             self._discord.role_pings = role_pings(self.store)
 
-    async def stop(self) -> None:
+    async def stop(self, budget: StopBudget | None = None) -> None:
+        """Stop within ``budget`` (about 5.5 s at most), whatever the platforms are doing.
+
+        Sending stops first (every task cancelled together and insisted on), then this
+        process leaves the count of delivering processes (the others grow their share only
+        once it sends no more). The rows it still holds, claimed and maybe in flight, are not
+        handed back as pending, which could post one twice (a request cut by the stop may
+        have reached Slack): their leases end now, so another worker reconciles and sends
+        them after the in-flight grace (2 s) instead of after the lease (30 s).
+        """
+        budget = budget or StopBudget()
+        began = time.monotonic()
+        await stop_tasks({task.get_name(): task for task in self._tasks}, budget)
+        closing = [close_within("outbox leases", self._end_leases(), budget)]
         if self.listener is not None:
-            await asyncio.to_thread(self.listener.stop)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            closing.append(
+                close_within("outbox listener", asyncio.to_thread(self.listener.stop), budget)
+            )
         if self._discord is not None:
-            await self._discord.client.close()
-        self.store.close()
+            closing.append(close_within("discord client", self._discord.client.close(), budget))
+        await asyncio.gather(*closing)
+        log.info("stopped in %.1f s", time.monotonic() - began)
+
+    async def _end_leases(self) -> None:
+        try:
+            ended = await asyncio.to_thread(
+                self.store.end_leases, self.delivery.owner, self.clock.now()
+            )
+            if ended:
+                log.info("stopping: %d claimed outbox row(s) left to the other workers", ended)
+        except Exception as exc:  # the database is gone: the leases run out by themselves
+            log.warning("stopping: could not end this worker's leases (%s)", exc)
+        finally:
+            await asyncio.to_thread(self.store.close)
 
 
 async def run_worker(settings: Settings) -> None:
-    """Deliver until SIGINT/SIGTERM; rows in flight keep their lease and are resumed by anyone.
+    """Deliver until SIGINT/SIGTERM, then stop within a bound (``Worker.stop``).
 
     Started as ``marketbot run`` starts: the same logging (level, text or JSON, secrets
-    redacted) and the same wait for a database that is not up yet (one line, then backoff).
+    redacted), the same wait for a database that is not up yet (one line, then backoff), and
+    the same daemon threads for blocking calls, so a store call stuck on a dead database
+    never holds the exit.
     """
     from bot.database import wait_for_store
     from bot.logs import configure_from_settings
 
     check_worker_settings(settings)
     configure_from_settings(settings)
-    store = await wait_for_store(settings)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(DaemonThreadPool())
+    stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    worker = Worker(settings, store=store)
-    await worker.start()
+    opened = await _unless_stopped(wait_for_store(settings), stop)
+    if opened is None:
+        return  # stopped while the database was not up yet
+    worker = Worker(settings, store=opened.value)
     try:
-        await stop.wait()
-        log.info("stopping")
+        if await _unless_stopped(worker.start(), stop) is not None:
+            await stop.wait()
+            log.info("stopping")
     finally:
         await worker.stop()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> Done[T] | None:
+    """``work`` run to its end, or None if ``stop`` came first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return Done(task.result())
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    value: T

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ from bot.worker import Worker
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("MARKETBOT_TEST_OUTBOX_ROWS", "10000"))
 CHANNELS = 30
+STOP_WITHIN = 8.0  # the worker's stop budget is about 5.5 s; docker stop allows 10 s
 
 
 def worker_cli(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -300,3 +302,60 @@ def test_a_worker_started_before_its_database_says_so_once_then_drains_when_it_i
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+
+
+@pytest.mark.postgres
+def test_sigterm_stops_a_worker_mid_send_within_seconds_and_hands_its_claim_on(
+    postgres_store: SqlStore, tmp_path: Path
+) -> None:
+    """A `marketbot worker` subprocess with a post in flight to a Slack that stopped
+    answering: SIGTERM ends it in a bounded time, exit 0, and the row it held is not handed
+    back as pending (the stalled request may have reached Slack) but its lease ends at once,
+    so the next claim, by any worker, reconciles it now rather than in 30 s."""
+    from bot.fakes.slack_server import FakeSlack
+    from bot.fakes.threaded import FakesInThread
+
+    slack = FakeSlack()
+    slack.stall(r"chat\.postMessage")
+    _queue_one(postgres_store, "slack:C0STALL", 0)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MARKETBOT_")}
+    with FakesInThread(slack) as fakes:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "worker"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env={
+                **base,
+                "PYTHONPATH": str(ROOT),
+                "MARKETBOT_DATABASE_URL": postgres_store.url,
+                "MARKETBOT_SLACK__BOT_TOKEN": slack.bot_token,
+                "MARKETBOT_SLACK__API_URL": slack.api_url,
+            },
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not fakes.call(lambda: list(slack.stalled)):  # the post is in flight
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "no post reached the fake Slack"
+                time.sleep(0.05)
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+            elapsed = time.monotonic() - signalled
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print(f"worker exit {elapsed:.2f} s after SIGTERM")
+    assert proc.returncode == 0, stderr[-3000:]
+    assert elapsed <= STOP_WITHIN, (elapsed, stderr[-3000:])
+    assert "1 claimed outbox row(s) left to the other workers" in stderr, stderr[-3000:]
+    assert postgres_store.outbox_counts() == {"sending": 1}  # not pending: never sent blind
+    [claimed] = postgres_store.claim("next", datetime.now(UTC), timedelta(seconds=30), limit=5)
+    assert claimed.channel == "slack:C0STALL"
+    assert claimed.reconcile  # looked up on Slack (after the in-flight grace) before a resend
+    assert claimed.lapsed_at is not None
+    assert (datetime.now(UTC) - claimed.lapsed_at).total_seconds() < 60  # ended at the stop

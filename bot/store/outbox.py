@@ -304,6 +304,28 @@ class OutboxQueue:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
+    def end_leases(self: _HasSessions, owner: str, now: datetime) -> int:
+        """A stopping process's claims end now, not when their leases would have run out.
+
+        The rows stay ``sending``: a request of theirs may have reached the platform before
+        the stop cut it, so the next claim reconciles (after the in-flight grace) instead of
+        sending blind. On PostgreSQL the other processes are woken to take them.
+        """
+        with self._tx() as session:
+            result = session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.status == "sending",
+                    OutboxRow.lease_owner.startswith(f"{owner}/", autoescape=True),
+                    OutboxRow.lease_expires_at > now,
+                )
+                .values(lease_expires_at=now)
+            )
+            ended = int(result.rowcount)  # type: ignore[attr-defined]
+            if ended and session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_notify("marketbot_outbox", "")))
+            return ended
+
     # -- notices --------------------------------------------------------------------------
 
     def queue_digest(
