@@ -46,10 +46,11 @@ def _project(module: object) -> bool:
     )
 
 
-# (caller module, module, function, task): the caller is the nearest project frame below on
-# the stack, None when the event loop resumed a task (a coroutine's resumption is a profile
-# "call" too); for those the task's coroutine is named, so each task step can be told apart.
-Entry = tuple[str | None, str, str, str | None]
+# (caller module, module, function, task, thread): the caller is the nearest project frame
+# below on the stack, None when the event loop resumed a task (a coroutine's resumption is a
+# profile "call" too) or a worker thread began a call; for those the task's coroutine is
+# named (None on a worker thread), so each step can be told apart, thread by thread.
+Entry = tuple[str | None, str, str, str | None, int]
 
 
 class Tracer:
@@ -80,7 +81,7 @@ class Tracer:
                     task = self.OWN_TASK
                 elif current is not None:
                     task = current.get_coro().__qualname__  # type: ignore[union-attr]
-        self.entries.append((caller, module, frame.f_code.co_qualname, task))
+        self.entries.append((caller, module, frame.f_code.co_qualname, task, threading.get_ident()))
 
     @contextlib.contextmanager
     def tracing(self) -> Iterator[None]:
@@ -88,10 +89,7 @@ class Tracer:
         store runs inline, so none are used here; PostgreSQL's lanes would use them)."""
         self._own = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(
-            ThreadPoolExecutor(max_workers=4, initializer=sys.setprofile, initargs=(self,))
-        )
-        threading.setprofile(self)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=4, initializer=self._traced))
         sys.setprofile(self)
         self._on = True
         try:
@@ -99,7 +97,10 @@ class Tracer:
         finally:
             self._on = False
             sys.setprofile(None)
-            threading.setprofile(None)  # type: ignore[arg-type]
+
+    def _traced(self) -> None:
+        """A worker thread of the executor ``tracing`` installs; no other thread is traced."""
+        sys.setprofile(self)
 
 
 @dataclass(frozen=True)
@@ -118,20 +119,21 @@ class QuotePath:
     def of(cls, entries: list[Entry], observers: set[str]) -> QuotePath:
         """``observers``: tasks not on the quote's path (the test's own, the scheduler's)."""
         kept: list[Entry] = []
-        task: str | None = None
+        current: dict[int, str | None] = {}  # thread -> the task (or None) it runs now
         tasks: list[str] = []
         for entry in entries:
-            if entry[0] is None:
-                task = entry[3]
-                if task not in observers and (not tasks or tasks[-1] != task):
-                    tasks.append(str(task))
-            if task not in observers:
+            caller, _, _, task, thread = entry
+            if caller is None:
+                current[thread] = task
+                if task is not None and task not in observers and task not in tasks[-1:]:
+                    tasks.append(task)
+            if current.get(thread) not in observers:
                 kept.append(entry)
-        modules = list(dict.fromkeys(module for _, module, _, _ in kept))
+        modules = list(dict.fromkeys(module for _, module, _, _, _ in kept))
         edges = list(
             dict.fromkeys(
                 (caller, module)
-                for caller, module, _, _ in kept
+                for caller, module, _, _, _ in kept
                 if caller is not None and caller != module
             )
         )
@@ -302,7 +304,7 @@ async def test_one_streamed_quote_takes_the_documented_path_to_slack(
         f"{len(path.back_up)} back up; read from the code: {len(READ_PATH)}"
     )
     entered: dict[str, list[str]] = {}
-    for _, module, function, _ in tracer.entries:
+    for _, module, function, _, _ in tracer.entries:
         names = entered.setdefault(module, [])
         if function not in names and "<" not in function:
             names.append(function)
@@ -320,13 +322,15 @@ async def test_one_streamed_quote_takes_the_documented_path_to_slack(
 
 def test_the_path_rule_sees_a_hop_back_up() -> None:
     entries: list[Entry] = [
-        (None, "bot.market_loop", "run", "loop"),
-        ("bot.market_loop", "bot.pipeline.ingest", "quotes", None),
-        ("bot.pipeline.ingest", "bot.store.sql", "record", None),
-        ("bot.store.sql", "alerts.models", "Alert.__init__", None),
-        ("bot.store.sql", "bot.pipeline.ingest", "callback", None),  # the store calls back up
-        (None, "bot.scheduler", "tick", "observer"),
-        ("bot.scheduler", "bot.pipeline.ingest", "sync", None),  # an observer's, ignored
+        (None, "bot.market_loop", "run", "loop", 1),
+        ("bot.market_loop", "bot.pipeline.ingest", "quotes", None, 1),
+        ("bot.pipeline.ingest", "bot.store.sql", "record", None, 1),
+        (None, "bot.store.sql", "commit", None, 2),  # on a worker thread
+        ("bot.store.sql", "alerts.models", "Alert.__init__", None, 2),
+        ("bot.store.sql", "bot.pipeline.ingest", "callback", None, 1),  # the store calls back up
+        (None, "bot.scheduler", "tick", "observer", 1),
+        ("bot.store.sql", "alerts.models", "Alert.__init__", None, 2),  # still the worker's
+        ("bot.scheduler", "bot.pipeline.ingest", "sync", None, 1),  # an observer's, ignored
     ]
     path = QuotePath.of(entries, {"observer"})
     assert path.modules == [
