@@ -14,7 +14,7 @@ import pytest
 
 from alerts.models import AlertMessage, MarketSession, Quote
 from alerts.ports import ManualClock, MessageRef
-from bot.console import CONSOLE_CHANNEL, ConsolePlatform, ConsoleSession
+from bot.console import CONSOLE_CHANNEL, ConsolePlatform, ConsoleSession, Line
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.pipeline import Pipeline
 from bot.runner import build_engine, console_runtime
@@ -254,6 +254,41 @@ async def test_a_digest_asked_for_is_posted_now_and_the_scheduled_one_still_goes
     assert scheduled.message is not None
     assert scheduled.message.title == "Premarket digest Mon 2025-01-27"
     assert scheduled.at >= PREMARKET + timedelta(minutes=10)
+
+
+async def test_a_digest_asked_for_again_within_ten_minutes_is_refused_in_one_line(
+    tmp_path: Path, fake_yahoo: FakeYahoo
+) -> None:
+    # Each bare /digest posts a charted message to the whole channel: a user repeating it
+    # must not flood the channel. One per channel every 10 minutes, on the bot's clock.
+    clock = ManualClock(PREMARKET)  # 04:05 in New York
+    premarket_quote(fake_yahoo, "ES=F", previous_close=6100.0, price=6020.0, at=PREMARKET)
+    runtime, bot = console_runtime(_live_paced(tmp_path, fake_yahoo), clock)
+    async with bot.running(runtime):
+        await bot.type("/watch ES=F")  # the channel's row: a digest needs a lane to be posted
+        first = await bot.type("/digest")
+        refused = [await bot.type("/digest") for _ in range(5)]
+        await bot.advance(minutes=9)
+        still = await bot.type("/digest")
+        digests_meanwhile = _digests(bot.transcript.posts())
+        await bot.advance(minutes=1)
+        again = await bot.type("/digest")
+        digests = _digests(bot.transcript.posts())
+    assert first == "Posting today's premarket digest here."
+    assert again == first
+    line = (
+        "A digest was posted here at 04:05 EST; ask again from 04:15 EST "
+        "(one on request every 10 minutes per channel)."
+    )
+    assert refused == [line] * 5
+    assert still == line
+    assert digests_meanwhile == [PREMARKET]
+    assert digests == [PREMARKET, PREMARKET + timedelta(minutes=10)]
+
+
+def _digests(posts: list[Line]) -> list[datetime]:
+    """When each digest of the transcript was posted (other notices left out)."""
+    return [p.at for p in posts if p.message and p.message.title.startswith("Premarket digest")]
 
 
 async def test_a_row_committed_without_a_wake_is_delivered_by_the_safety_net(

@@ -10,6 +10,7 @@ delivery posts it exactly once across restarts and retries a failed send.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from alerts.attribution import attribute
 from alerts.baskets import all_baskets
+from alerts.commands import CommandError
 from alerts.digest import (
     DIGEST_INDEX_SYMBOLS,
     DIGEST_WINDOW,
@@ -38,6 +40,24 @@ log = logging.getLogger(__name__)
 CALENDAR_SYMBOL = "SPY"  # any US equity: the NYSE calendar decides what a trading day is
 NEW_YORK = ZoneInfo("America/New_York")
 REGULAR_CLOSE = (16, 0)
+# A bare /digest posts a charted message to the whole channel, so a channel gets one on
+# request per this long. The digest is a premarket summary against the previous close: ten
+# minutes hold several polls' worth of change, and one person repeating the command can post
+# at most six an hour instead of one a second.
+ON_REQUEST_EVERY = timedelta(minutes=10)
+
+
+class DigestTooSoon(CommandError):
+    """A digest asked for within ``ON_REQUEST_EVERY`` of the channel's last one: the line the
+    user reads (a ``CommandError``, so the command layer answers with it and nothing else)."""
+
+    def __init__(self, posted: datetime, zone: ZoneInfo) -> None:
+        shown, free = posted.astimezone(zone), (posted + ON_REQUEST_EVERY).astimezone(zone)
+        minutes = int(ON_REQUEST_EVERY.total_seconds() // 60)
+        super().__init__(
+            f"A digest was posted here at {shown:%H:%M %Z}; ask again from {free:%H:%M %Z} "
+            f"(one on request every {minutes} minutes per channel)."
+        )
 
 
 @lru_cache(maxsize=4096)
@@ -96,6 +116,9 @@ class Digests:
         self.charts = charts
         # How headlines write the watched companies (from the news source): never a theme.
         self.name_terms = name_terms
+        # When each channel's last digest on request was queued (commands run on threads).
+        self._asked: dict[str, datetime] = {}
+        self._asked_lock = threading.Lock()
 
     # -- what -----------------------------------------------------------------------------
 
@@ -206,10 +229,20 @@ class Digests:
     def queue_now(self, channel: str) -> bool:
         """Queue the channel's digest as of now (``/digest``): posted by delivery as the daily
         one is, chart included, but the day is not marked, so the scheduled one still goes out.
-        False if no platform serves the channel or the store has no such channel yet."""
+        False if no platform serves the channel or the store has no such channel yet.
+
+        At most one per channel every ``ON_REQUEST_EVERY`` (``DigestTooSoon`` otherwise).
+        """
         if platform_for(self.platforms, channel) is None:
             return False
-        now = self.clock.now()
-        return self.store.queue_digest(
-            self.build(channel), day=None, now=now, expires_at=now + DIGEST_WINDOW
-        )
+        with self._asked_lock:  # two users asking at once: one digest, one refusal
+            now = self.clock.now()
+            last = self._asked.get(channel)
+            if last is not None and now < last + ON_REQUEST_EVERY:
+                raise DigestTooSoon(last, ZoneInfo(self.timezone))
+            queued = self.store.queue_digest(
+                self.build(channel), day=None, now=now, expires_at=now + DIGEST_WINDOW
+            )
+            if queued:
+                self._asked[channel] = now
+            return queued
