@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,6 +15,10 @@ from alerts.ports import ManualClock
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.settings import Settings
 from bot.store import SqlStore
+
+if TYPE_CHECKING:
+    from bot.fakes.discord_server import FakeDiscord
+    from bot.fakes.slack_server import FakeSlack
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 POSTGRES_URL_VAR = "MARKETBOT_TEST_POSTGRES_URL"
@@ -109,6 +113,24 @@ def run_settings(tmp_path: Path, yahoo: FakeYahoo, **sections: Any) -> Settings:
     }
     values.update(sections)
     return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """The loopback fake Slack: Web API and Socket Mode (``tests.support.runs.slack_section``)."""
+    from bot.fakes.slack_server import FakeSlack
+
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """The loopback fake Discord: REST and gateway (``tests.support.runs.discord_section``)."""
+    from bot.fakes.discord_server import FakeDiscord
+
+    async with FakeDiscord() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import io
 import json
 import logging
 import os
-import signal
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +31,7 @@ from bot.runner import Runtime, console_runtime
 from bot.settings import Settings
 from bot.store import SqlStore
 from tests.conftest import premarket_quote, run_settings
+from tests.support.runs import MarketbotRun, chat_env
 from tests.test_cli import ROOT
 from tests.test_run import WatchedConsole
 
@@ -122,27 +121,10 @@ async def test_full_run_logs_contain_no_configured_token(
             MARKETBOT_METRICS_ADDR="127.0.0.1",
             MARKETBOT_YAHOO__BASE_URL=fake_yahoo.base_url,
             MARKETBOT_YAHOO__STREAM_ENABLED="false",
-            MARKETBOT_SLACK__BOT_TOKEN=SLACK_BOT_TOKEN,
-            MARKETBOT_SLACK__APP_TOKEN=SLACK_APP_TOKEN,
             MARKETBOT_SLACK__SIGNING_SECRET=SLACK_SIGNING_SECRET,
-            MARKETBOT_SLACK__API_URL=slack.api_url,
-            MARKETBOT_DISCORD__TOKEN=DISCORD_TOKEN,
-            MARKETBOT_DISCORD__API_URL=discord_fake.rest_base,
-            MARKETBOT_DISCORD__GATEWAY_URL=discord_fake.gateway_url,
-            MARKETBOT_DISCORD__DEV_GUILD_ID=discord_fake.guild_id,
+            **chat_env(slack, discord_fake),  # the tokens above, as the fakes were given them
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            cwd=tmp_path,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
+        async with MarketbotRun(tmp_path, env, stop_within=120) as run:
             await asyncio.wait_for(slack.connected.wait(), 120)
             await slack.slash_command("/watch", "NVDA drop 10%")
             await slack.slash_command("/marketbot", "price NVDA")
@@ -152,12 +134,9 @@ async def test_full_run_logs_contain_no_configured_token(
                 "watch", {"target": "AMD"}, permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS
             )
             await discord_fake.wait_for(lambda: done in discord_fake.callbacks, 60)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
-    output = stdout.decode() + stderr.decode()
-    lines = stderr.decode().splitlines()
+    assert run.returncode == 0, run.stderr[-2000:]
+    output = run.stdout + run.stderr
+    lines = run.stderr.splitlines()
     assert len(lines) > 10  # DEBUG logging of a real run, not an empty scan
     records = [json.loads(line) for line in lines]  # every line one JSON object
     assert any("marketbot started" in r["message"] for r in records)

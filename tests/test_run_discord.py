@@ -5,7 +5,6 @@ Real discord.py against the loopback fake gateway and REST; real yfinance agains
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bot.fakes.discord_server import MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeDi
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
 from tests.conftest import premarket_quote, run_settings
+from tests.support.runs import discord_section, started
 
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
@@ -29,62 +29,44 @@ def avgo_falls(fake_yahoo: FakeYahoo) -> FakeYahoo:
     return fake_yahoo
 
 
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as fake:
-        yield fake
-
-
 async def test_watch_in_discord_then_the_alert_pings_only_the_opted_in_role(
-    tmp_path: Path, avgo_falls: FakeYahoo, discord_fake: FakeDiscord
+    tmp_path: Path, avgo_falls: FakeYahoo, fake_discord: FakeDiscord
 ) -> None:
     settings = run_settings(
-        tmp_path,
-        avgo_falls,
-        console=False,
-        discord={
-            "token": discord_fake.token,
-            "api_url": discord_fake.rest_base,
-            "gateway_url": discord_fake.gateway_url,
-            "dev_guild_id": int(discord_fake.guild_id),
-        },
+        tmp_path, avgo_falls, console=False, discord=discord_section(fake_discord)
     )
-    runtime = Runtime(settings, clock=ManualClock(PREMARKET))
-    await runtime.start()
-    try:
-        await discord_fake.wait_for(lambda: discord_fake.guild_id in discord_fake.commands, 10)
-        denied, _ = await discord_fake.interact(
+    async with started(Runtime(settings, clock=ManualClock(PREMARKET))) as runtime:
+        await fake_discord.wait_for(lambda: fake_discord.guild_id in fake_discord.commands, 10)
+        denied, _ = await fake_discord.interact(
             "watch", {"target": "AVGO"}, permissions=MEMBER_PERMISSIONS
         )
-        role, _ = await discord_fake.interact(
+        role, _ = await fake_discord.interact(
             "pingrole",
-            {"role": f"<@&{discord_fake.manager_role_id}>"},
+            {"role": f"<@&{fake_discord.manager_role_id}>"},
             permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
         )
-        await discord_fake.wait_for(lambda: role in discord_fake.callbacks, 10)
-        allowed, _ = await discord_fake.interact(
+        await fake_discord.wait_for(lambda: role in fake_discord.callbacks, 10)
+        allowed, _ = await fake_discord.interact(
             "watch",
             {"target": "AVGO", "rule": "drop 5%", "note": "@everyone look"},
             permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
         )
-        await discord_fake.wait_for(lambda: allowed in discord_fake.callbacks, 10)
-        await discord_fake.wait_for(lambda: bool(discord_fake.messages), 10)
-    finally:
-        await runtime.stop()
-    assert "Manage Channels" in str(discord_fake.callbacks[denied])
-    [request] = discord_fake.calls("POST", r"/channels/\d+/messages$")
+        await fake_discord.wait_for(lambda: allowed in fake_discord.callbacks, 10)
+        await fake_discord.wait_for(lambda: bool(fake_discord.messages), 10)
+    assert "Manage Channels" in str(fake_discord.callbacks[denied])
+    [request] = fake_discord.calls("POST", r"/channels/\d+/messages$")
     posted = request.json
     assert posted is not None
     # -12.9% on a 5% rule is critical, and this channel opted in to pinging one role for that:
     # that role and nobody else.
-    assert posted["content"] == f"<@&{discord_fake.manager_role_id}>"
+    assert posted["content"] == f"<@&{fake_discord.manager_role_id}>"
     mentions = posted["allowed_mentions"]
     assert mentions["parse"] == []
-    assert [str(role_id) for role_id in mentions["roles"]] == [discord_fake.manager_role_id]
+    assert [str(role_id) for role_id in mentions["roles"]] == [fake_discord.manager_role_id]
     assert posted["enforce_nonce"] is True
     embed_text = str(posted["embeds"])
     assert "AVGO" in embed_text
     assert "−12.9%" in embed_text
     assert "@everyone" not in embed_text  # the note is shown, neutralised
     [watch] = runtime.store.list_watches()
-    assert watch.channel == f"discord:{discord_fake.channel_id}"
+    assert watch.channel == f"discord:{fake_discord.channel_id}"

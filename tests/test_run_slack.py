@@ -7,7 +7,6 @@ yfinance talks to the loopback fake Yahoo.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from bot.fakes.slack_server import FakeSlack
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.runner import Runtime
 from tests.conftest import premarket_quote, run_settings
+from tests.support.runs import slack_section, started
 
 PREMARKET = datetime(2025, 1, 27, 9, 5, tzinfo=UTC)
 
@@ -28,35 +28,16 @@ def nvda_falls(fake_yahoo: FakeYahoo) -> FakeYahoo:
     return fake_yahoo
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
-
-
 async def test_slash_command_in_slack_then_alert_posted_there(
-    tmp_path: Path, nvda_falls: FakeYahoo, slack: FakeSlack
+    tmp_path: Path, nvda_falls: FakeYahoo, fake_slack: FakeSlack
 ) -> None:
-    settings = run_settings(
-        tmp_path,
-        nvda_falls,
-        console=False,
-        slack={
-            "bot_token": slack.bot_token,
-            "app_token": slack.app_token,
-            "api_url": slack.api_url,
-        },
-    )
-    runtime = Runtime(settings, clock=ManualClock(PREMARKET))
-    await runtime.start()
-    try:
-        await slack.slash_command("/watch", "nvda drop 10%", channel_id="C0MARKETS")
-        [response] = await slack.wait_for_responses(1)
+    settings = run_settings(tmp_path, nvda_falls, console=False, slack=slack_section(fake_slack))
+    async with started(Runtime(settings, clock=ManualClock(PREMARKET))) as runtime:
+        await fake_slack.slash_command("/watch", "nvda drop 10%", channel_id="C0MARKETS")
+        [response] = await fake_slack.wait_for_responses(1)
         assert "Watching" in str(response)
-        await asyncio.wait_for(slack.message_posted.wait(), timeout=10)
-    finally:
-        await runtime.stop()
-    [posted] = slack.messages.values()
+        await asyncio.wait_for(fake_slack.message_posted.wait(), timeout=10)
+    [posted] = fake_slack.messages.values()
     assert posted.channel == "C0MARKETS"
     assert posted.text is not None
     assert "NVDA" in posted.text
@@ -66,25 +47,15 @@ async def test_slash_command_in_slack_then_alert_posted_there(
 
 
 async def test_a_digest_asked_for_in_slack_is_posted_with_its_chart_and_the_daily_one_still_is(
-    tmp_path: Path, nvda_falls: FakeYahoo, slack: FakeSlack
+    tmp_path: Path, nvda_falls: FakeYahoo, fake_slack: FakeSlack
 ) -> None:
-    settings = run_settings(
-        tmp_path,
-        nvda_falls,
-        console=False,
-        slack={
-            "bot_token": slack.bot_token,
-            "app_token": slack.app_token,
-            "api_url": slack.api_url,
-        },
-    )
+    settings = run_settings(tmp_path, nvda_falls, console=False, slack=slack_section(fake_slack))
     # Polled every 15 s as in production: the clock moves 11 minutes.
     settings = settings.model_copy(
         update={"yahoo": settings.yahoo.model_copy(update={"poll_interval_seconds": 15.0})}
     )
     runtime = Runtime(settings, clock=ManualClock(PREMARKET))  # 04:05 in New York
-    await runtime.start()
-    try:
+    async with started(runtime):
         for count, (command, text) in enumerate(
             (
                 ("/watch", "nvda drop 50%"),  # in the digest, firing nothing
@@ -93,14 +64,12 @@ async def test_a_digest_asked_for_in_slack_is_posted_with_its_chart_and_the_dail
             ),
             start=1,
         ):
-            await slack.slash_command(command, text, channel_id="C0MARKETS")
-            responses = await slack.wait_for_responses(count)
+            await fake_slack.slash_command(command, text, channel_id="C0MARKETS")
+            responses = await fake_slack.wait_for_responses(count)
             await runtime.settle()  # delivery, and the chart task it started
-        asked = (list(slack.messages.values()), list(slack.uploads.values()))
+        asked = (list(fake_slack.messages.values()), list(fake_slack.uploads.values()))
         await runtime.advance(timedelta(minutes=11))
         await runtime.settle()
-    finally:
-        await runtime.stop()
     assert "Posting today's premarket digest here." in str(responses[2])
     [posted], [chart] = asked
     assert posted.channel == "C0MARKETS"
@@ -109,5 +78,5 @@ async def test_a_digest_asked_for_in_slack_is_posted_with_its_chart_and_the_dail
     assert "NVDA" in posted.text
     assert chart.startswith(b"\x89PNG")
     # The daily digest at 04:15 still goes out: the one asked for did not mark the day.
-    assert len(slack.messages) == 2
-    assert len(slack.uploads) == 2
+    assert len(fake_slack.messages) == 2
+    assert len(fake_slack.uploads) == 2

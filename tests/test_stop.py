@@ -9,8 +9,6 @@ for the next start. In process: the mechanisms behind the bound (bot.shutdown).
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -30,6 +28,7 @@ from bot.runner import Runtime
 from bot.shutdown import DaemonThreadPool, StopBudget
 from bot.store import SqlStore
 from tests.conftest import run_settings
+from tests.support.runs import MarketbotRun, SlowToCancel, chat_env
 from tests.test_run import WatchedConsole
 from tests.test_run_processes import Ticker, run_env
 
@@ -55,29 +54,8 @@ async def _sigterm_mid_delivery(
         slack.stall(r"chat\.postMessage")
         discord_fake.stall(r"POST /channels/\d+/messages")
         env = run_env(database_url, fake_yahoo, tmp_path / "cache")
-        env.update(
-            MARKETBOT_CONSOLE="false",
-            MARKETBOT_SLACK__BOT_TOKEN=slack.bot_token,
-            MARKETBOT_SLACK__APP_TOKEN=slack.app_token,
-            MARKETBOT_SLACK__API_URL=slack.api_url,
-            MARKETBOT_DISCORD__TOKEN=discord_fake.token,
-            MARKETBOT_DISCORD__API_URL=discord_fake.rest_base,
-            MARKETBOT_DISCORD__GATEWAY_URL=discord_fake.gateway_url,
-            MARKETBOT_DISCORD__DEV_GUILD_ID=discord_fake.guild_id,
-        )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            cwd=tmp_path,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        output = asyncio.ensure_future(proc.communicate())
-        try:
+        env.update(MARKETBOT_CONSOLE="false", **chat_env(slack, discord_fake))
+        async with MarketbotRun(tmp_path, env) as run:
             await asyncio.wait_for(slack.connected.wait(), 120)
             await slack.slash_command("/watch", "NVDA drop 10%")
             await discord_fake.wait_for(lambda: discord_fake.guild_id in discord_fake.commands, 120)
@@ -97,20 +75,12 @@ async def _sigterm_mid_delivery(
                     while fake_yahoo.counts["quote"] <= polls:  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
             assert discord_fake.identified.is_set()  # the gateway session is up
-        finally:
-            signalled = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, stderr = await asyncio.wait_for(output, 60)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-        elapsed = time.monotonic() - signalled
-    for line in stderr.decode().splitlines():
+        elapsed = run.stop_seconds  # SIGTERM (leaving the block) to the exit
+    for line in run.stderr.splitlines():
         if "stopp" in line:
             print(line)  # what the stop did, for `pytest -s`
-    assert proc.returncode == 0, stderr.decode()[-3000:]
-    assert elapsed <= EXIT_WITHIN, (elapsed, stderr.decode()[-3000:])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert elapsed <= EXIT_WITHIN, (elapsed, run.stderr[-3000:])
     store = SqlStore(database_url)
     try:
         # Neither server answered: both alerts wait in the outbox (leased rows are taken up
@@ -149,25 +119,15 @@ async def test_a_stop_while_delivery_puts_its_wait_away_is_not_swallowed(tmp_pat
     store = SqlStore(f"sqlite:///{tmp_path / 'race.db'}")
     store.upgrade()
     delivery = Pipeline(store, Engine(EngineConfig()), [], clock).delivery
-    sleeping, cancelling, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def sleep_slow_to_cancel(seconds: float) -> None:
-        sleeping.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelling.set()
-            await release.wait()  # its cancel takes a moment (as a real sleep's may)
-            raise
-
-    delivery.sleep = sleep_slow_to_cancel
+    slow = SlowToCancel()
+    delivery.sleep = slow.sleep
     run = asyncio.create_task(delivery.run())
     try:
-        await sleeping.wait()
+        await slow.sleeping.wait()
         delivery.wake()  # the wait ends; delivery cancels its sleep and waits for it...
-        await cancelling.wait()
+        await slow.cancelling.wait()
         run.cancel()  # ...when the stop arrives
-        release.set()
+        slow.release.set()
         done, _ = await asyncio.wait({run}, timeout=5)
         assert run in done, "delivery swallowed the stop and kept running"
         assert run.cancelled()
