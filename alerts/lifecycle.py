@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from alerts.models import AlertKind, MarketSession
+from alerts.models import AlertKind, MarketSession, draft_class
 
 
 class RuleStatus(StrEnum):
@@ -143,6 +143,48 @@ class RuleState:
             seen=tuple(str(s) for s in seen_raw),
             day=_date(record.get("day")),
         )
+
+
+_StateDraft = draft_class(RuleState)
+_new_object = object.__new__
+
+
+def new_state(
+    watch_id: int,
+    symbol: str,
+    status: RuleStatus,
+    tier: int,
+    episode: str | None,
+    since: datetime | None,
+    reference: float | None,
+    fired_at: datetime | None,
+    last_alert_at: datetime | None,
+    repeats: int,
+    nodata_since: datetime | None,
+    nodata_reason: str | None,
+    seen: tuple[str, ...],
+    day: date | None,
+) -> RuleState:
+    """``RuleState(...)`` with every field, in order, at a fifth of the cost (``draft_class``):
+    every transition of a storm builds one."""
+    s: Any = _new_object(_StateDraft)
+    s.watch_id = watch_id
+    s.symbol = symbol
+    s.status = status
+    s.tier = tier
+    s.episode = episode
+    s.since = since
+    s.reference = reference
+    s.fired_at = fired_at
+    s.last_alert_at = last_alert_at
+    s.repeats = repeats
+    s.nodata_since = nodata_since
+    s.nodata_reason = nodata_reason
+    s.seen = seen
+    s.day = day
+    s.__class__ = RuleState
+    state: RuleState = s
+    return state
 
 
 class Reading(NamedTuple):
@@ -280,18 +322,39 @@ def begin(
     if not r.holds:
         return None, None
     if policy.confirm:
-        return RuleState(watch_id, symbol, _PENDING, 0, None, r.at, r.reference, day=r.day), None
-    fired = RuleState(
+        pending = new_state(
+            watch_id,
+            symbol,
+            _PENDING,
+            0,
+            None,
+            r.at,
+            r.reference,
+            None,
+            None,
+            0,
+            None,
+            None,
+            (),
+            r.day,
+        )
+        return pending, None
+    at = r.at
+    fired = new_state(
         watch_id,
         symbol,
         _FIRING,
         r.tier,
-        _episode_name(r.at),
-        r.at,
+        _episode_name(at),
+        at,
         r.reference,
-        r.at,
-        r.at,
-        day=r.day,
+        at,
+        at,
+        0,
+        None,
+        None,
+        (),
+        r.day,
     )
     return fired, _new(Event, (_FIRED, r.tier))
 
@@ -304,7 +367,7 @@ def fire(st: RuleState, r: Reading, started: datetime) -> RuleState:
         _, _, n = st.episode.partition("#")
         episode = f"{episode}#{int(n or 1) + 1}"
     # Built directly rather than with dataclasses.replace: this is the hot path of a storm.
-    return RuleState(
+    return new_state(
         st.watch_id,
         st.symbol,
         _FIRING,
@@ -349,7 +412,7 @@ def _evolve(
     day: date | None,
 ) -> RuleState:
     # dataclasses.replace is several times slower, and this runs for every crossing.
-    return RuleState(
+    return new_state(
         st.watch_id,
         st.symbol,
         status,

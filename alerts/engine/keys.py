@@ -6,7 +6,7 @@ from datetime import UTC
 
 from alerts.engine.index import Binding
 from alerts.lifecycle import Event, Reading, RuleState
-from alerts.models import Alert, AlertKind, Severity
+from alerts.models import Alert, AlertKind, Severity, new_alert
 from alerts.rules import ChangeRule
 
 _KIND_TEXT = {k: k.value for k in AlertKind}
@@ -46,22 +46,24 @@ def price_alert(
     against a benchmark (benchmark, its change, the symbol's change minus it)."""
     episode = st.episode or r.at.astimezone(UTC).isoformat()
     benchmark, benchmark_change, own = relative if relative is not None else (None, None, None)
-    return Alert(
-        key=alert_key(b, episode, event),
-        channel=b.channel,
-        kind=event.kind,
-        symbol=b.symbol,
-        at=r.at,
-        severity=severity_of(b, st, r, event.kind, critical_multiple),
-        watch_id=b.watch.id,
-        rule_text=b.text,
-        price=r.price,
-        reference_price=r.reference_price,
-        change_pct=r.change_pct,
-        session=r.session,
-        tier=st.tier,
-        note=b.watch.note,
-        benchmark=benchmark,
-        benchmark_change_pct=benchmark_change,
-        relative_pct=own,
+    return new_alert(
+        alert_key(b, episode, event),
+        b.channel,
+        event.kind,
+        b.symbol,
+        r.at,
+        severity_of(b, st, r, event.kind, critical_multiple),
+        b.watch.id,
+        b.text,
+        r.price,
+        r.reference_price,
+        r.change_pct,
+        r.session,
+        st.tier,
+        None,  # headline and url: a price alert has neither
+        None,
+        b.watch.note,
+        benchmark,
+        benchmark_change,
+        own,
     )
