@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +82,7 @@ class OutboxListener:
         self.idle_check = idle_check
         self.listening = threading.Event()  # set while LISTEN is in place (tests wait for it)
         self.notifications = 0
+        self.payloads: deque[str] = deque(maxlen=100)  # the latest notifications' payloads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._quiet = 0.0
@@ -135,7 +137,8 @@ class OutboxListener:
             self.waker.wake()
             while not self._stop.is_set():
                 # A short timeout so stop() is prompt; a quiet spell also checks the link.
-                for _ in conn.notifies(timeout=STOP_CHECK_SECONDS):
+                for notify in conn.notifies(timeout=STOP_CHECK_SECONDS):
+                    self.payloads.append(notify.payload)
                     self.notifications += 1
                     self.waker.wake()
                     if self._stop.is_set():
