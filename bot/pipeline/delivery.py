@@ -46,6 +46,10 @@ CLAIM_BATCH = 200
 # going to whoever looked first (a lane keeps its channel until the channel is drained).
 SHARED_CLAIM_BATCH = 4
 SHARED_CLAIM_PAUSE = 0.05
+# A live dispatcher starts lanes this many at a time, and lets them render and put their
+# requests on the wire before it claims the next few: a storm's thousand lanes started in one
+# go would each wait behind all the others' renders before its request left (seconds).
+START_BATCH = 25
 
 T = TypeVar("T")
 ChartPaths = Callable[[Sequence[str]], Awaitable[Mapping[str, Sequence[tuple[datetime, float]]]]]
@@ -54,6 +58,11 @@ ChartPaths = Callable[[Sequence[str]], Awaitable[Mapping[str, Sequence[tuple[dat
 # How long a request already written may still take to land on the platform after the lease
 # of the process that wrote it ran out (that process died or stalled mid-send).
 IN_FLIGHT_GRACE = timedelta(seconds=2)
+
+
+# What a lane learns from one delivered row: until when its channel is paced, and whether the
+# channel has another row to deliver (None: not known, ask).
+Delivered = tuple[datetime | None, bool | None]
 
 
 class LeaseLost(Exception):
@@ -182,7 +191,7 @@ class DeliveryWorker:
         try:
             while True:
                 self._wakeup.clear()
-                if self._start_lanes():
+                if self._start_lanes(SHARED_CLAIM_BATCH if self.shared else START_BATCH):
                     # New lanes render and send first; the dispatcher's own reads (when to
                     # look next) are not on their way to the platform.
                     await asyncio.sleep(0)
@@ -196,6 +205,8 @@ class DeliveryWorker:
 
     async def _sleep_until_due(self) -> None:
         assert self._wakeup is not None
+        if self._more_to_claim and not self.shared:
+            return  # the lanes just started had their turn (run's sleep(0)): claim more
         if self._more_to_claim:
             # Wall time, whatever clock this process runs on: the pause lets the other
             # processes claim their share, then this one takes more.
@@ -220,25 +231,52 @@ class DeliveryWorker:
             # task while it waits here must not be swallowed as the waiter's own cancel.
             await asyncio.gather(woken, slept, return_exceptions=True)
 
-    def _start_lanes(self) -> list[asyncio.Task[None]]:
+    def _start_lanes(self, batch: int = CLAIM_BATCH) -> list[asyncio.Task[None]]:
+        """Claim and start lanes: one pass (``deliver_due``) takes every due lane, ``batch``
+        at a time; live (``run``) one batch of each platform's, leaving ``_more_to_claim``
+        set when any batch was full."""
         started: list[asyncio.Task[None]] = []
-        batch = SHARED_CLAIM_BATCH if self.shared else CLAIM_BATCH
-        while True:
-            claimed = self.store.claim(
-                self.owner,
-                self.clock.now(),
-                self.lease,
-                limit=batch,
-                exclude=list(self._lanes),
-                platforms=self._served(),
-            )
-            for delivery in claimed:
-                task = asyncio.create_task(self._lane(delivery), name=f"lane {delivery.channel}")
-                self._lanes[delivery.channel] = task
-                started.append(task)
-            self._more_to_claim = self.shared and len(claimed) == batch
-            if len(claimed) < batch or self._more_to_claim:
-                return started
+        if not self._live:
+            while True:
+                claimed = self._claim_heads(batch, self._served(), ())
+                started += self._start(claimed)
+                if len(claimed) < batch:
+                    return started
+        # Each platform's lanes are claimed on their own, so the lanes of one start beside
+        # the other's: a storm's Discord lanes (the floor is Discord's 50 a second) do not
+        # wait for five hundred Slack lanes to start first, whose rows came first.
+        names = list(dict.fromkeys(p.name for p in self.platforms))
+        rounds: list[tuple[list[str] | None, list[str]]] = [([name], []) for name in names]
+        if not self.shared:
+            rounds.append((None, names))  # channels none of them serves (marked dead)
+        more = False
+        for platforms, other_than in rounds:
+            claimed = self._claim_heads(batch, platforms, other_than)
+            started += self._start(claimed)
+            more = more or len(claimed) == batch
+        self._more_to_claim = more
+        return started
+
+    def _claim_heads(
+        self, batch: int, platforms: list[str] | None, other_than: Sequence[str]
+    ) -> list[Delivery]:
+        return self.store.claim(
+            self.owner,
+            self.clock.now(),
+            self.lease,
+            limit=batch,
+            exclude=list(self._lanes),
+            platforms=platforms,
+            other_than=other_than,
+        )
+
+    def _start(self, claimed: Sequence[Delivery]) -> list[asyncio.Task[None]]:
+        started = []
+        for delivery in claimed:
+            task = asyncio.create_task(self._lane(delivery), name=f"lane {delivery.channel}")
+            self._lanes[delivery.channel] = task
+            started.append(task)
+        return started
 
     # -- one pass -------------------------------------------------------------------------
 
@@ -262,10 +300,13 @@ class DeliveryWorker:
         emptied = False
         try:
             while delivery is not None:
-                pace_until = await self._deliver(delivery)
-                if pace_until is False:
+                outcome = await self._deliver(delivery)
+                if outcome is None:
                     break  # the lane waits (retry, broken): the store knows until when
-                if not await self._store(self.store.lane_open, channel):
+                pace_until, more = outcome
+                if more is None:
+                    more = await self._store(self.store.lane_open, channel)
+                if not more:
                     # Nothing more for this channel: end now rather than claim (and, paced,
                     # sleep and claim again) to find nothing. A row committed from here on
                     # wakes the dispatcher itself, and finds this lane gone. Not so when the
@@ -306,7 +347,9 @@ class DeliveryWorker:
                 await asyncio.sleep(0)
             busy = [task for channel, task in self._lanes.items() if channel not in self._pacing]
             busy += self._charts
-            woken = self._live and self._wakeup is not None and self._wakeup.is_set()
+            woken = self._live and (
+                self._more_to_claim or (self._wakeup is not None and self._wakeup.is_set())
+            )
             if not busy and not woken:
                 return
             if busy:
@@ -324,14 +367,15 @@ class DeliveryWorker:
     def _served(self) -> list[str] | None:
         return [p.name for p in self.platforms] if self.shared else None
 
-    async def _deliver(self, delivery: Delivery) -> datetime | bool | None:
-        """One claimed row through its platform. Returns the lane's pace, or False to stop."""
+    async def _deliver(self, delivery: Delivery) -> Delivered | None:
+        """One claimed row through its platform: the lane's pace and whether its channel has
+        more to deliver (None: not known), or None when the lane stops."""
         try:
             return await self._deliver_claimed(delivery)
         finally:
             self._held.pop(delivery.lease_token, None)
 
-    async def _deliver_claimed(self, delivery: Delivery) -> datetime | bool | None:
+    async def _deliver_claimed(self, delivery: Delivery) -> Delivered | None:
         platform = platform_for(self.platforms, delivery.channel)
         if platform is None:
             self.store.give_up(delivery, f"no platform handles {delivery.channel}")
@@ -341,11 +385,11 @@ class DeliveryWorker:
                 delivery.channel,
                 delivery.outbox_id,
             )
-            return None
+            return None, None
         paused = self._paused.get(platform.name)
         if paused is not None and paused > self.clock.now():
             self.store.retry_later(delivery, f"{platform.name} paused", retry_at=paused)
-            return False
+            return None
         message = await self._store(self.render, delivery)
         try:
             ref, posted = await self._attempt(platform, delivery, message)
@@ -355,10 +399,10 @@ class DeliveryWorker:
                 delivery.outbox_id,
                 delivery.channel,
             )
-            return False
+            return None
         except DeliveryError as exc:
             self._failed(platform, delivery, exc)
-            return False
+            return None
         except Exception as exc:  # an SDK bug or a network error we did not map
             log.exception("delivery to %s failed", delivery.channel)
             self._failed(
@@ -366,13 +410,14 @@ class DeliveryWorker:
                 delivery,
                 DeliveryError(repr(exc), retryable=True, outcome_unknown=True),
             )
-            return False
+            return None
         now = self.clock.now()
         interval = platform.per_channel_interval if isinstance(platform, PacedPlatform) else 0.0
         pace_until = now + timedelta(seconds=interval) if interval else None
-        if await self._store(
-            self.store.confirm, delivery, ref.message_id, now, pace_until=pace_until
-        ):
+        was_broken, more = await self._store(
+            self.store.confirm_and_look, delivery, ref.message_id, now, pace_until=pace_until
+        )
+        if was_broken:
             log.warning(
                 "%s accepts messages again; it is no longer marked broken", delivery.channel
             )
@@ -387,7 +432,7 @@ class DeliveryWorker:
             chart = asyncio.create_task(self._send_chart(platform, delivery, message))
             self._charts.add(chart)
             chart.add_done_callback(self._charts.discard)
-        return pace_until
+        return pace_until, more
 
     async def _attempt(
         self, platform: ChatPlatform, delivery: Delivery, message: AlertMessage
@@ -441,23 +486,42 @@ class DeliveryWorker:
         Where the lease may have run out before the request starts (a third of it gone: a
         stall, a slow render) it is renewed first, which fences a claim that lost its row to
         another process: it sends nothing.
+
+        ``work`` runs in this lane's own task, at once: a request leaves right after its
+        render, not behind every other lane's render (a storm starts a thousand lanes in one
+        go). Renewals run beside it, only once it has taken a third of the lease.
         """
         held = self._held.get(delivery.lease_token, delivery.lease_expires_at)
         stale = held is None or held - self.clock.now() < self.lease * 2 / 3
         if stale and not await self._renew(delivery):
             work.close()
             raise LeaseLost(delivery.outbox_id)
-        task = asyncio.ensure_future(work)
         renew_every = max(0.05, self.lease.total_seconds() / 3)
+        renewing: list[asyncio.Task[None]] = []
+
+        def start_renewing() -> None:
+            renewing.append(asyncio.create_task(self._keep_lease(delivery, renew_every)))
+
+        timer = asyncio.get_running_loop().call_later(renew_every, start_renewing)
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=renew_every)
-                if done:
-                    return task.result()
-                await self._renew(delivery)
+            return await work
         finally:
-            if not task.done():
-                task.cancel()
+            timer.cancel()
+            for renewer in renewing:
+                renewer.cancel()
+
+    async def _keep_lease(self, delivery: Delivery, every: float) -> None:
+        """Renew ``delivery``'s lease now and every ``every`` seconds, until cancelled.
+
+        A renewal that fails (the database away) is logged: the request goes on, and should
+        the lease run out meanwhile, the row is reconciled before anything is sent again.
+        """
+        while True:
+            try:
+                await self._renew(delivery)
+            except Exception:
+                log.exception("lease of outbox row %s not renewed", delivery.outbox_id)
+            await asyncio.sleep(every)
 
     async def _renew(self, delivery: Delivery) -> bool:
         until = self.clock.now() + self.lease

@@ -19,11 +19,26 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, exists, func, or_, select, true, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from alerts.channel_settings import ChannelSettings, merged
 from alerts.models import Alert, AlertMessage, Mute
@@ -84,14 +99,211 @@ class BrokenDestination:
 
 
 class _HasSessions(Protocol):
+    engine: Engine
+
     def _tx(self) -> AbstractContextManager[Session]: ...
 
 
-def _due(now: datetime):  # type: ignore[no-untyped-def]
-    return or_(
-        and_(OutboxRow.status == "pending", OutboxRow.not_before <= now),
-        and_(OutboxRow.status == "sending", OutboxRow.lease_expires_at <= now),
+# -- statements -----------------------------------------------------------------------------
+# Delivery runs these for every message. They are Core statements on the tables, built once
+# with named parameters: no unit of work, no identity map, no per-call construction, and each
+# call finds its compiled form in SQLAlchemy's cache. (As ORM statements they were most of a
+# storm's CPU per message.)
+_o: Table = OutboxRow.__table__  # type: ignore[assignment]
+_ch: Table = ChannelRow.__table__  # type: ignore[assignment]
+_g: Table = AlertGroupRow.__table__  # type: ignore[assignment]
+_a: Table = AlertRow.__table__  # type: ignore[assignment]
+_open = _o.c.status.in_(OPEN)
+_unleased = {"lease_owner": None, "lease_expires_at": None}
+
+
+_DUE = or_(
+    and_(_o.c.status == "pending", _o.c.not_before <= bindparam("p_now")),
+    and_(_o.c.status == "sending", _o.c.lease_expires_at <= bindparam("p_now")),
+)
+_CLAIMED_COLUMNS = (
+    _o.c.id,
+    _o.c.channel_id,
+    _o.c.group_id,
+    _o.c.action,
+    _o.c.attempts,
+    _o.c.shown_alert_ids,
+    _o.c.payload,
+    _o.c.expires_at,
+)
+# Conditional: on SQLite (no row locks) a row someone else claimed is left alone.
+_TAKE = (
+    update(_o)
+    .where(_o.c.id.in_(bindparam("p_ids", expanding=True)), _DUE)
+    .values(
+        status="sending",
+        lease_owner=bindparam("p_token"),
+        lease_expires_at=bindparam("p_until"),
+        attempts=_o.c.attempts + 1,
     )
+)
+_TAKE_RETURNING = _TAKE.returning(*_CLAIMED_COLUMNS)
+_TAKEN = select(*_CLAIMED_COLUMNS).where(_o.c.lease_owner == bindparam("p_token"))
+# Each claimed group with its members (none: the group shows nothing), oldest member first.
+_MEMBERS = (
+    select(_g.c.id, _g.c.message_id, _a.c.id, _a.c.data, _a.c.delivered_at)
+    .select_from(_g.outerjoin(_a, _a.c.group_id == _g.c.id))
+    .where(_g.c.id.in_(bindparam("p_groups", expanding=True)))
+    .order_by(_g.c.id, _a.c.id)
+)
+_SHOWS = update(_o).where(_o.c.id == bindparam("p_id")).values(shown_alert_ids=bindparam("p_shown"))
+_EXPIRED = update(_o).where(_o.c.id == bindparam("p_id")).values(status="expired", **_unleased)
+_DEAD = (
+    update(_o)
+    .where(_o.c.id == bindparam("p_id"))
+    .values(status="dead", last_error=bindparam("p_error"), **_unleased)
+)
+_COVERED = (
+    update(_o)
+    .where(_o.c.id == bindparam("p_id"))
+    .values(status="sent", sent_at=bindparam("p_now"), **_unleased)
+)
+_RENEW = (
+    update(_o)
+    .where(
+        _o.c.id == bindparam("p_id"),
+        _o.c.status == "sending",
+        _o.c.lease_owner == bindparam("p_token"),
+    )
+    .values(lease_expires_at=bindparam("p_until"))
+)
+# Confirm: the row is sent (a row whose lease passed on to another claim is recorded all the
+# same, with a warning: the platform took this attempt's message).
+_SENT_VALUES = {"status": "sent", "sent_at": bindparam("p_now"), "message_id": bindparam("p_mid")}
+_SENT = (
+    update(_o)
+    .where(
+        _o.c.id == bindparam("p_id"),
+        or_(_o.c.lease_owner.is_(None), _o.c.lease_owner == bindparam("p_token")),
+    )
+    .values(**_SENT_VALUES, **_unleased)
+)
+_SENT_ANYWAY = update(_o).where(_o.c.id == bindparam("p_id")).values(**_SENT_VALUES, **_unleased)
+# A channel not marked broken is only paced; one that was is cleared (it works again).
+_PACED = (
+    update(_ch)
+    .where(_ch.c.id == bindparam("p_channel"), _ch.c.broken_since.is_(None))
+    .values(deliver_after=bindparam("p_pace"))
+)
+_HEALED = (
+    update(_ch)
+    .where(_ch.c.id == bindparam("p_channel"))
+    .values(
+        deliver_after=bindparam("p_pace"),
+        broken_since=None,
+        broken_error=None,
+        broken_failures=0,
+    )
+)
+_POSTED_AS = (
+    update(_g)
+    .where(
+        _g.c.id == bindparam("p_group"),
+        or_(_g.c.message_id.is_(None), _g.c.message_id != bindparam("p_mid")),
+    )
+    .values(message_id=bindparam("p_mid"))
+)
+_SHOWN = (
+    update(_a)
+    .where(_a.c.id.in_(bindparam("p_alerts", expanding=True)), _a.c.delivered_at.is_(None))
+    .values(delivered_at=bindparam("p_now"))
+)
+_LANE_OPEN = exists().where(_o.c.channel_id == bindparam("p_channel"), _open)
+# After a confirm: members no accepted message showed yet, an open row of the group that
+# will show them, and any open row of the channel at all.
+_AFTER_CONFIRM = select(
+    exists().where(
+        _a.c.group_id == bindparam("p_group"),
+        _a.c.muted.is_(False),
+        _a.c.delivered_at.is_(None),
+    ),
+    exists().where(_o.c.group_id == bindparam("p_group"), _open),
+    _LANE_OPEN,
+)
+_QUEUE_EDIT = _o.insert().values(
+    channel_id=bindparam("p_channel"),
+    group_id=bindparam("p_group"),
+    action="update",
+    status="pending",
+    attempts=0,
+    not_before=bindparam("p_now"),
+    created_at=bindparam("p_now"),
+)
+_IS_LANE_OPEN = select(_LANE_OPEN)
+_RETRY = (
+    update(_o)
+    .where(_o.c.id == bindparam("p_id"), _o.c.status == "sending")
+    .values(
+        status="pending",
+        not_before=bindparam("p_at"),
+        last_error=bindparam("p_error"),
+        **_unleased,
+    )
+)
+_LANE_WAITS = (
+    update(_ch).where(_ch.c.id == bindparam("p_channel")).values(deliver_after=bindparam("p_at"))
+)
+_UNKNOWN = (
+    update(_o)
+    .where(_o.c.id == bindparam("p_id"), _o.c.status == "sending")
+    .values(lease_expires_at=bindparam("p_at"), last_error=bindparam("p_error"), lease_owner=None)
+)
+_GIVE_UP = (
+    update(_o)
+    .where(_o.c.id == bindparam("p_id"))
+    .values(status="dead", last_error=bindparam("p_error"), **_unleased)
+)
+_NEXT_DUE = select(
+    select(func.min(_o.c.not_before))
+    .where(_o.c.status == "pending", _o.c.not_before > bindparam("p_now"))
+    .scalar_subquery(),
+    select(func.min(_o.c.lease_expires_at))
+    .where(_o.c.status == "sending", _o.c.lease_expires_at > bindparam("p_now"))
+    .scalar_subquery(),
+    select(func.min(_ch.c.deliver_after))
+    .where(
+        _ch.c.deliver_after > bindparam("p_now"),
+        exists().where(_o.c.channel_id == _ch.c.id, _open),
+    )
+    .scalar_subquery(),
+)
+
+
+@lru_cache(maxsize=64)
+def _heads_query(
+    one_channel: bool,
+    excluding: bool,
+    platforms: tuple[str, ...] | None,
+    other_than: tuple[str, ...],
+    limit: int,
+) -> Select[Any]:
+    """The due head rows of lanes, as ``claim`` asks for them (one statement per shape)."""
+    # A lane's head is its channel's lowest open id. Asked as "the minimum per channel"
+    # (an index-only scan of ix_outbox_open_channel_id), not "no earlier open row" per
+    # candidate, which probed every open row of a deep backlog on each claim.
+    earlier = _o.alias("earlier")
+    heads = select(func.min(earlier.c.id)).where(earlier.c.status.in_(OPEN))
+    if one_channel:
+        heads = heads.where(earlier.c.channel_id == bindparam("p_channel"))
+    heads = heads.group_by(earlier.c.channel_id)
+    paused = exists().where(_ch.c.id == _o.c.channel_id, _ch.c.deliver_after > bindparam("p_now"))
+    query = select(_o.c.id, _o.c.status, _o.c.lease_owner, _o.c.lease_expires_at).where(
+        _DUE, _o.c.id.in_(heads), ~paused
+    )
+    if one_channel:
+        query = query.where(_o.c.channel_id == bindparam("p_channel"))
+    if excluding:
+        query = query.where(_o.c.channel_id.not_in(bindparam("p_exclude", expanding=True)))
+    if platforms is not None:
+        query = query.where(or_(*(_o.c.channel_id.startswith(f"{p}:") for p in platforms)))
+    for name in other_than:
+        query = query.where(~_o.c.channel_id.startswith(f"{name}:"))
+    return query.order_by(_o.c.id).limit(limit).with_for_update(skip_locked=True, of=_o)
 
 
 class OutboxQueue:
@@ -109,16 +321,18 @@ class OutboxQueue:
         limit: int = 100,
         exclude: Collection[str] = (),
         platforms: Collection[str] | None = None,
+        other_than: Collection[str] = (),
     ) -> list[Delivery]:
         """Claim the due head row of up to ``limit`` lanes (or of ``channel``'s lane).
 
         ``platforms`` (names such as "slack"): only lanes of channels on those platforms, so a
         process never claims a row it has no client for while another process has one.
+        ``other_than``: only lanes of channels on none of these platforms.
         """
         for _ in range(8):  # rows found to be covered already are finished, then look again
             try:
                 claimed, finished = OutboxQueue._claim_once(
-                    self, owner, now, lease, channel, limit, exclude, platforms
+                    self, owner, now, lease, channel, limit, exclude, platforms, other_than
                 )
             except OperationalError as exc:  # SQLite: another writer holds the file
                 log.warning("outbox claim deferred: %s", exc.orig)
@@ -136,82 +350,60 @@ class OutboxQueue:
         limit: int,
         exclude: Collection[str],
         platforms: Collection[str] | None = None,
+        other_than: Collection[str] = (),
     ) -> tuple[list[Delivery], int]:
-        # A lane's head is its channel's lowest open id. Asked as "the minimum per channel"
-        # (an index-only scan of ix_outbox_open_channel_id), not "no earlier open row" per
-        # candidate, which probed every open row of a deep backlog on each claim.
-        earlier = aliased(OutboxRow)
-        heads = select(func.min(earlier.id)).where(earlier.status.in_(OPEN))
-        if channel is not None:
-            heads = heads.where(earlier.channel_id == channel)
-        heads = heads.group_by(earlier.channel_id)
-        paused = exists().where(
-            ChannelRow.id == OutboxRow.channel_id, ChannelRow.deliver_after > now
+        if platforms is not None and not platforms:
+            return [], 0
+        query = _heads_query(
+            channel is not None,
+            bool(exclude),
+            tuple(sorted(platforms)) if platforms is not None else None,
+            tuple(sorted(other_than)),
+            limit,
         )
-        query = select(
-            OutboxRow.id, OutboxRow.status, OutboxRow.lease_owner, OutboxRow.lease_expires_at
-        ).where(_due(now), OutboxRow.id.in_(heads), ~paused)
+        params: dict[str, Any] = {"p_now": now}
         if channel is not None:
-            query = query.where(OutboxRow.channel_id == channel)
+            params["p_channel"] = channel
         if exclude:
-            query = query.where(OutboxRow.channel_id.not_in(list(exclude)))
-        if platforms is not None:
-            if not platforms:
-                return [], 0
-            query = query.where(or_(*(OutboxRow.channel_id.startswith(f"{p}:") for p in platforms)))
-        query = (
-            query.order_by(OutboxRow.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=OutboxRow)
-        )
+            params["p_exclude"] = list(exclude)
         token = f"{owner}/{uuid.uuid4().hex[:8]}"
-        with self._tx() as session:
-            before = {row[0]: row for row in session.execute(query)}
-            picked: dict[int, str] = {row_id: row[1] for row_id, row in before.items()}
-            if not picked:
+        until = now + lease
+        with self.engine.begin() as conn:
+            before = {row[0]: row for row in conn.execute(query, params)}
+            if not before:
                 return [], 0
-            # Conditional: on SQLite (no row locks) a row someone else claimed is left alone.
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_(list(picked)), _due(now))
-                .values(
-                    status="sending",
-                    lease_owner=token,
-                    lease_expires_at=now + lease,
-                    attempts=OutboxRow.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            rows = list(
-                session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.lease_owner == token)
-                    .order_by(OutboxRow.id)
-                    .execution_options(populate_existing=True)
-                )
-            )
+            take = {"p_ids": list(before), "p_now": now, "p_token": token, "p_until": until}
+            if conn.dialect.update_returning:
+                rows = sorted(conn.execute(_TAKE_RETURNING, take), key=lambda r: r[0])
+            else:
+                conn.execute(_TAKE, take)
+                rows = sorted(conn.execute(_TAKEN, {"p_token": token}), key=lambda r: r[0])
             group_ids = {row.group_id for row in rows if row.group_id is not None}
-            members = _members(session, group_ids)
-            groups = {
-                g.id: g
-                for g in session.scalars(
-                    select(AlertGroupRow).where(AlertGroupRow.id.in_(group_ids))
-                )
-            }
+            groups: dict[int, str | None] = {}
+            members: dict[int, list[tuple[int, dict[str, Any], datetime | None]]] = {}
+            if group_ids:
+                for gid, message_id, alert_id, data, delivered_at in conn.execute(
+                    _MEMBERS, {"p_groups": list(group_ids)}
+                ):
+                    groups[gid] = message_id
+                    shown_by = members.setdefault(gid, [])
+                    if alert_id is not None:
+                        shown_by.append((alert_id, data, delivered_at))
             deliveries: list[Delivery] = []
+            shows: list[dict[str, Any]] = []
             finished = 0
             for row in rows:
-                reconcile = picked[row.id] == "sending"
+                status, earlier_owner, earlier_expiry = before[row.id][1:4]
+                reconcile = status == "sending"
                 lapsed_at = after = None
                 if reconcile:
-                    _, _, earlier_owner, earlier_expiry = before[row.id]
                     if earlier_owner is not None and earlier_expiry is not None:
                         lapsed_at = _aware(earlier_expiry)
-                    after = _newest_message_before(session, row)
+                    after = _newest_message_before(conn, row.channel_id, row.group_id, row.id)
                 if row.group_id is None:
                     if row.expires_at is not None and _aware(row.expires_at) <= now:
                         # A digest whose window passed (the channel was down all along).
-                        row.status, row.lease_owner, row.lease_expires_at = "expired", None, None
+                        conn.execute(_EXPIRED, {"p_id": row.id})
                         finished += 1
                         continue
                     deliveries.append(
@@ -224,7 +416,7 @@ class OutboxQueue:
                             alert_ids=(),
                             attempts=row.attempts,
                             lease_token=token,
-                            lease_expires_at=now + lease,
+                            lease_expires_at=until,
                             reconcile=reconcile,
                             lapsed_at=lapsed_at,
                             after_message_id=after,
@@ -233,45 +425,45 @@ class OutboxQueue:
                         )
                     )
                     continue
-                group = groups.get(row.group_id)
                 shown = members.get(row.group_id, [])
-                if group is None or not shown:
-                    row.status, row.lease_owner, row.lease_expires_at = "dead", None, None
-                    row.last_error = "its group has no alerts to show"
+                if row.group_id not in groups or not shown:
+                    conn.execute(
+                        _DEAD, {"p_id": row.id, "p_error": "its group has no alerts to show"}
+                    )
                     finished += 1
                     continue
-                if reconcile and group.message_id is None and row.shown_alert_ids:
+                message_id = groups[row.group_id]
+                if reconcile and message_id is None and row.shown_alert_ids:
                     # The earlier attempt of this post may be on the platform: show exactly
                     # what it showed, so the platform's copy and our record agree.
                     earlier_ids = set(row.shown_alert_ids)
-                    shown = [m for m in shown if m.id in earlier_ids] or shown
-                elif group.message_id is not None and all(
-                    m.delivered_at is not None for m in shown
-                ):
+                    shown = [m for m in shown if m[0] in earlier_ids] or shown
+                elif message_id is not None and all(m[2] is not None for m in shown):
                     # An edit with nothing new to show: an accepted message covers it all.
-                    row.status, row.sent_at = "sent", now
-                    row.lease_owner, row.lease_expires_at = None, None
+                    conn.execute(_COVERED, {"p_id": row.id, "p_now": now})
                     finished += 1
                     continue
                 else:
-                    row.shown_alert_ids = [m.id for m in shown]
+                    shows.append({"p_id": row.id, "p_shown": [m[0] for m in shown]})
                 deliveries.append(
                     Delivery(
                         outbox_id=row.id,
                         channel=row.channel_id,
                         group_id=row.group_id,
-                        message_id=group.message_id,
-                        alerts=tuple(alert_from_record(m.data) for m in shown),
-                        alert_ids=tuple(m.id for m in shown),
+                        message_id=message_id,
+                        alerts=tuple(alert_from_record(m[1]) for m in shown),
+                        alert_ids=tuple(m[0] for m in shown),
                         attempts=row.attempts,
                         lease_token=token,
-                        lease_expires_at=now + lease,
+                        lease_expires_at=until,
                         reconcile=reconcile,
                         lapsed_at=lapsed_at,
                         after_message_id=after,
                         kind=row.action,
                     )
                 )
+            if shows:
+                conn.execute(_SHOWS, shows)
             return deliveries, finished
 
     def renew(self: _HasSessions, delivery: Delivery, until: datetime) -> bool:
@@ -279,17 +471,12 @@ class OutboxQueue:
 
         False if the row is no longer this claim's (its lease ran out and another took it).
         """
-        with self._tx() as session:
-            result = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id == delivery.outbox_id,
-                    OutboxRow.status == "sending",
-                    OutboxRow.lease_owner == delivery.lease_token,
-                )
-                .values(lease_expires_at=until)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                _RENEW,
+                {"p_id": delivery.outbox_id, "p_token": delivery.lease_token, "p_until": until},
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return bool(result.rowcount)
 
     def expire_leases(self: _HasSessions, now: datetime) -> int:
         """Every lease ends by now (a single-writer start: whoever held them is gone).
@@ -396,72 +583,61 @@ class OutboxQueue:
         flight are still undelivered: an edit is queued for them. Returns whether the channel
         was broken before (it works again now).
         """
-        with self._tx() as session:
-            row = session.get(OutboxRow, delivery.outbox_id)
-            if row is not None:
-                if row.lease_owner not in (None, delivery.lease_token):
-                    log.warning("outbox row %s confirmed after its lease passed on", row.id)
-                row.status, row.sent_at, row.message_id = "sent", now, message_id
-                row.lease_owner, row.lease_expires_at = None, None
-            lane = session.get(ChannelRow, delivery.channel)
+        return OutboxQueue.confirm_and_look(self, delivery, message_id, now, pace_until=pace_until)[
+            0
+        ]
+
+    def confirm_and_look(
+        self: _HasSessions,
+        delivery: Delivery,
+        message_id: str,
+        now: datetime,
+        *,
+        pace_until: datetime | None = None,
+    ) -> tuple[bool, bool]:
+        """``confirm``, and in the same transaction whether the channel's lane still has a
+        row to deliver (due or not): (was broken, lane open)."""
+        with self.engine.begin() as conn:
+            sent = {
+                "p_id": delivery.outbox_id,
+                "p_token": delivery.lease_token,
+                "p_now": now,
+                "p_mid": message_id,
+            }
+            if not conn.execute(_SENT, sent).rowcount and conn.execute(_SENT_ANYWAY, sent).rowcount:
+                log.warning("outbox row %s confirmed after its lease passed on", delivery.outbox_id)
+            lane = {"p_channel": delivery.channel, "p_pace": pace_until}
             was_broken = False
-            if lane is not None:
-                was_broken = lane.broken_since is not None
-                lane.deliver_after = pace_until
-                lane.broken_since, lane.broken_error, lane.broken_failures = None, None, 0
+            if not conn.execute(_PACED, lane).rowcount:
+                # Not there, or marked broken: a send works again.
+                was_broken = bool(conn.execute(_HEALED, lane).rowcount)
             if delivery.group_id is None:
-                return was_broken
-            group = session.get(AlertGroupRow, delivery.group_id)
-            if group is not None and group.message_id != message_id:
-                group.message_id = message_id
+                return was_broken, bool(conn.scalar(_IS_LANE_OPEN, {"p_channel": delivery.channel}))
+            group = {"p_group": delivery.group_id, "p_mid": message_id}
+            conn.execute(_POSTED_AS, group)
             if delivery.alert_ids:
-                session.execute(
-                    update(AlertRow)
-                    .where(AlertRow.id.in_(delivery.alert_ids), AlertRow.delivered_at.is_(None))
-                    .values(delivered_at=now)
-                )
-            left = session.scalar(
-                select(func.count())
-                .select_from(AlertRow)
-                .where(
-                    AlertRow.group_id == delivery.group_id,
-                    AlertRow.muted.is_(False),
-                    AlertRow.delivered_at.is_(None),
-                )
-            )
-            waiting = session.scalar(
-                select(func.count())
-                .select_from(OutboxRow)
-                .where(OutboxRow.group_id == delivery.group_id, OutboxRow.status.in_(OPEN))
-            )
+                conn.execute(_SHOWN, {"p_alerts": list(delivery.alert_ids), "p_now": now})
+            left, waiting, lane_open = conn.execute(
+                _AFTER_CONFIRM, {"p_group": delivery.group_id, "p_channel": delivery.channel}
+            ).one()
             if left and not waiting:
-                session.add(
-                    OutboxRow(
-                        channel_id=delivery.channel,
-                        group_id=delivery.group_id,
-                        action="update",
-                        status="pending",
-                        attempts=0,
-                        not_before=now,
-                        created_at=now,
-                    )
+                conn.execute(
+                    _QUEUE_EDIT,
+                    {"p_channel": delivery.channel, "p_group": delivery.group_id, "p_now": now},
                 )
-            return was_broken
+                lane_open = True
+            return was_broken, bool(lane_open)
 
     def retry_later(
         self: _HasSessions, delivery: Delivery, error: str, *, retry_at: datetime
     ) -> None:
         """The platform did not take it (429, 5xx): the whole lane waits until ``retry_at``."""
-        with self._tx() as session:
-            row = session.get(OutboxRow, delivery.outbox_id)
-            if row is None or row.status != "sending":
-                return
-            row.status, row.not_before, row.last_error = "pending", retry_at, error[:2000]
-            row.lease_owner, row.lease_expires_at = None, None
-            lane = session.get(ChannelRow, delivery.channel)
-            if lane is not None:
-                lane.deliver_after = retry_at
-        return
+        with self.engine.begin() as conn:
+            retried = conn.execute(
+                _RETRY, {"p_id": delivery.outbox_id, "p_at": retry_at, "p_error": error[:2000]}
+            )
+            if retried.rowcount:
+                conn.execute(_LANE_WAITS, {"p_channel": delivery.channel, "p_at": retry_at})
 
     def outcome_unknown(
         self: _HasSessions, delivery: Delivery, error: str, *, reconcile_at: datetime
@@ -472,21 +648,16 @@ class OutboxQueue:
         next claim hands it over marked for reconciliation. The owner is cleared: this
         attempt is over, nothing of it can still be on its way.
         """
-        with self._tx() as session:
-            row = session.get(OutboxRow, delivery.outbox_id)
-            if row is None or row.status != "sending":
-                return
-            row.lease_expires_at, row.last_error = reconcile_at, error[:2000]
-            row.lease_owner = None
+        with self.engine.begin() as conn:
+            conn.execute(
+                _UNKNOWN,
+                {"p_id": delivery.outbox_id, "p_at": reconcile_at, "p_error": error[:2000]},
+            )
 
     def give_up(self: _HasSessions, delivery: Delivery, error: str) -> None:
         """A refusal no retry can fix for this message (too long, invalid): kept as dead."""
-        with self._tx() as session:
-            row = session.get(OutboxRow, delivery.outbox_id)
-            if row is None:
-                return
-            row.status, row.last_error = "dead", error[:2000]
-            row.lease_owner, row.lease_expires_at = None, None
+        with self.engine.begin() as conn:
+            conn.execute(_GIVE_UP, {"p_id": delivery.outbox_id, "p_error": error[:2000]})
 
     def repost(self: _HasSessions, delivery: Delivery, error: str, now: datetime) -> None:
         """The message to edit is gone (deleted by someone): post the group anew."""
@@ -543,39 +714,13 @@ class OutboxQueue:
         One indexed probe: a lane that has just emptied its channel ends on it instead of
         running a whole claim to find nothing (a storm empties a thousand lanes at once).
         """
-        with self._tx() as session:
-            return (
-                session.scalar(
-                    select(OutboxRow.id)
-                    .where(OutboxRow.channel_id == channel, OutboxRow.status.in_(OPEN))
-                    .limit(1)
-                )
-                is not None
-            )
+        with self.engine.begin() as conn:
+            return bool(conn.scalar(_IS_LANE_OPEN, {"p_channel": channel}))
 
     def next_due_at(self: _HasSessions, now: datetime) -> datetime | None:
         """The earliest future moment a row may become claimable (for the dispatcher's sleep)."""
-        with self._tx() as session:
-            times = [
-                session.scalar(
-                    select(func.min(OutboxRow.not_before)).where(
-                        OutboxRow.status == "pending", OutboxRow.not_before > now
-                    )
-                ),
-                session.scalar(
-                    select(func.min(OutboxRow.lease_expires_at)).where(
-                        OutboxRow.status == "sending", OutboxRow.lease_expires_at > now
-                    )
-                ),
-                session.scalar(
-                    select(func.min(ChannelRow.deliver_after)).where(
-                        ChannelRow.deliver_after > now,
-                        exists().where(
-                            OutboxRow.channel_id == ChannelRow.id, OutboxRow.status.in_(OPEN)
-                        ),
-                    )
-                ),
-            ]
+        with self.engine.begin() as conn:
+            times = conn.execute(_NEXT_DUE, {"p_now": now}).one()
         found = [_aware(t) for t in times if t is not None]
         return min(found) if found else None
 
@@ -609,19 +754,21 @@ class OutboxQueue:
             return [alert_from_record(r.data) for r in session.scalars(query.order_by(AlertRow.id))]
 
 
-def _newest_message_before(session: Session, row: OutboxRow) -> str | None:
-    """The newest message id recorded in ``row``'s channel other than its own: any attempt
-    of ``row`` came after it (a lane sends one row at a time, in order)."""
+def _newest_message_before(
+    conn: Connection, channel: str, group_id: int | None, outbox_id: int
+) -> str | None:
+    """The newest message id recorded in the row's channel other than its own: any attempt
+    of the row came after it (a lane sends one row at a time, in order)."""
     found = [
-        session.scalar(
-            select(func.max(AlertGroupRow.message_id)).where(
-                AlertGroupRow.channel_id == row.channel_id,
-                AlertGroupRow.id != row.group_id if row.group_id is not None else true(),
+        conn.scalar(
+            select(func.max(_g.c.message_id)).where(
+                _g.c.channel_id == channel,
+                _g.c.id != group_id if group_id is not None else true(),
             )
         ),
-        session.scalar(
-            select(func.max(OutboxRow.message_id)).where(
-                OutboxRow.channel_id == row.channel_id, OutboxRow.id != row.id
+        conn.scalar(
+            select(func.max(_o.c.message_id)).where(
+                _o.c.channel_id == channel, _o.c.id != outbox_id
             )
         ),
     ]
@@ -644,18 +791,6 @@ def _notice_row(
         payload={"message": message_to_record(message)},
         expires_at=expires_at,
     )
-
-
-def _members(session: Session, group_ids: set[int]) -> dict[int, list[AlertRow]]:
-    found: dict[int, list[AlertRow]] = {}
-    if not group_ids:
-        return found
-    for alert in session.scalars(
-        select(AlertRow).where(AlertRow.group_id.in_(group_ids)).order_by(AlertRow.id)
-    ):
-        assert alert.group_id is not None
-        found.setdefault(alert.group_id, []).append(alert)
-    return found
 
 
 def _aware(value: datetime) -> datetime:

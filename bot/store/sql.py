@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -11,7 +11,20 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +53,66 @@ MIGRATION_LOCK = 0x6D6B7462_0000_0000  # a transaction advisory lock key: "mktb"
 StateRecord = tuple[int, str, dict[str, Any]]
 
 
+_watches: Table = WatchRow.__table__  # type: ignore[assignment]
+_baskets: Table = BasketRow.__table__  # type: ignore[assignment]
+# A Watch's fields, in its order.
+_ALL_WATCHES = select(
+    _watches.c.id,
+    _watches.c.channel_id,
+    _watches.c.target,
+    _watches.c.rule_text,
+    _watches.c.created_at,
+    _watches.c.created_by,
+    _watches.c.note,
+).order_by(_watches.c.id)
+_CHANNEL_WATCHES = _ALL_WATCHES.where(_watches.c.channel_id == bindparam("p_channel"))
+_channels: Table = ChannelRow.__table__  # type: ignore[assignment]
+_mutes: Table = MuteRow.__table__  # type: ignore[assignment]
+_states: Table = RuleStateRow.__table__  # type: ignore[assignment]
+_groups: Table = AlertGroupRow.__table__  # type: ignore[assignment]
+_alerts: Table = AlertRow.__table__  # type: ignore[assignment]
+_outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
+# Ingest runs these for every evaluation that crossed something: Core statements built once
+# (see bot.store.outbox), not ORM units of work.
+_KNOWN_KEYS = select(_alerts.c.key).where(_alerts.c.key.in_(bindparam("p_keys", expanding=True)))
+_KNOWN_WATCHES = select(_watches.c.id).where(_watches.c.id.in_(bindparam("p_ids", expanding=True)))
+_KNOWN_CHANNELS = select(_channels.c.id).where(
+    _channels.c.id.in_(bindparam("p_ids", expanding=True))
+)
+_ALL_MUTES = select(_mutes.c.channel_id, _mutes.c.scope, _mutes.c.until, _mutes.c.created_at)
+_ALL_BASKETS = select(_baskets.c.channel_id, _baskets.c.name, _baskets.c.symbols)
+_latest = (
+    select(_groups.c.channel_id, func.max(_groups.c.id).label("gid"))
+    .where(_groups.c.channel_id.in_(bindparam("p_channels", expanding=True)))
+    .group_by(_groups.c.channel_id)
+    .subquery()
+)
+_LATEST_GROUPS = select(
+    _groups.c.id, _groups.c.channel_id, _groups.c.opened_at, _groups.c.updated_at
+).select_from(_groups.join(_latest, _groups.c.id == _latest.c.gid))
+_GROUP_MEMBERS = (
+    select(_alerts.c.group_id, _alerts.c.key)
+    .where(_alerts.c.group_id.in_(bindparam("p_groups", expanding=True)))
+    .order_by(_alerts.c.id)
+)
+_EXISTING_GROUPS = select(_groups.c.id).where(_groups.c.id.in_(bindparam("p_ids", expanding=True)))
+_WAITING_GROUPS = select(_outbox.c.group_id).where(
+    _outbox.c.group_id.in_(bindparam("p_ids", expanding=True)), _outbox.c.status == "pending"
+)
+# New groups' ids, in the order of their parameters (one statement for a storm's thousand).
+_NEW_GROUP = insert(_groups).returning(_groups.c.id, sort_by_parameter_order=True)
+_TOUCH_GROUPS = (
+    update(_groups)
+    .where(_groups.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(updated_at=bindparam("p_now"))
+)
+_CHANNEL_BASKETS = (
+    select(_baskets.c.name, _baskets.c.symbols)
+    .where(_baskets.c.channel_id == bindparam("p_channel"))
+    .order_by(_baskets.c.name)
+)
+
+
 def _platform_of(channel: str) -> str:
     return channel.split(":", 1)[0]
 
@@ -53,6 +126,14 @@ class SqlStore(OutboxQueue):
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Rule states: inserted, or updated where the (watch, symbol) row exists.
+        upsert = (sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert)(
+            _states
+        )
+        self._save_states = upsert.on_conflict_do_update(
+            index_elements=[_states.c.watch_id, _states.c.symbol],
+            set_={"data": upsert.excluded.data, "updated_at": upsert.excluded.updated_at},
+        )
         self._reported_settings: set[tuple[str, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -151,11 +232,10 @@ class SqlStore(OutboxQueue):
             return removed
 
     def list_watches(self, channel: str | None = None) -> list[Watch]:
-        with self._tx() as session:
-            query = select(WatchRow).order_by(WatchRow.id)
-            if channel is not None:
-                query = query.where(WatchRow.channel_id == channel)
-            return [_watch(row) for row in session.scalars(query)]
+        # Core, not ORM: delivery reads a channel's watches for every message it renders.
+        query = _CHANNEL_WATCHES if channel is not None else _ALL_WATCHES
+        with self.engine.connect() as conn:
+            return [Watch(*row) for row in conn.execute(query, {"p_channel": channel})]
 
     # -- baskets and mutes -----------------------------------------------------------------
 
@@ -180,11 +260,10 @@ class SqlStore(OutboxQueue):
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def list_baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
-        with self._tx() as session:
-            rows = session.scalars(
-                select(BasketRow).where(BasketRow.channel_id == channel).order_by(BasketRow.name)
-            )
-            return {row.name: tuple(row.symbols["symbols"]) for row in rows}
+        # Core, not ORM: delivery reads a channel's baskets for every message it renders.
+        with self.engine.connect() as conn:
+            rows = conn.execute(_CHANNEL_BASKETS, {"p_channel": channel})
+            return {name: tuple(symbols["symbols"]) for name, symbols in rows}
 
     def all_baskets(self) -> dict[str, dict[str, tuple[str, ...]]]:
         with self._tx() as session:
@@ -274,8 +353,8 @@ class SqlStore(OutboxQueue):
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return set()
-        with self._tx() as session:
-            return set(session.scalars(select(AlertRow.key).where(AlertRow.key.in_(wanted))))
+        with self.engine.connect() as conn:
+            return set(conn.scalars(_KNOWN_KEYS, {"p_keys": wanted}))
 
     def decision_inputs(
         self, channels: Iterable[str]
@@ -283,12 +362,12 @@ class SqlStore(OutboxQueue):
         """What muting and grouping decide from, in one read: every mute, every channel's
         baskets, and the open group of each of ``channels``."""
         wanted = set(channels)
-        with self._tx() as session:
-            mutes = [_mute(row) for row in session.scalars(select(MuteRow))]
+        with self.engine.connect() as conn:
+            mutes = [Mute(*row) for row in conn.execute(_ALL_MUTES)]
             baskets: dict[str, dict[str, tuple[str, ...]]] = {}
-            for row in session.scalars(select(BasketRow)):
-                baskets.setdefault(row.channel_id, {})[row.name] = tuple(row.symbols["symbols"])
-            groups = self._open_groups(session, wanted) if wanted else {}
+            for channel, name, symbols in conn.execute(_ALL_BASKETS):
+                baskets.setdefault(channel, {})[name] = tuple(symbols["symbols"])
+            groups = _open_groups(conn, wanted) if wanted else {}
         return mutes, baskets, groups
 
     def open_groups(self, channels: Iterable[str]) -> dict[str, OpenGroup]:
@@ -296,8 +375,8 @@ class SqlStore(OutboxQueue):
         wanted = set(channels)
         if not wanted:
             return {}
-        with self._tx() as session:
-            return self._open_groups(session, wanted)
+        with self.engine.connect() as conn:
+            return _open_groups(conn, wanted)
 
     def record_evaluation(
         self,
@@ -314,158 +393,87 @@ class SqlStore(OutboxQueue):
         pipeline); the store only applies them. Alerts whose key is already stored are dropped
         here, which is what makes a replayed or restarted evaluation unable to send anything
         twice. Returns the alerts that were new.
+
+        Core statements, each kind of row in one executemany: a storm writes thousands of
+        rows, and every crossing pays this write before its message can be claimed.
         """
-        # No autoflush: rows are added in bulk and flushed once; a storm writes thousands.
-        with self._tx() as session, session.no_autoflush:
-            known_watches = set(
-                session.scalars(
-                    select(WatchRow.id).where(WatchRow.id.in_({w for w, _, _ in states}))
+        with self.engine.begin() as conn:
+            if states:
+                known_watches = set(
+                    conn.scalars(_KNOWN_WATCHES, {"p_ids": list({w for w, _, _ in states})})
                 )
-            )
-            saved = {
-                (row.watch_id, row.symbol): row
-                for row in session.scalars(
-                    select(RuleStateRow).where(RuleStateRow.watch_id.in_(known_watches))
-                )
-            }
-            for watch_id, symbol, data in states:
-                if watch_id not in known_watches:
-                    continue  # the watch was removed while this evaluation ran
-                state_row = saved.get((watch_id, symbol))
-                if state_row is None:
-                    saved[(watch_id, symbol)] = state_row = RuleStateRow(
-                        watch_id=watch_id, symbol=symbol, data=data, updated_at=now
+                # One row per (watch, symbol), the last state given winning (two evaluations
+                # of one batch may both carry a rule's state). A watch removed while this
+                # evaluation ran has no state to keep.
+                latest = {
+                    (watch_id, symbol): data
+                    for watch_id, symbol, data in states
+                    if watch_id in known_watches
+                }
+                if latest:
+                    conn.execute(
+                        self._save_states,
+                        [
+                            {"watch_id": w, "symbol": sym, "data": data, "updated_at": now}
+                            for (w, sym), data in latest.items()
+                        ],
                     )
-                    session.add(state_row)
-                else:
-                    state_row.data = data
-                    state_row.updated_at = now
 
             keys = [alert.key for alert in alerts]
-            seen = set(session.scalars(select(AlertRow.key).where(AlertRow.key.in_(keys))))
+            seen = set(conn.scalars(_KNOWN_KEYS, {"p_keys": keys})) if keys else set()
             wanted_channels = {alert.channel for alert in alerts if alert.key not in seen}
             if wanted_channels:
-                have = set(
-                    session.scalars(select(ChannelRow.id).where(ChannelRow.id.in_(wanted_channels)))
-                )
-                for channel in sorted(wanted_channels - have):
-                    session.add(
-                        ChannelRow(id=channel, platform=_platform_of(channel), created_at=now)
+                have = set(conn.scalars(_KNOWN_CHANNELS, {"p_ids": list(wanted_channels)}))
+                missing = sorted(wanted_channels - have)
+                if missing:
+                    conn.execute(
+                        insert(_channels),
+                        [
+                            {
+                                "id": channel,
+                                "platform": _platform_of(channel),
+                                "created_at": now,
+                                "settings": {},
+                            }
+                            for channel in missing
+                        ],
                     )
-                session.flush()
             fresh: list[Alert] = []
-            rows_by_key: dict[str, AlertRow] = {}
+            new_rows: dict[str, dict[str, Any]] = {}
             for alert in alerts:
                 if alert.key in seen:
                     continue
                 seen.add(alert.key)
-                row = AlertRow(
-                    key=alert.key,
-                    channel_id=alert.channel,
-                    kind=alert.kind.value,
-                    symbol=alert.symbol,
-                    at=alert.at,
-                    data=alert_to_record(alert),
-                    muted=alert.key in muted_keys,
-                    summarized=False,
-                )
-                session.add(row)
-                rows_by_key[alert.key] = row
+                new_rows[alert.key] = {
+                    "key": alert.key,
+                    "channel_id": alert.channel,
+                    "kind": alert.kind.value,
+                    "symbol": alert.symbol,
+                    "at": alert.at,
+                    "data": alert_to_record(alert),
+                    "muted": alert.key in muted_keys,
+                    "summarized": False,
+                    "group_id": None,
+                }
                 fresh.append(alert)
-            session.flush()
 
             applicable: list[GroupDecision] = []
             for decision in decisions:
                 # A decision may name an alert another writer stored first: skip that one.
-                mine = tuple(k for k in decision.alert_keys if k in rows_by_key)
-                if mine and not rows_by_key[mine[0]].muted:
+                mine = tuple(k for k in decision.alert_keys if k in new_rows)
+                if mine and not new_rows[mine[0]]["muted"]:
                     applicable.append(replace(decision, alert_keys=mine))
-            if applicable:
-                self._apply_group_decisions(session, applicable, rows_by_key, now)
+            # Groups first (an alert names its group), then the alerts, then the outbox.
+            group_of, outbox_rows = (
+                _apply_group_decisions(conn, applicable, now) if applicable else ({}, [])
+            )
+            for key, group_id in group_of.items():
+                new_rows[key]["group_id"] = group_id
+            if new_rows:
+                conn.execute(insert(_alerts), list(new_rows.values()))
+            if outbox_rows:
+                conn.execute(insert(_outbox), outbox_rows)
             return fresh
-
-    def _open_groups(self, session: Session, channels: set[str]) -> dict[str, OpenGroup]:
-        latest = (
-            select(AlertGroupRow.channel_id, func.max(AlertGroupRow.id).label("gid"))
-            .where(AlertGroupRow.channel_id.in_(channels))
-            .group_by(AlertGroupRow.channel_id)
-            .subquery()
-        )
-        found = list(
-            session.scalars(select(AlertGroupRow).join(latest, AlertGroupRow.id == latest.c.gid))
-        )
-        # Every group's members in one read: a storm asks for a thousand channels at once.
-        members: dict[int, list[str]] = {group.id: [] for group in found}
-        if members:
-            for group_id, key in session.execute(
-                select(AlertRow.group_id, AlertRow.key)
-                .where(AlertRow.group_id.in_(list(members)))
-                .order_by(AlertRow.id)
-            ):
-                if group_id is not None:  # the IN above: never None, but typed as nullable
-                    members[group_id].append(key)
-        return {
-            group.channel_id: OpenGroup(
-                group_id=group.id,
-                channel=group.channel_id,
-                opened_at=group.opened_at,
-                updated_at=group.updated_at,
-                member_keys=tuple(members[group.id]),
-            )
-            for group in found
-        }
-
-    def _apply_group_decisions(
-        self,
-        session: Session,
-        decisions: Sequence[GroupDecision],
-        rows_by_key: Mapping[str, AlertRow],
-        now: datetime,
-    ) -> None:
-        """Groups, memberships and outbox rows for the decisions, with one flush for all."""
-        joined_ids = {
-            d.group_id for d in decisions if d.action is GroupAction.JOIN and d.group_id is not None
-        }
-        existing = {
-            g.id: g
-            for g in session.scalars(select(AlertGroupRow).where(AlertGroupRow.id.in_(joined_ids)))
-        }
-        # A row of a group not yet claimed renders the members when it is claimed, so it will
-        # show the new ones; a row in flight ("sending") will not: they get their own edit.
-        waiting = set(
-            session.scalars(
-                select(OutboxRow.group_id).where(
-                    OutboxRow.group_id.in_(joined_ids), OutboxRow.status == "pending"
-                )
-            )
-        )
-        planned: list[tuple[GroupDecision, AlertGroupRow, str]] = []
-        for decision in decisions:
-            group = existing.get(decision.group_id) if decision.group_id is not None else None
-            if decision.action is GroupAction.JOIN and group is not None:
-                planned.append((decision, group, "update"))
-                continue
-            group = AlertGroupRow(channel_id=decision.channel, opened_at=now, updated_at=now)
-            session.add(group)
-            planned.append((decision, group, "post"))
-        session.flush()  # the new groups' ids
-        for decision, group, action in planned:
-            group.updated_at = now
-            for key in decision.alert_keys:
-                rows_by_key[key].group_id = group.id
-            if action == "update" and group.id in waiting:
-                continue
-            session.add(
-                OutboxRow(
-                    channel_id=decision.channel,
-                    group_id=group.id,
-                    action=action,
-                    status="pending",
-                    attempts=0,
-                    not_before=decision.not_before,
-                    created_at=now,
-                )
-            )
 
     def recent_alerts(self, channel: str, limit: int) -> list[Alert]:
         with self._tx() as session:
@@ -518,6 +526,80 @@ class SqlStore(OutboxQueue):
                     .order_by(AlertGroupRow.id)
                 )
             )
+
+
+def _open_groups(conn: Connection, channels: set[str]) -> dict[str, OpenGroup]:
+    found = list(conn.execute(_LATEST_GROUPS, {"p_channels": list(channels)}))
+    # Every group's members in one read: a storm asks for a thousand channels at once.
+    members: dict[int, list[str]] = {row.id: [] for row in found}
+    if members:
+        for group_id, key in conn.execute(_GROUP_MEMBERS, {"p_groups": list(members)}):
+            members[group_id].append(key)
+    return {
+        row.channel_id: OpenGroup(
+            group_id=row.id,
+            channel=row.channel_id,
+            opened_at=row.opened_at,
+            updated_at=row.updated_at,
+            member_keys=tuple(members[row.id]),
+        )
+        for row in found
+    }
+
+
+def _apply_group_decisions(
+    conn: Connection, decisions: Sequence[GroupDecision], now: datetime
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The groups of the decisions (new ones inserted, joined ones touched), and the outbox
+    rows to queue: (alert key -> group id, outbox rows)."""
+    joined_ids = [
+        d.group_id for d in decisions if d.action is GroupAction.JOIN and d.group_id is not None
+    ]
+    existing: set[int] = set()
+    waiting: set[int | None] = set()
+    if joined_ids:
+        existing = set(conn.scalars(_EXISTING_GROUPS, {"p_ids": joined_ids}))
+        # A row of a group not yet claimed renders the members when it is claimed, so it
+        # will show the new ones; a row in flight ("sending") will not: they get their own
+        # edit.
+        waiting = set(conn.scalars(_WAITING_GROUPS, {"p_ids": joined_ids}))
+    joins = [d for d in decisions if d.action is GroupAction.JOIN and d.group_id in existing]
+    posts = [d for d in decisions if not (d.action is GroupAction.JOIN and d.group_id in existing)]
+    new_ids: list[int] = []
+    if posts:
+        new_ids = list(
+            conn.scalars(
+                _NEW_GROUP,
+                [{"channel_id": d.channel, "opened_at": now, "updated_at": now} for d in posts],
+            )
+        )
+    if joins:
+        conn.execute(_TOUCH_GROUPS, {"p_ids": [d.group_id for d in joins], "p_now": now})
+    planned = dict(zip(map(id, posts), new_ids, strict=True))
+    group_of: dict[str, int] = {}
+    outbox: list[dict[str, Any]] = []
+    for decision in decisions:
+        if id(decision) in planned:
+            group_id, action = planned[id(decision)], "post"
+        else:
+            assert decision.group_id is not None
+            group_id, action = decision.group_id, "update"
+        for key in decision.alert_keys:
+            group_of[key] = group_id
+        if action == "update" and group_id in waiting:
+            continue
+        outbox.append(
+            {
+                "channel_id": decision.channel,
+                "group_id": group_id,
+                "action": action,
+                "status": "pending",
+                "attempts": 0,
+                "not_before": decision.not_before,
+                "created_at": now,
+            }
+        )
+    return group_of, outbox
 
 
 def _watch(row: WatchRow) -> Watch:
