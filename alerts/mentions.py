@@ -81,12 +81,19 @@ def has_ping(text: str, platform: str) -> bool:
     return re.search(r"<(@[!&]?\d|#\d|/[^>]*:\d)", text) is not None
 
 
-def fit(text: str, limit: int, escape: Callable[[str], str], marker: str = "…") -> str:
-    """``escape(text)`` cut to at most ``limit`` characters, never in the middle of an escape.
+def fit(
+    text: str, limit: int, escape: Callable[[str], str] | None = None, marker: str = "…"
+) -> str:
+    """``text`` escaped with ``escape`` and cut to at most ``limit`` characters, never in the
+    middle of an escape.
 
     The cut is made on the raw text and re-escaped, so ``&amp;`` or ``\\*`` cannot be split.
+    ``escape`` is one of this module's escapes; ``None`` for text the renderer has already
+    escaped (its own markup around escaped values), which is cut as it stands. The renderer
+    says so as data instead of handing in a do-nothing function of its own: this module never
+    calls back into a renderer.
     """
-    escaped = escape(text)
+    escaped = text if escape is None else escape(text)
     if len(escaped) <= limit:
         return escaped
     if limit <= len(marker):
@@ -95,7 +102,8 @@ def fit(text: str, limit: int, escape: Callable[[str], str], marker: str = "…"
     best = marker
     while low <= high:
         mid = (low + high) // 2
-        candidate = escape(text[:mid].rstrip()) + marker
+        cut = text[:mid].rstrip()
+        candidate = (cut if escape is None else escape(cut)) + marker
         if len(candidate) <= limit:
             best = candidate
             low = mid + 1

@@ -82,3 +82,16 @@ def test_no_text_pings_after_escaping(text: str) -> None:
 @given(st.text(max_size=300), st.integers(min_value=2, max_value=200))
 def test_fit_respects_the_limit(text: str, limit: int) -> None:
     assert len(fit(text, limit, discord_markdown)) <= limit
+
+
+@given(st.text(max_size=300), st.integers(min_value=0, max_value=200))
+def test_fit_without_an_escape_cuts_text_the_renderer_already_escaped(
+    text: str, limit: int
+) -> None:
+    """``escape=None`` is the renderer saying "already escaped" as data (no callback of its
+    own for this module to call): the same cut as the identity function gave."""
+    out = fit(text, limit)
+    assert out == fit(text, limit, lambda s: s)
+    assert len(out) <= limit
+    if len(text) <= limit:
+        assert out == text

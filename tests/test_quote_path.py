@@ -167,22 +167,35 @@ SPINE = [
     "bot.news.explain",  # headlines and broad-move attribution for the message
     "alerts.compose",  # the AlertMessage
     "bot.news.window",  # the news window since the previous close (market calendar)
-    "bot.render.slack_blocks",  # Block Kit
-    "alerts.mentions",  # escaping, fitting Slack's limits
+    "bot.render.slack_blocks",  # Block Kit (alerts.mentions escapes and fits: it only answers)
     "bot.render.format",  # the alert line's numbers
 ]
 
-# Calls back into a module the quote had already left, each for a reason written here. One
-# more fails the test: a new hop back up is a change of design, to be written down.
-BACK_UP = {
-    ("bot.market_loop", "bot.market.source"): "the loop pulls the next batch (async iterator)",
-    ("bot.store.outbox", "bot.store.codec"): "a claimed row decoded back into an Alert",
-    ("bot.pipeline.delivery", "bot.pipeline.market_view"): "context lines and headlines",
+# Calls back into a module the quote had already left (by first entry), each for a reason
+# written here. One more fails the test: a new hop back up is a change of design, to be
+# written down. They come in two kinds.
+#
+# By design: calls the order rule counts as "back up" that are no dependency on an upstream
+# stage's internals: the consumer pulling from its producer's queue, a sibling module of the
+# same package, or a read of the state both stages share (the store, the market view).
+BY_DESIGN = {
+    ("bot.market_loop", "bot.market.source"): "pull: the loop takes the next batch off the "
+    "source's queue (async iterator); the consumer asks the producer, nothing flows back",
+    ("bot.store.outbox", "bot.store.codec"): "sibling: a claimed row decoded back into an "
+    "Alert by the store package's codec",
+    ("bot.pipeline.delivery", "bot.pipeline.market_view"): "shared state: the read model "
+    "ingest keeps (futures context, headlines)",
+    ("bot.pipeline.delivery", "bot.store.sql"): "shared state: the channel's watches, "
+    "read from the store both stages share",
+}
+
+# Design debts: a stage reaching into an upstream stage's internals, or a helper calling back
+# into its caller. Removed (and so not listed): alerts.mentions -> render.slack_blocks (fit()
+# called the renderer's do-nothing escape back: "already escaped" is now data, escape=None),
+# and with it render.format -> alerts.mentions, no longer back up once mentions only answers.
+BACK_UP: dict[tuple[str, str], str] = {
     ("bot.pipeline.delivery", "bot.pipeline.ingest"): "the channel's baskets (Ingest.baskets)",
     ("bot.pipeline.delivery", "alerts.engine.core"): "latest changes for the message",
-    ("bot.pipeline.delivery", "bot.store.sql"): "the channel's watches, for the message",
-    ("bot.render.format", "alerts.mentions"): "escaping each value of the alert line",
-    ("alerts.mentions", "bot.render.slack_blocks"): "fit() calls the renderer's escape back",
 }
 
 # The tasks the quote's work runs in, in turn: the stream's reader queues a batch, the market
@@ -268,7 +281,8 @@ async def _traced_quote(
     tracer = Tracer()
     await runtime.start()
     try:
-        await streamer.wait_for(lambda f: "NVDA" in f.subscribed)
+        # Bounds, not sleeps: generous, the machine running the suite may be loaded.
+        await streamer.wait_for(lambda f: "NVDA" in f.subscribed, limit=30)
         await runtime.settle()
         assert slack.messages == {}
         frame = encode_pricing(
@@ -276,7 +290,7 @@ async def _traced_quote(
         )
         with tracer.tracing():
             assert await streamer.push_frame("NVDA", frame) == 1
-            await asyncio.wait_for(slack.message_posted.wait(), 10)
+            await asyncio.wait_for(slack.message_posted.wait(), 30)
             await runtime.settle()  # the outbox row confirmed
         assert runtime.store.outbox_counts() == {"sent": 1}
     finally:
@@ -300,7 +314,9 @@ async def test_one_streamed_quote_takes_the_documented_path_to_slack(
     print(
         f"\nquote path: {len(path.modules)} modules entered, {len(path.spine)} pass the quote "
         f"on, {len(path.helpers)} only answer; {len(path.edges)} cross-module calls; "
-        f"{len(path.back_up)} back up; read from the code: {len(READ_PATH)}"
+        f"{len(path.back_up)} back up ({sum(e in BY_DESIGN for e in path.back_up)} by design, "
+        f"{sum(e in BACK_UP for e in path.back_up)} design debts); "
+        f"read from the code: {len(READ_PATH)}"
     )
     entered: dict[str, list[str]] = {}
     for _, module, function, _, _ in tracer.entries:
@@ -313,7 +329,8 @@ async def test_one_streamed_quote_takes_the_documented_path_to_slack(
     print("  back up:", ", ".join(f"{a} -> {b}" for a, b in path.back_up))
     assert path.tasks == TASKS
     assert path.spine == SPINE
-    assert {edge: BACK_UP.get(edge, "undocumented") for edge in path.back_up} == BACK_UP
+    documented = BY_DESIGN | BACK_UP
+    assert {edge: documented.get(edge, "undocumented") for edge in path.back_up} == documented
     assert not any(m.startswith(("bot.fakes", "tests")) for m in path.modules)
     # Every module the reading named is on the traced path.
     assert set(READ_PATH) <= set(path.modules)
@@ -341,3 +358,4 @@ def test_the_path_rule_sees_a_hop_back_up() -> None:
     assert path.helpers == {"alerts.models"}
     assert path.back_up == [("bot.store.sql", "bot.pipeline.ingest")]
     assert path.tasks == ["loop"]
+

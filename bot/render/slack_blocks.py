@@ -40,7 +40,7 @@ MARKUP = fmt.Markup(escape=slack_mrkdwn, bold="*", italic="_", indent=" " * 8)
 
 
 def alert_line(message: AlertMessage, index: int) -> str:
-    return fit(fmt.alert_line(message, index, MARKUP), SECTION_TEXT, lambda s: s)
+    return fit(fmt.alert_line(message, index, MARKUP), SECTION_TEXT)
 
 
 def _pack_sections(lines: list[str], max_sections: int) -> tuple[list[Block], int]:
@@ -84,9 +84,7 @@ def render_blocks(message: AlertMessage, tz: tzinfo | None = None) -> dict[str, 
     tail: list[Block] = []
     if message.context:
         futures = " · ".join(slack_mrkdwn(fmt.context_text(c)) for c in message.context)
-        tail.append(
-            {"type": "context", "elements": [_mrkdwn(fit(f"*Market* {futures}", 3000, str))]}
-        )
+        tail.append({"type": "context", "elements": [_mrkdwn(fit(f"*Market* {futures}", 3000))]})
     if message.headlines:
         lines = [
             _headline_line(item, message.headline_times.get(item.key))
@@ -97,13 +95,13 @@ def render_blocks(message: AlertMessage, tz: tzinfo | None = None) -> dict[str, 
             lines.append(fmt.more_marker(hidden))
         news = "*News*\n" + "\n".join(lines)
         tail.append({"type": "divider"})
-        tail.append(_section(fit(news, SECTION_TEXT, str)))
+        tail.append(_section(fit(news, SECTION_TEXT)))
     elif message.news_note:
-        tail.append(_section(fit(f"*News* _{slack_mrkdwn(message.news_note)}_", 3000, str)))
+        tail.append(_section(fit(f"*News* _{slack_mrkdwn(message.news_note)}_", 3000)))
     footer_bits = [fmt.when(message.at, tz)]
     if message.footer:
         footer_bits.append(slack_mrkdwn(message.footer))
-    tail.append({"type": "context", "elements": [_mrkdwn(fit(" · ".join(footer_bits), 3000, str))]})
+    tail.append({"type": "context", "elements": [_mrkdwn(fit(" · ".join(footer_bits), 3000))]})
 
     lines = [alert_line(message, i) for i in range(len(message.alerts))]
     # One block stays free for the "… and N more" marker.
