@@ -84,9 +84,8 @@ class Worker:
             self.platforms,
             self.clock,
             self.stats,
-            baskets=self._baskets,
-            # Moves come from the leader's engine; a worker renders the stored alerts alone.
-            latest_changes=dict,
+            # Moves come from the leader's engine: this worker's market view has none, so it
+            # renders the stored alerts alone.
             charts=False,  # the price paths live in the leader's memory
             timezone=settings.timezone,
             owner=owner,
@@ -98,11 +97,6 @@ class Worker:
         self._discord: DiscordPlatform | None = None
         self.listener: OutboxListener | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-
-    def _baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
-        from alerts.baskets import all_baskets
-
-        return all_baskets(self.store.list_baskets(channel))
 
     async def start(self) -> None:
         await self.connect()

@@ -421,8 +421,6 @@ async def test_a_post_still_in_flight_when_its_lease_ran_out_is_not_sent_twice(
         [create_slack_platform(settings)],
         desk.clock,
         PipelineStats(),
-        baskets=desk.pipeline.ingest.baskets,
-        latest_changes=desk.pipeline.engine.latest_changes,
         owner="worker-two",
     )
     waited: list[float] = []

@@ -184,19 +184,18 @@ BY_DESIGN = {
     ("bot.store.outbox", "bot.store.codec"): "sibling: a claimed row decoded back into an "
     "Alert by the store package's codec",
     ("bot.pipeline.delivery", "bot.pipeline.market_view"): "shared state: the read model "
-    "ingest keeps (futures context, headlines)",
-    ("bot.pipeline.delivery", "bot.store.sql"): "shared state: the channel's watches, "
-    "read from the store both stages share",
+    "ingest keeps (futures context, headlines, the engine's latest moves handed down)",
+    ("bot.pipeline.delivery", "bot.store.sql"): "shared state: the channel's watches and "
+    "baskets, read from the store both stages share",
 }
 
 # Design debts: a stage reaching into an upstream stage's internals, or a helper calling back
-# into its caller. Removed (and so not listed): alerts.mentions -> render.slack_blocks (fit()
+# into its caller. Removed (and so not listed): delivery -> pipeline.ingest (Ingest.baskets:
+# now read from the store), delivery -> alerts.engine.core (latest_changes: ingest hands the
+# engine's moves down into the market view), alerts.mentions -> render.slack_blocks (fit()
 # called the renderer's do-nothing escape back: "already escaped" is now data, escape=None),
 # and with it render.format -> alerts.mentions, no longer back up once mentions only answers.
-BACK_UP: dict[tuple[str, str], str] = {
-    ("bot.pipeline.delivery", "bot.pipeline.ingest"): "the channel's baskets (Ingest.baskets)",
-    ("bot.pipeline.delivery", "alerts.engine.core"): "latest changes for the message",
-}
+BACK_UP: dict[tuple[str, str], str] = {}
 
 # The tasks the quote's work runs in, in turn: the stream's reader queues a batch, the market
 # loop ingests it and the commit wakes delivery (the documented wake), which claims and starts
@@ -359,3 +358,56 @@ def test_the_path_rule_sees_a_hop_back_up() -> None:
     assert path.back_up == [("bot.store.sql", "bot.pipeline.ingest")]
     assert path.tasks == ["loop"]
 
+
+def test_delivery_renders_with_the_moves_the_engine_judged(tmp_path: Path) -> None:
+    """Delivery no longer asks the engine (``latest_changes``): ingest hands the engine's
+    verdict down into the market view after each evaluation. The view's moves must stay the
+    engine's through good quotes, a bad print (NoData), the gate's unavailable symbols, a
+    benchmark, an unwatched symbol, a watch added and one removed."""
+    from datetime import timedelta
+
+    from alerts.engine import Engine
+    from alerts.models import MarketSession, Quote
+    from bot.pipeline import Pipeline
+    from bot.store import SqlStore
+
+    clock = ManualClock(PREMARKET)
+    store = SqlStore(f"sqlite:///{tmp_path / 'moves.db'}")
+    store.upgrade()
+    pipeline = Pipeline(store, Engine(), [], clock, context_symbols=("NQ=F",))
+    store.add_watch("console:a", "NVDA", "drop 10%", now=clock.now())
+    store.add_watch("console:a", "AMD", "drop 5% vs QQQ", now=clock.now())
+    pipeline.load()
+
+    def quote(symbol: str, price: float, close: float = 100.0) -> Quote:
+        return Quote(symbol, price, clock.now(), MarketSession.PRE, previous_close=close)
+
+    def same() -> dict[str, float]:
+        moves = pipeline.market.moves()
+        assert moves == pipeline.engine.latest_changes()
+        return moves
+
+    steps = [
+        ([quote("NVDA", 95.0), quote("QQQ", 99.0), quote("NQ=F", 101.0)], None),
+        ([quote("AMD", 90.0), quote("TSLA", 80.0)], None),
+        ([quote("NVDA", 0.0)], None),  # a bad print: NVDA in NoData, no move
+        ([], {"AMD": "no data"}),  # the gate found AMD unusable
+        ([quote("NVDA", 93.0), quote("AMD", 91.0)], None),  # both back
+    ]
+    seen = []
+    for quotes, unavailable in steps:
+        clock.advance(timedelta(seconds=5))
+        pipeline.ingest_quotes(quotes, unavailable)
+        seen.append(sorted(same()))
+    assert seen[0] == ["NQ=F", "NVDA", "QQQ"]  # NQ=F: the benchmark of relative moves
+    assert "NVDA" not in seen[2]
+    assert "AMD" not in seen[3]
+    assert seen[4] == ["AMD", "NQ=F", "NVDA", "QQQ"]
+    store.add_watch("console:a", "TSLA", "drop 10%", now=clock.now())
+    store.remove_watches("console:a", "NVDA", None)
+    assert pipeline.sync_watches()
+    same()
+    clock.advance(timedelta(seconds=5))
+    pipeline.ingest_quotes([quote("TSLA", 85.0), quote("NVDA", 97.0)])
+    same()
+    store.close()

@@ -67,8 +67,6 @@ class Pipeline:
             self.platforms,
             clock,
             self.stats,
-            baskets=self.ingest.baskets,
-            latest_changes=engine.latest_changes,
             rng=rng,
             charts=charts,
             timezone=timezone,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from alerts.baskets import all_baskets
 from alerts.compose import compose_message
 from alerts.models import AlertMessage
 from alerts.ports import (
@@ -90,8 +91,6 @@ class DeliveryWorker:
         clock: Clock,
         stats: PipelineStats,
         *,
-        baskets: Callable[[str], Mapping[str, Sequence[str]]],
-        latest_changes: Callable[[], Mapping[str, float]],
         rng: random.Random | None = None,
         charts: bool = False,
         timezone: str = "America/New_York",
@@ -105,8 +104,6 @@ class DeliveryWorker:
         self.platforms = platforms
         self.clock = clock
         self.stats = stats
-        self._baskets = baskets
-        self._latest_changes = latest_changes
         self._rng = rng or random.Random()
         self.charts = charts
         # Where a chart's paths come from: the bot's own view unless something better is set
@@ -625,9 +622,11 @@ class DeliveryWorker:
             return delivery.notice  # composed when it was queued
         now = self.clock.now()
         context = self.market.context()
-        baskets = self._baskets(delivery.channel)
+        # The message's context is read from what both stages share, never from ingest or the
+        # engine: the channel's baskets from the store, the latest moves from the market view.
+        baskets = all_baskets(self.store.list_baskets(delivery.channel))
         # Price groups carry the headlines that explain the move, ranked by relevance.
-        latest = self._latest_changes()
+        latest = self.market.moves()
         attribution = self.explainer.explain(
             delivery.alerts,
             self.market.news(),

@@ -93,6 +93,7 @@ class Ingest:
         self._loaded = {watch.id: watch for watch in watches}
         for channel in self.store.channels():
             self._apply_channel_settings(channel)
+        self.market.set_moves(self.engine.latest_changes())
 
     def sync_watches(self, channel: str | None = None) -> bool:
         """Bring the engine in line with the store after commands (here or in another process)."""
@@ -112,6 +113,8 @@ class Ingest:
         channels = [channel] if channel is not None else self.store.channels()
         for name in channels:
             self._apply_channel_settings(name)
+        if changed:  # outages may have been joined or forgotten
+            self.market.set_moves(self.engine.latest_changes())
         return changed
 
     def _apply_channel_settings(self, channel: str) -> None:
@@ -143,6 +146,9 @@ class Ingest:
         if unavailable:
             self.market.mark_unavailable(unavailable, now)
             evaluations.append(self.engine.mark_unavailable(unavailable, now))
+        # The engine's verdict handed down as data: delivery reads moves from the market view.
+        touched = {quote.symbol for quote in quotes}.union(unavailable or ())
+        self.market.set_moves(self.engine.latest_changes(touched), touched)
         return self.record(evaluations, now)
 
     def news(self, items: Iterable[NewsItem]) -> list[Alert]:
@@ -191,6 +197,3 @@ class Ingest:
             for wake in self.on_queued:
                 wake()
         return fresh
-
-    def baskets(self, channel: str) -> dict[str, tuple[str, ...]]:
-        return all_baskets(self.store.list_baskets(channel))

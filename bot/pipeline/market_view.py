@@ -32,6 +32,9 @@ class MarketState:
         self._history: dict[str, deque[tuple[datetime, float]]] = {}
         # Symbols the source could not give a usable quote for, since when and why.
         self._outages: dict[str, DataOutage] = {}
+        # The engine's latest change % per symbol it trusts (ingest hands it down after each
+        # evaluation), so a render counts a basket's moves without asking the engine.
+        self._moves: dict[str, float] = {}
 
     # -- updates (ingest) -----------------------------------------------------------------
 
@@ -55,6 +58,19 @@ class MarketState:
             if symbol not in self._outages:
                 self._outages[symbol] = DataOutage(since=now, reason=plain_reason(reason))
 
+    def set_moves(self, moves: Mapping[str, float], symbols: Iterable[str] | None = None) -> None:
+        """The engine's latest changes, handed down by ingest: for ``symbols`` only (a symbol
+        of theirs missing from ``moves`` has none now: an outage, no close), or all of them."""
+        if symbols is None:
+            self._moves = dict(moves)
+            return
+        for symbol in symbols:
+            change = moves.get(symbol)
+            if change is None:
+                self._moves.pop(symbol, None)
+            else:
+                self._moves[symbol] = change
+
     def add_news(self, items: Iterable[NewsItem]) -> list[NewsItem]:
         """Keeps the items not seen before and returns them (each story is evaluated once)."""
         fresh = [item for item in items if item.key not in self._news_keys]
@@ -77,6 +93,11 @@ class MarketState:
     def data_outage(self, symbol: str) -> DataOutage | None:
         """Since when (and why) the latest data for ``symbol`` is missing; None while fresh."""
         return self._outages.get(symbol)
+
+    def moves(self) -> dict[str, float]:
+        """Latest change % against the previous close per symbol with good data, as the engine
+        last judged it (``Engine.latest_changes``); empty where no engine feeds this view."""
+        return dict(self._moves)
 
     def news(self) -> list[NewsItem]:
         """Every headline kept, oldest first (attribution ranks them itself)."""
