@@ -9,11 +9,13 @@ in exactly one message of its channel and each channel's messages came in wave o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,7 +37,7 @@ WAVES = [NAMES[i : i + 2] for i in range(0, len(NAMES), 2)]
 KILLS = 16
 # A hard cap. Each restart pays the interpreter's start (~3 s of CPU for the imports), so the
 # random kills do not wait for a full start: some land in start-up, some in delivery.
-BUDGET_SECONDS = 300.0
+BUDGET_SECONDS = float(os.environ.get("MARKETBOT_TEST_CRASH_BUDGET", "300"))
 
 
 def _slack_ids() -> list[str]:
@@ -107,6 +109,7 @@ def _storm_survives_kills(
                 process.proc.wait(timeout=10)
             finally:
                 process.stop()
+                _keep_log(process, f"run-{kill_number:02d}")
             assert time.monotonic() - started < BUDGET_SECONDS
         for wave in waves:  # any wave not yet sent goes out under the last run
             for name in wave:
@@ -126,16 +129,20 @@ def _storm_survives_kills(
                 )
 
             try:
+                # The drain is timed from the start: on a loaded machine the interpreter's
+                # imports and the start-up alone took 20-46 s of the 90.
+                final.wait_for(lambda: final.said("marketbot started", stream="err"), 120, "start")
                 final.wait_for(drained, 90, "the outbox to drain")
             except AssertionError:
                 raise AssertionError(
                     f"not drained: outbox {store.outbox_counts()}, "
                     f"{_firing_count(store)} firing alerts, "
                     f"{len(store.undelivered_alerts())} undelivered"
-                    f"{final.log}"
+                    f"{_diagnosis(store, final)}{final.log}"
                 ) from None
         finally:
             final.stop()
+            _keep_log(final, "run-final")
 
     messages = running.call(lambda: _messages(slack, discord_fake))
     assert set(messages) == set(channels)
@@ -143,7 +150,13 @@ def _storm_survives_kills(
         # The crossings' messages (a restart may also post a data notice naming symbols).
         moves = [text for text in messages[channel] if "10.0%" in text]
         shown = Counter(name for text in moves for name in NAMES if name in text)
-        assert shown == Counter(dict.fromkeys(NAMES, 1)), (channel, shown, moves)
+        assert shown == Counter(dict.fromkeys(NAMES, 1)), (
+            channel,
+            shown,
+            moves,
+            _diagnosis(store, None, channel),
+            running.call(functools.partial(_slack_posts, slack, channel)),
+        )
         # Per-channel order: a message never shows an earlier wave than the one before it.
         wave_of = {name: i for i, wave in enumerate(WAVES) for name in wave}
         firsts = [min(wave_of[name] for name in NAMES if name in text) for text in moves]
@@ -160,7 +173,7 @@ def _kill_between_accept_and_confirm(
 ) -> None:
     """Once started, a wave falls; the next message a platform accepts kills the bot."""
     slack, discord_fake, running = fakes
-    process.wait_for(lambda: process.said("marketbot started", stream="err"), 60, "start")
+    process.wait_for(lambda: process.said("marketbot started", stream="err"), 120, "start")
     target: FakeSlack | FakeDiscord = slack if kill_number % 4 == 0 else discord_fake
     pid = process.proc.pid
 
@@ -177,6 +190,76 @@ def _kill_between_accept_and_confirm(
         process.proc.send_signal(signal.SIGKILL)
     finally:
         running.call(lambda: setattr(target, "after_accept", None))
+
+
+def _diagnosis(store: SqlStore, process: RunProcess | None, channel: str | None = None) -> str:
+    """The open outbox rows (or one channel's rows), paused lanes, and the process's stacks."""
+    from sqlalchemy import or_, select
+
+    from bot.store.schema import ChannelRow, OutboxRow
+
+    lines = [f"\n--- diagnosis at {datetime.now(UTC).isoformat()}"]
+    with store.engine.connect() as conn:
+        query = select(OutboxRow).order_by(OutboxRow.id)
+        if channel is None:
+            query = query.where(OutboxRow.status.in_(("pending", "sending")))
+        else:
+            query = query.where(OutboxRow.channel_id == channel)
+        for row in conn.execute(query).mappings():
+            lines.append(
+                f"outbox {row['id']} {row['channel_id']} g{row['group_id']} {row['action']} "
+                f"{row['status']} att={row['attempts']} nb={row['not_before']} "
+                f"owner={row['lease_owner']} exp={row['lease_expires_at']} "
+                f"sent={row['sent_at']} msg={row['message_id']} err={row['last_error']}"
+            )
+        for lane in conn.execute(
+            select(ChannelRow.id, ChannelRow.deliver_after, ChannelRow.broken_since).where(
+                or_(ChannelRow.deliver_after.is_not(None), ChannelRow.broken_since.is_not(None))
+            )
+        ):
+            lines.append(f"channel {lane[0]} deliver_after={lane[1]} broken={lane[2]}")
+        if store.engine.dialect.name == "postgresql":
+            from sqlalchemy import text
+
+            for activity in conn.execute(
+                text(
+                    "SELECT pid, application_name, state, wait_event_type, wait_event,"
+                    " pg_blocking_pids(pid), now() - xact_start, left(query, 160)"
+                    " FROM pg_stat_activity WHERE datname = current_database()"
+                )
+            ):
+                lines.append(f"pg {tuple(activity)}")
+    if process is not None and process.proc.poll() is None:
+        import shutil
+
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if Path(spy).exists():
+            dumped = subprocess.run(
+                [spy, "dump", "--pid", str(process.proc.pid)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            lines.append(dumped.stdout[-12000:] + dumped.stderr[-2000:])
+    return "\n".join(lines)
+
+
+def _keep_log(process: RunProcess, name: str) -> None:
+    """With MARKETBOT_TEST_CRASH_LOGS set (a directory): each run's whole output, to read."""
+    where = os.environ.get("MARKETBOT_TEST_CRASH_LOGS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        lines = sorted([*process.out, *process.err])
+        (Path(where) / f"{name}.log").write_text("".join(f"{t:.3f} {line}" for t, line in lines))
+
+
+def _slack_posts(slack: FakeSlack, channel: str) -> list[tuple[str, object, str]]:
+    wanted = channel.removeprefix("slack:")
+    return [
+        (ts, (posted.metadata or {}).get("event_payload"), (posted.text or "")[:80])
+        for (ch, ts), posted in sorted(slack.messages.items(), key=lambda kv: kv[0][1])
+        if ch == wanted
+    ]
 
 
 def _firing_count(store: SqlStore) -> int:
