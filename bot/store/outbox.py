@@ -478,6 +478,32 @@ class OutboxQueue:
             )
             return bool(result.rowcount)
 
+    def renew_many(self: _HasSessions, deliveries: Sequence[Delivery], until: datetime) -> set[int]:
+        """``renew`` for many claims in one statement; the ids still theirs (renewed)."""
+        if not deliveries:
+            return set()
+        by_token: dict[str, list[int]] = {}
+        for delivery in deliveries:
+            by_token.setdefault(delivery.lease_token, []).append(delivery.outbox_id)
+        with self._tx() as session:
+            return set(
+                session.scalars(
+                    update(OutboxRow)
+                    .where(
+                        OutboxRow.status == "sending",
+                        or_(
+                            *(
+                                and_(OutboxRow.lease_owner == token, OutboxRow.id.in_(ids))
+                                for token, ids in by_token.items()
+                            )
+                        ),
+                    )
+                    .values(lease_expires_at=until)
+                    .returning(OutboxRow.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+
     def expire_leases(self: _HasSessions, now: datetime) -> int:
         """Every lease ends by now (a single-writer start: whoever held them is gone).
 
