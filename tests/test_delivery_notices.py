@@ -149,3 +149,14 @@ async def test_a_digest_to_a_channel_gone_marks_it_broken_and_is_dropped(
     assert await bot.send_due_digests() == 0  # the day's digest was queued once: not again
     assert len(slack.calls("chat.postMessage")) == 1
     bot.store.close()
+
+
+async def test_a_digest_asked_for_where_nothing_else_was_typed_is_posted(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    # A bare /digest as the first command in a channel: the store has no row for it yet.
+    clock = ManualClock(MONDAY_8AM)
+    pipeline = _process(f"sqlite:///{tmp_path / 'new.db'}", slack, clock)
+    assert pipeline.digests.queue_now(CHANNEL)
+    assert await pipeline.deliver_due() == 1
+    assert _posts(slack, "Premarket digest") == 1

@@ -229,7 +229,7 @@ class Digests:
     def queue_now(self, channel: str) -> bool:
         """Queue the channel's digest as of now (``/digest``): posted by delivery as the daily
         one is, chart included, but the day is not marked, so the scheduled one still goes out.
-        False if no platform serves the channel or the store has no such channel yet.
+        False if no platform serves the channel (a channel new to the store gets its row).
 
         At most one per channel every ``ON_REQUEST_EVERY`` (``DigestTooSoon`` otherwise).
         """

@@ -103,6 +103,8 @@ class _HasSessions(Protocol):
 
     def _tx(self) -> AbstractContextManager[Session]: ...
 
+    def _ensure_channel(self, session: Session, channel: str, now: datetime) -> None: ...
+
 
 # -- statements -----------------------------------------------------------------------------
 # Delivery runs these for every message. They are Core statements on the tables, built once
@@ -558,9 +560,13 @@ class OutboxQueue:
         """
         with self._tx() as session:
             lane = session.get(ChannelRow, message.channel)
-            if lane is None:
+            if lane is None and day is None:
+                # ``/digest`` is the first thing anyone typed here: the channel is new to the
+                # store, so it gets its row (and its lane) as a command would give it.
+                self._ensure_channel(session, message.channel, now)
+            elif lane is None:
                 return False
-            if day is not None:
+            if day is not None and lane is not None:
                 settings, _ = ChannelSettings.from_stored(lane.settings)
                 if settings.digest_sent == day:
                     return False
