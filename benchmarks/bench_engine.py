@@ -138,11 +138,18 @@ def measure(
 
 
 def _indexed_child(
-    rev: str | None, n_rules: int, n_symbols: int, rounds: int, *, instructions: bool = False
+    rev: str | None,
+    n_rules: int,
+    n_symbols: int,
+    rounds: int,
+    *,
+    instructions: bool = False,
+    naive: bool = False,
 ) -> Timings | int:
-    """This script's indexed measurement in a subprocess, with the ``alerts`` package of git
-    revision ``rev`` (None: this checkout): Timings, or with ``instructions`` the number of
-    instructions its batches executed under callgrind."""
+    """This script's indexed measurement (with ``naive``: the naive baseline's) in a
+    subprocess, with the ``alerts`` package of git revision ``rev`` (None: this checkout):
+    Timings, or with ``instructions`` the number of instructions its batches executed under
+    callgrind."""
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         env = dict(os.environ)
         if rev is not None:
@@ -154,7 +161,8 @@ def _indexed_child(
             with tarfile.open(fileobj=BytesIO(archive)) as tar:
                 tar.extractall(tmp, filter="data")
             env[TREE_ENV] = tmp
-        command = [sys.executable, __file__, "--indexed-only", "--rules", str(n_rules)]
+        only = "--naive-only" if naive else "--indexed-only"
+        command = [sys.executable, __file__, only, "--rules", str(n_rules)]
         command += ["--symbols", str(n_symbols), "--rounds", str(rounds)]
         out_file = Path(tmp) / "callgrind.out"
         if instructions:
@@ -184,8 +192,10 @@ def measure_at_revision(rev: str, n_rules: int, n_symbols: int, rounds: int) -> 
     return timings
 
 
-def instructions_per_batch(rev: str | None, n_rules: int, n_symbols: int, rounds: int) -> float:
-    total = _indexed_child(rev, n_rules, n_symbols, rounds, instructions=True)
+def instructions_per_batch(
+    rev: str | None, n_rules: int, n_symbols: int, rounds: int, *, naive: bool = False
+) -> float:
+    total = _indexed_child(rev, n_rules, n_symbols, rounds, instructions=True, naive=naive)
     assert isinstance(total, int)
     return total / rounds
 
@@ -279,24 +289,35 @@ def main() -> int:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     # For the --baseline subprocess and for instruction counts under callgrind.
     parser.add_argument("--indexed-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--naive-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
     parser.add_argument("--counted", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--instructions",
         action="store_true",
-        help="instead of timing, count the instructions of the indexed batches under callgrind"
+        help="instead of timing, count the instructions of the indexed batches under callgrind,"
+        " and of the same batches through the naive baseline unless --no-naive"
         " (slow: use --rules 100000 --symbols 500)",
     )
     args = parser.parse_args()
     baseline = PRE_SPLIT if args.baseline == "pre-split" else args.baseline
-    if args.indexed_only:
+    if args.indexed_only or args.naive_only:
         watches = make_watches(args.rules, args.symbols)
-        print(measure(True, watches, args.symbols, args.rounds, counted=args.counted).to_json())
+        timings = measure(
+            args.indexed_only, watches, args.symbols, args.rounds, counted=args.counted
+        )
+        print(timings.to_json())
         return 0
     if args.instructions:
+        n = 0.0
         for rev in [baseline, None] if baseline else [None]:
             n = instructions_per_batch(rev, args.rules, args.symbols, args.rounds)
             print(f"{rev or 'this checkout':>30}: {n:,.0f} instructions a batch")
+        if not args.no_naive:
+            # The same batches through the naive baseline: the speed-up, independent of load.
+            slow = instructions_per_batch(None, args.rules, args.symbols, args.rounds, naive=True)
+            print(f"{'naive baseline':>30}: {slow:,.0f} instructions a batch")
+            print(f"{'speed-up vs naive':>30}: {slow / n:,.1f}x in instructions")
         return 0
     figures = run(
         args.rules, args.symbols, baseline=baseline, repeat=args.repeat, naive=not args.no_naive

@@ -69,10 +69,10 @@ class Engine:
     Not thread-safe: the pipeline calls it from one task.
     """
 
-    # The index's shortcuts: skip unchanged quotes, unmoved symbols and rules the move cannot
-    # have crossed. Only the benchmark's naive baseline (benchmarks/naive_engine.py) turns
-    # them off, to measure what they save; a flag read, because a hook method per quote costs
-    # about 8% of a batch.
+    # Skip quotes equal to the symbol's last one. Only the benchmark's naive baseline
+    # (benchmarks/naive_engine.py, which also replaces _evaluate_symbol and _advance with a
+    # loop over every rule) turns it off; a flag read once a batch, because a hook method
+    # per quote costs about 8% of a batch.
     index_shortcuts: ClassVar[bool] = True
 
     def __init__(self, config: EngineConfig = DEFAULT_CONFIG) -> None:
@@ -387,8 +387,7 @@ class Engine:
         assert price is not None
         assert prev is not None
         seen = (price, prev, q.open, q.session)
-        shortcuts = self.index_shortcuts
-        if shortcuts and seen == idx.last_seen and not idx.unsettled and not idx.others:
+        if seen == idx.last_seen and not idx.unsettled and not idx.others:
             return  # nothing moved and nothing waits on time: no rule can change
         idx.last_seen = seen
         if idx.last_prev is not None and not same_value(idx.last_prev, prev):
@@ -418,7 +417,7 @@ class Engine:
             m1 = metrics.get(family)
             if m1 is None:
                 continue
-            candidates = ladder.candidates(m1) if shortcuts else ladder.items
+            candidates = ladder.candidates(m1)
             ladder.last = m1
             for b in candidates:
                 if b.key not in done:
