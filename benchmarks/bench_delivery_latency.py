@@ -18,10 +18,8 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import yfinance as yf
 
@@ -38,7 +36,6 @@ from bot.pipeline import Pipeline
 from bot.slack.platform import SlackPlatform, make_web_client
 from bot.store import SqlStore
 
-T = TypeVar("T")
 SAMPLES = 100
 SPACING = 0.05  # seconds between crossings
 START = datetime(2025, 1, 27, 15, 0, tzinfo=UTC)  # 10:00 ET, regular session
@@ -57,19 +54,6 @@ class ReplayedTime:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     qs = statistics.quantiles(samples, n=100)
     return qs[49] * 1000, qs[98] * 1000
-
-
-async def read_fakes(fakes: FakesInThread, read: Callable[[], T]) -> T:
-    """``read`` on the fakes' loop, awaited: the client's loop goes on meanwhile.
-
-    (``fakes.call`` would block the loop under measurement until the fakes' thread answers,
-    which on a loaded machine holds up the very sends being timed.)
-    """
-
-    async def run() -> T:
-        return read()
-
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), fakes.loop))
 
 
 async def measure(group_wait: float, tmp: Path) -> tuple[list[float], float]:
@@ -126,7 +110,7 @@ async def measure(group_wait: float, tmp: Path) -> tuple[list[float], float]:
             await asyncio.sleep(SPACING)
         deadline = time.monotonic() + group_wait + 10
         while time.monotonic() < deadline:
-            posts = await read_fakes(fakes, lambda: list(slack.calls("chat.postMessage")))
+            posts = await fakes.read(lambda: list(slack.calls("chat.postMessage")))
             if len({p.params["channel"] for p in posts}) >= SAMPLES:
                 break
             await asyncio.sleep(0.1)
