@@ -136,11 +136,13 @@ async def main() -> None:
     slack_at, discord_at = ([t - started for t in ts] for ts in timeline)
     if slack_at and discord_at:
         # Where the time went: Slack's last post, and Discord's pace after its burst of 50
-        # (the floor assumes 50 a second from the start; each second short of it shows here).
-        after_burst = discord_at[GLOBAL_PER_SECOND:]
+        # (the floor assumes 50 a second from the start; each second short of it shows here):
+        # the requests after the 50th over the time from the 50th to the last, so the wait
+        # between the burst and the 51st counts (from the 51st it read 50/s at 45/s).
+        burst_end = discord_at[min(GLOBAL_PER_SECOND, len(discord_at)) - 1]
         rate = (
-            (len(after_burst) - 1) / (after_burst[-1] - after_burst[0])
-            if len(after_burst) > 1 and after_burst[-1] > after_burst[0]
+            (len(discord_at) - GLOBAL_PER_SECOND) / (discord_at[-1] - burst_end)
+            if len(discord_at) > GLOBAL_PER_SECOND and discord_at[-1] > burst_end
             else float("nan")
         )
         print(
