@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections import deque
@@ -24,7 +23,7 @@ NONCE_LENGTH = 25  # Discord's limit for a string nonce
 # route's bucket from the X-RateLimit headers (5 messages / 5 s per channel) but not this
 # global budget, which has no headers: alert traffic keeps to it with ``AnsweredWindow``.
 GLOBAL_REQUESTS = 50
-GLOBAL_PERIOD = 1.02  # seconds; a little over one, so float rounding never lands a 51st
+GLOBAL_PERIOD = 1.005  # seconds: over one by more than float rounding or clock drift
 UNKNOWN_MESSAGE = 10008
 # A 429 that does not say how long to wait (Cloudflare's, without Via): wait this long.
 UNSTATED_RETRY_AFTER = 60.0
@@ -39,7 +38,9 @@ class AnsweredWindow:
     the last of them was let go: at most ``limit``. A rate limiter that counts from the
     moment it lets a request go cannot promise that on a busy loop: requests let go a second
     apart can leave together and arrive bunched (a storm on a loaded machine drew 429s so).
-    Waiters are served in order.
+    Waiters are served in order, and every place that frees goes to a waiter at once: on a
+    busy loop, handing places on one waiter at a time (a lock passed along) cost a loop
+    iteration each, and a storm's 50 requests a second spread over a second and more.
     """
 
     def __init__(
@@ -50,8 +51,8 @@ class AnsweredWindow:
         self._clock = clock
         self._unanswered = 0
         self._answered: deque[float] = deque()  # answer times within the last period
-        self._turn = asyncio.Lock()  # FIFO: one waiter looks at a time
-        self._freed = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # FIFO
+        self._timer: asyncio.TimerHandle | None = None
 
     def _taken(self) -> int:
         horizon = self._clock() - self.period
@@ -59,31 +60,57 @@ class AnsweredWindow:
             self._answered.popleft()
         return self._unanswered + len(self._answered)
 
+    def free(self) -> int:
+        """Places a request asking now would get at once (none while others wait)."""
+        return max(0, self.limit - self._taken() - len(self._waiters))
+
     def resize(self, limit: int) -> None:
         """A new ``limit`` for requests let go from now on (waiters look again at once)."""
         self.limit = max(1, limit)
-        self._freed.set()
+        if self._waiters:
+            self._grant()
+
+    def _grant(self) -> None:
+        """Let go as many waiters, in order, as there are free places; if some must still
+        wait, look again when the oldest answer leaves the window."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiters:
+            if self._waiters[0].done():  # cancelled while it waited
+                self._waiters.popleft()
+                continue
+            if self._taken() >= self.limit:
+                break
+            self._unanswered += 1
+            self._waiters.popleft().set_result(None)
+        if self._waiters and self._answered:
+            # Else every place is unanswered: the next answer looks again.
+            wait = max(0.0, self._answered[0] + self.period - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(wait, self._grant)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        async with self._turn:
-            while self._taken() >= self.limit:
-                self._freed.clear()
-                if self._answered:
-                    wait = self._answered[0] + self.period - self._clock()
-                    # A place frees when the oldest answer leaves the window, or earlier if
-                    # an unanswered request ends in failure before it was sent.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), max(0.0, wait))
-                else:
-                    await self._freed.wait()
+        if self._waiters or self._taken() >= self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._grant()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # Let go, then cancelled before it could leave: nothing was sent.
+                    self._unanswered -= 1
+                    self._grant()
+                raise
+        else:
             self._unanswered += 1
         try:
             yield
         finally:
             self._unanswered -= 1
             self._answered.append(self._clock())
-            self._freed.set()
+            self._grant()
 
 
 def discord_channel_id(channel: str) -> int:
@@ -175,6 +202,11 @@ class DiscordPlatform:
         """Discord's global budget is the bot token's: ``processes`` sending with this token
         (``marketbot worker``s on one database) each keep to their equal part of it."""
         self._global.resize(GLOBAL_REQUESTS // max(1, processes))
+
+    def free_slots(self) -> int:
+        """Requests the global budget would let go now: the dispatcher starts as many lanes
+        at once (a storm's first 50 go out in one go)."""
+        return self._global.free()
 
     def _payload(
         self, message: AlertMessage

@@ -251,16 +251,34 @@ class DeliveryWorker:
         # the other's: a storm's Discord lanes (the floor is Discord's 50 a second) do not
         # wait for five hundred Slack lanes to start first, whose rows came first.
         names = list(dict.fromkeys(p.name for p in self.platforms))
-        rounds: list[tuple[list[str] | None, list[str]]] = [([name], []) for name in names]
+        budgets = self._free_slots(names)
+        # A platform with a global budget (Discord's 50 a second) claims first, and as many
+        # lanes as it can send now: its lanes run first, so the burst leaves before the
+        # others' renders (a storm's floor is that budget's; Slack's pace is per channel).
+        names.sort(key=lambda name: budgets.get(name) is None)
+        rounds: list[tuple[list[str] | None, list[str], int]] = []
+        for name in names:
+            free = budgets.get(name)
+            size = batch if self.shared or free is None else max(batch, free)
+            rounds.append(([name], [], size))
         if not self.shared:
-            rounds.append((None, names))  # channels none of them serves (marked dead)
+            rounds.append((None, names, batch))  # channels none of them serves (marked dead)
         more = False
-        for platforms, other_than in rounds:
-            claimed = self._claim_heads(batch, platforms, other_than)
+        for platforms, other_than, size in rounds:
+            claimed = self._claim_heads(size, platforms, other_than)
             started += self._start(claimed)
-            more = more or len(claimed) == batch
+            more = more or len(claimed) == size
         self._more_to_claim = more
         return started
+
+    def _free_slots(self, names: Sequence[str]) -> dict[str, int]:
+        """Per platform name with a global budget: the requests it can let go now."""
+        free: dict[str, int] = {}
+        for platform in self.platforms:
+            slots = getattr(platform, "free_slots", None)
+            if platform.name in names and callable(slots):
+                free[platform.name] = free.get(platform.name, 0) + int(slots())
+        return free
 
     def _claim_heads(
         self, batch: int, platforms: list[str] | None, other_than: Sequence[str]
