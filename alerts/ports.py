@@ -172,6 +172,14 @@ class PacedPlatform(Protocol):
     per_channel_interval: float
 
 
+@runtime_checkable
+class GloballyPaced(Protocol):
+    """A platform whose requests share one global budget (Discord's 50 a second): delivery
+    starts the lanes of such a platform first, as many as ``free_slots`` says it can let go."""
+
+    def free_slots(self) -> int: ...
+
+
 class Store(Protocol):
     """Persistence the command layer and the pipeline need; ``bot.store`` implements it."""
 

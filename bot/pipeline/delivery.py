@@ -25,6 +25,7 @@ from alerts.ports import (
     ChatPlatform,
     Clock,
     DeliveryError,
+    GloballyPaced,
     ImageUploader,
     MessageRef,
     PacedPlatform,
@@ -275,9 +276,8 @@ class DeliveryWorker:
         """Per platform name with a global budget: the requests it can let go now."""
         free: dict[str, int] = {}
         for platform in self.platforms:
-            slots = getattr(platform, "free_slots", None)
-            if platform.name in names and callable(slots):
-                free[platform.name] = free.get(platform.name, 0) + int(slots())
+            if platform.name in names and isinstance(platform, GloballyPaced):
+                free[platform.name] = free.get(platform.name, 0) + platform.free_slots()
         return free
 
     def _claim_heads(
