@@ -32,7 +32,9 @@ from bot.store import SqlStore
 from tests.test_run_processes import RunProcess, Ticker, run_env
 
 CHANNELS_PER_PLATFORM = 25
-NAMES = [f"S{n:02d}" for n in range(20)]
+# Coins ("-USD"): they trade around the clock, so the run has an open market whatever the wall
+# clock says (a US share idles from 20:00 to 04:00 New York time and at weekends).
+NAMES = [f"S{n:02d}-USD" for n in range(20)]
 WAVES = [NAMES[i : i + 2] for i in range(0, len(NAMES), 2)]
 KILLS = 16
 # A hard cap. Each restart pays the interpreter's start (~3 s of CPU for the imports), so the

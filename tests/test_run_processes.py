@@ -204,18 +204,19 @@ def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twic
     postgres_store: SqlStore,
     processes: list[RunProcess],
 ) -> None:
+    # Coins trade around the clock: the run has an open market whatever the wall clock says.
     now = datetime.now(UTC)
-    for symbol in ("NVDA", "AVGO"):
+    for symbol in ("BTC-USD", "ETH-USD"):
         postgres_store.add_watch("console:default", symbol, "drop 10%", now=now)
-    for symbol in ("NVDA", "AVGO"):
+    for symbol in ("BTC-USD", "ETH-USD"):
         fake_yahoo.set_closes(symbol, [(now.date() - timedelta(days=1), 100.0)])
-    ticker.set("NVDA", 85.0)  # -15%: fires at once
-    ticker.set("AVGO", 99.0)
+    ticker.set("BTC-USD", 85.0)  # -15%: fires at once
+    ticker.set("ETH-USD", 99.0)
     env = run_env(postgres_store.url, fake_yahoo, tmp_path / "cache")
 
     leader = RunProcess(env, tmp_path)
     processes.append(leader)
-    leader.wait_for(lambda: len(leader.panels()) == 1, 60, "the NVDA alert")
+    leader.wait_for(lambda: len(leader.panels()) == 1, 60, "the BTC-USD alert")
     standby = RunProcess(env, tmp_path)
     processes.append(standby)
     standby.wait_for(lambda: standby.said("standby", stream="err"), 60, "standby")
@@ -235,15 +236,16 @@ def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twic
     assert took_over - killed <= TAKEOVER_BUDGET, standby.log
 
     # A new crossing after the takeover reaches the channel from the new leader.
-    ticker.set("AVGO", 80.0)
-    standby.wait_for(lambda: len(standby.panels()) >= 1, 20, "the AVGO alert")
+    ticker.set("ETH-USD", 80.0)
+    standby.wait_for(lambda: len(standby.panels()) >= 1, 20, "the ETH-USD alert")
     polls = fake_yahoo.counts["quote"]
     standby.wait_for(lambda: fake_yahoo.counts["quote"] >= polls + 5, 20, "five more polls")
 
     leader_panels, standby_panels = leader.panels(), standby.panels()
     assert len(leader_panels) == 1, leader.log
-    assert "NVDA" in leader_panels[0]
-    assert len(standby_panels) == 1, standby.log  # NVDA's firing state was reloaded, not re-fired
-    assert "AVGO" in standby_panels[0]
-    assert "NVDA" not in standby_panels[0]
+    assert "BTC-USD" in leader_panels[0]
+    # BTC-USD's firing state was reloaded, not re-fired:
+    assert len(standby_panels) == 1, standby.log
+    assert "ETH-USD" in standby_panels[0]
+    assert "BTC-USD" not in standby_panels[0]
     assert postgres_store.outbox_counts() == {"sent": 2}

@@ -45,9 +45,10 @@ def ticker(fake_yahoo: FakeYahoo) -> Iterator[Ticker]:
 async def _sigterm_mid_delivery(
     tmp_path: Path, fake_yahoo: FakeYahoo, ticker: Ticker, *, yahoo_stalls: bool
 ) -> float:
+    # BTC-USD trades around the clock: the run has an open market whatever the wall clock says.
     now = datetime.now(UTC)
-    fake_yahoo.set_closes("NVDA", [(now.date() - timedelta(days=1), 100.0)])
-    ticker.set("NVDA", 85.0)  # -15%: the watches below fire at the first poll
+    fake_yahoo.set_closes("BTC-USD", [(now.date() - timedelta(days=1), 100.0)])
+    ticker.set("BTC-USD", 85.0)  # -15%: the watches below fire at the first poll
     database_url = f"sqlite:///{tmp_path / 'bot.db'}"
     async with FakeSlack() as slack, FakeDiscord() as discord_fake:
         # Both servers take the alert and never answer: each delivery stays in flight.
@@ -57,11 +58,11 @@ async def _sigterm_mid_delivery(
         env.update(MARKETBOT_CONSOLE="false", **chat_env(slack, discord_fake))
         async with MarketbotRun(tmp_path, env) as run:
             await asyncio.wait_for(slack.connected.wait(), 120)
-            await slack.slash_command("/watch", "NVDA drop 10%")
+            await slack.slash_command("/watch", "BTC-USD drop 10%")
             await discord_fake.wait_for(lambda: discord_fake.guild_id in discord_fake.commands, 120)
             await discord_fake.interact(
                 "watch",
-                {"target": "NVDA", "rule": "drop 10%"},
+                {"target": "BTC-USD", "rule": "drop 10%"},
                 permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS,
             )
             await slack.wait_stalled(1, within=60)
