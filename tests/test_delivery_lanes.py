@@ -13,6 +13,7 @@ from alerts.grouping import GroupingConfig
 from alerts.models import AlertMessage, MarketSession, Quote
 from alerts.ports import ManualClock, MessageRef
 from bot.pipeline import Pipeline
+from bot.pipeline.delivery import START_BATCH
 from bot.store import Delivery, SqlStore
 
 CHANNEL = "console:paced"
@@ -191,3 +192,83 @@ async def test_a_slow_chart_does_not_hold_the_channels_next_message(
         release.set()
         delivery.cancel()
         await asyncio.gather(delivery, return_exceptions=True)
+
+
+class IterationCounter:
+    """Counts event-loop iterations: a callback that puts itself back with ``call_soon``
+    runs once per iteration."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._handle: asyncio.Handle | None = None
+
+    def _tick(self) -> None:
+        self.count += 1
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def __enter__(self) -> IterationCounter:
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class IterationRecorder(PacedRecorder):
+    """Unpaced; records the loop iteration each post's request left on, and the claims made
+    by then."""
+
+    per_channel_interval = 0.0
+
+    def __init__(self, store: SqlStore, counter: IterationCounter) -> None:
+        super().__init__(store)
+        self.counter = counter
+        self.sent_on: list[int] = []
+
+    async def send(self, message: AlertMessage, *, idempotency_key: str) -> MessageRef:
+        self.sent_on.append(self.counter.count)
+        return await super().send(message, idempotency_key=idempotency_key)
+
+
+async def test_a_storms_lanes_put_their_requests_out_on_loop_iterations_of_their_own(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Lanes started together rendered in one loop iteration, and the loop read no socket
+    until all had: the storm benchmark's Discord burst took 0.3 s to reach the wire. And the
+    dispatcher claims its next batch once the batch it started has had its turns, not on
+    every iteration meanwhile (a claim each)."""
+    store = CountingStore(f"sqlite:///{tmp_path / 'lanes.db'}")
+    store.upgrade()
+    channels = [f"console:c{n:02d}" for n in range(START_BATCH + 5)]
+    with IterationCounter() as counter:
+        platform = IterationRecorder(store, counter)
+        pipeline = Pipeline(
+            store,
+            Engine(),
+            [platform],
+            clock,
+            grouping=GroupingConfig(group_wait=timedelta(0)),
+            context_symbols=(),
+        )
+        for channel in channels:
+            store.add_watch(channel, "NVDA", "drop 10%", now=clock.now())
+        pipeline.load()
+        delivery = asyncio.create_task(pipeline.run_delivery())
+        try:
+            await asyncio.sleep(0.05)  # the dispatcher's first look found nothing
+            crash = Quote("NVDA", 88.0, clock.now(), MarketSession.PRE, previous_close=100.0)
+            assert pipeline.ingest_quotes([crash])
+            async with asyncio.timeout(10):
+                while len(platform.posts) < len(channels):
+                    await _next_post(platform, 10.0)
+        finally:
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
+            store.close()
+    first_batch = platform.sent_on[:START_BATCH]
+    # One request a loop iteration, in the order the lanes were claimed.
+    assert first_batch == sorted(set(first_batch)), platform.sent_on
+    # No claim between the first batch's requests: the next came after its last turn.
+    assert len(set(platform.claims_at_send[:START_BATCH])) == 1, platform.claims_at_send
+    assert platform.claims_at_send[START_BATCH] > platform.claims_at_send[0]

@@ -32,6 +32,7 @@ from alerts.ports import (
     SentFinder,
 )
 from bot.news.explain import Explainer
+from bot.pipeline.lane_starts import LaneStarts
 from bot.pipeline.market_view import MarketState
 from bot.pipeline.platforms import platform_for
 from bot.pipeline.stats import PipelineStats
@@ -48,9 +49,10 @@ CLAIM_BATCH = 200
 # going to whoever looked first (a lane keeps its channel until the channel is drained).
 SHARED_CLAIM_BATCH = 4
 SHARED_CLAIM_PAUSE = 0.05
-# A live dispatcher starts lanes this many at a time, and lets them render and put their
-# requests on the wire before it claims the next few: a storm's thousand lanes started in one
-# go would each wait behind all the others' renders before its request left (seconds).
+# A live dispatcher claims lanes this many at a time (per platform), and lets them take their
+# first step (render, request on the wire; one per loop iteration, ``LaneStarts``) before it
+# claims the next few: a storm's thousand lanes started in one go would each wait behind all
+# the others' renders before its request left (seconds).
 START_BATCH = 25
 
 T = TypeVar("T")
@@ -143,6 +145,7 @@ class DeliveryWorker:
         self._pacing: set[str] = set()
         self._charts: set[asyncio.Task[None]] = set()  # charts still being drawn or sent
         self._lane_moved: asyncio.Event | None = None
+        self._starts: LaneStarts | None = None  # live: lanes' first steps, one per iteration
         # PostgreSQL: a lane's store calls run on a thread of their own (each takes its own
         # pooled connection), so one lane's round trips to the database never hold up the
         # others'. Off elsewhere: SQLite has one writer, and inline calls keep a test on a
@@ -190,6 +193,7 @@ class DeliveryWorker:
         """Deliver until cancelled: lanes start as rows come due; a wake skips the wait."""
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._starts = LaneStarts()
         self._live = True
         if self.store.engine.dialect.name == "sqlite":
             # One writer per SQLite file: a lease still held was held by a process now dead.
@@ -198,9 +202,9 @@ class DeliveryWorker:
             while True:
                 self._wakeup.clear()
                 if self._start_lanes(SHARED_CLAIM_BATCH if self.shared else START_BATCH):
-                    # New lanes render and send first; the dispatcher's own reads (when to
-                    # look next) are not on their way to the platform.
-                    await asyncio.sleep(0)
+                    # New lanes render and send first; the dispatcher's own reads (a claim,
+                    # when to look next) are not on their way to the platform.
+                    await self._starts.drained()
                 await self._sleep_until_due()
         finally:
             self._live = False
@@ -212,7 +216,7 @@ class DeliveryWorker:
     async def _sleep_until_due(self) -> None:
         assert self._wakeup is not None
         if self._more_to_claim and not self.shared:
-            return  # the lanes just started had their turn (run's sleep(0)): claim more
+            return  # the lanes just started had their turns (run waited): claim more
         if self._more_to_claim:
             # Wall time, whatever clock this process runs on: the pause lets the other
             # processes claim their share, then this one takes more.
@@ -296,7 +300,8 @@ class DeliveryWorker:
     def _start(self, claimed: Sequence[Delivery]) -> list[asyncio.Task[None]]:
         started = []
         for delivery in claimed:
-            task = asyncio.create_task(self._lane(delivery), name=f"lane {delivery.channel}")
+            turn = self._starts.queue() if self._starts is not None and self._live else None
+            task = asyncio.create_task(self._lane(delivery, turn), name=f"lane {delivery.channel}")
             self._lanes[delivery.channel] = task
             started.append(task)
         return started
@@ -317,11 +322,13 @@ class DeliveryWorker:
 
     # -- a lane ---------------------------------------------------------------------------
 
-    async def _lane(self, first: Delivery) -> None:
+    async def _lane(self, first: Delivery, turn: asyncio.Future[None] | None = None) -> None:
         channel = first.channel
         delivery: Delivery | None = first
         emptied = False
         try:
+            if turn is not None:
+                await turn
             while delivery is not None:
                 outcome = await self._deliver(delivery)
                 if outcome is None:
