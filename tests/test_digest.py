@@ -6,6 +6,7 @@ Time is the injected ManualClock throughout: the two-year calendars step it, not
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -486,3 +487,50 @@ async def test_a_hand_edited_zone_falls_back_to_the_bots_zone_instead_of_failing
     # Before settings were typed, the zone reached ZoneInfo and the check raised every minute.
     assert await _pipeline(sqlite_store, clock, platform).send_due_digests() == 1
     assert platform.sent[0][1].title.startswith("Premarket digest Mon 2025-01-27")
+
+
+@pytest.mark.postgres
+def test_two_processes_that_both_lead_for_a_moment_queue_the_days_digest_once(
+    postgres_store: SqlStore,
+) -> None:
+    """A deposed leader that has not noticed yet and the new one both find the digest due.
+    The marker and the row commit together; the second reads the marker only after the first
+    committed (the channel's row is read FOR UPDATE), so it finds the day taken."""
+    import threading
+
+    from sqlalchemy import text
+
+    from bot.store.schema import ChannelRow
+
+    now = _at(MONDAY, 8, 0)
+    postgres_store.add_watch(CHANNEL, "NVDA", "drop 10%", now=now)
+    message = AlertMessage(CHANNEL, "Premarket digest", (), now)
+    other = SqlStore(postgres_store.url)  # the other process's store
+    try:
+        with postgres_store.engine.connect() as first:
+            # The first process is inside its queue_digest: the row locked, not committed.
+            first.execute(
+                text(f"SELECT 1 FROM {ChannelRow.__tablename__} WHERE id = :c FOR UPDATE"),
+                {"c": CHANNEL},
+            )
+            queued: list[bool] = []
+            second = threading.Thread(
+                target=lambda: queued.append(
+                    other.queue_digest(message, day=MONDAY, now=now, expires_at=now)
+                )
+            )
+            second.start()
+            second.join(timeout=1.0)
+            assert second.is_alive(), "the second queued without waiting for the first"
+            # The first commits its marker (and would commit its row with it).
+            marked = replace(postgres_store.channel_settings(CHANNEL), digest_sent=MONDAY)
+            first.execute(
+                text(f"UPDATE {ChannelRow.__tablename__} SET settings = :s WHERE id = :c"),
+                {"s": json.dumps(marked.to_stored()), "c": CHANNEL},
+            )
+            first.commit()
+            second.join(timeout=10)
+        assert queued == [False]
+        assert postgres_store.outbox_counts() == {}
+    finally:
+        other.close()

@@ -2,7 +2,8 @@
 
 SQLite: the second run is refused with one line (exit 2), and may start once the first died.
 PostgreSQL: the second run waits as a standby; `kill -9` of the leader hands over within 10 s
-and nothing is polled into an alert or posted twice (each process posts to its own console).
+and nothing is polled into an alert or posted twice, the day's digest included (each process
+posts to its own console).
 """
 
 from __future__ import annotations
@@ -15,16 +16,40 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.fakes.yahoo_server import FakeYahoo
+from bot.pipeline.digest import is_trading_day
 from bot.store import SqlStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKEOVER_BUDGET = 10.0
+DIGEST_TITLE = "Premarket digest"
+
+
+def _digest_due_now(store: SqlStore, channel: str, now: datetime) -> str | None:
+    """Set ``channel``'s daily digest to a minute ago, in a zone where today is a trading day
+    (digests go out on NYSE trading days only), so the leader posts it as it starts. Returns
+    the zone, or None when no zone has a trading day now (a weekend): no digest then."""
+    for hours in range(-12, 15):
+        zone = f"Etc/GMT{-hours:+d}" if hours else "UTC"  # Etc/GMT+5 is UTC-5
+        local = now.astimezone(ZoneInfo(zone))
+        if local.hour == 0 and local.minute < 5:
+            continue  # a minute ago was yesterday
+        if is_trading_day(local.date()):
+            break
+    else:
+        return None
+    at = (local - timedelta(minutes=1)).time().replace(second=0, microsecond=0)
+    store.update_channel_settings(channel, lambda s: replace(s, digest=at, digest_zone=zone), now)
+    return zone
+
+
 PANEL_TITLE = re.compile(r"#\d+( updated)? console:default")
 
 
@@ -212,11 +237,22 @@ def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twic
         fake_yahoo.set_closes(symbol, [(now.date() - timedelta(days=1), 100.0)])
     ticker.set("BTC-USD", 85.0)  # -15%: fires at once
     ticker.set("ETH-USD", 99.0)
+    digest_zone = _digest_due_now(postgres_store, "console:default", now)
+    if digest_zone is None:
+        print("no zone has a trading day now: the digest half is not exercised")
+    digests = 1 if digest_zone is not None else 0
     env = run_env(postgres_store.url, fake_yahoo, tmp_path / "cache")
+
+    def alerts(process: RunProcess) -> list[str]:
+        return [p for p in process.panels() if DIGEST_TITLE not in p]
+
+    def digest_panels(process: RunProcess) -> list[str]:
+        return [p for p in process.panels() if DIGEST_TITLE in p]
 
     leader = RunProcess(env, tmp_path)
     processes.append(leader)
-    leader.wait_for(lambda: len(leader.panels()) == 1, 60, "the BTC-USD alert")
+    leader.wait_for(lambda: len(alerts(leader)) == 1, 60, "the BTC-USD alert")
+    leader.wait_for(lambda: len(digest_panels(leader)) == digests, 60, f"{digests} digest")
     standby = RunProcess(env, tmp_path)
     processes.append(standby)
     standby.wait_for(lambda: standby.said("standby", stream="err"), 60, "standby")
@@ -240,12 +276,19 @@ def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twic
     standby.wait_for(lambda: len(standby.panels()) >= 1, 20, "the ETH-USD alert")
     polls = fake_yahoo.counts["quote"]
     standby.wait_for(lambda: fake_yahoo.counts["quote"] >= polls + 5, 20, "five more polls")
+    # The new leader checked the digests as it started (the digest job runs at once): the
+    # day's digest is marked queued, with the row the old leader sent, so it is not again.
+    assert postgres_store.channel_settings("console:default").digest_sent == (
+        now.astimezone(ZoneInfo(digest_zone)).date() if digest_zone is not None else None
+    )
+    assert digest_panels(standby) == [], standby.log
+    assert len(digest_panels(leader)) == digests, leader.log
 
-    leader_panels, standby_panels = leader.panels(), standby.panels()
+    leader_panels, standby_panels = alerts(leader), alerts(standby)
     assert len(leader_panels) == 1, leader.log
     assert "BTC-USD" in leader_panels[0]
     # BTC-USD's firing state was reloaded, not re-fired:
     assert len(standby_panels) == 1, standby.log
     assert "ETH-USD" in standby_panels[0]
     assert "BTC-USD" not in standby_panels[0]
-    assert postgres_store.outbox_counts() == {"sent": 2}
+    assert postgres_store.outbox_counts() == {"sent": 2 + digests}

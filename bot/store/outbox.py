@@ -559,7 +559,10 @@ class OutboxQueue:
         stand in for the scheduled one.
         """
         with self._tx() as session:
-            lane = session.get(ChannelRow, message.channel)
+            # FOR UPDATE (PostgreSQL): two processes that both think they lead (a deposed
+            # leader that has not noticed yet) queue one digest: the second reads the day's
+            # marker only once the first committed it.
+            lane = session.get(ChannelRow, message.channel, with_for_update=day is not None)
             if lane is None and day is None:
                 # ``/digest`` is the first thing anyone typed here: the channel is new to the
                 # store, so it gets its row (and its lane) as a command would give it.
