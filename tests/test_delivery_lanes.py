@@ -46,6 +46,21 @@ class PacedRecorder:
         return ref
 
 
+def _pipeline(
+    store: SqlStore, platform: PacedRecorder, clock: ManualClock, *, charts: bool = False
+) -> Pipeline:
+    """A pipeline with no group wait and no context symbols: a crossing is due at once."""
+    return Pipeline(
+        store,
+        Engine(),
+        [platform],
+        clock,
+        grouping=GroupingConfig(group_wait=timedelta(0)),
+        context_symbols=(),
+        charts=charts,
+    )
+
+
 async def _next_post(platform: PacedRecorder, within: float) -> None:
     await asyncio.wait_for(platform.posted.wait(), within)
     platform.posted.clear()
@@ -55,14 +70,7 @@ async def test_an_emptied_paced_lane_does_not_hold_the_channel(
     sqlite_store: SqlStore, clock: ManualClock
 ) -> None:
     platform = PacedRecorder()
-    pipeline = Pipeline(
-        sqlite_store,
-        Engine(),
-        [platform],
-        clock,
-        grouping=GroupingConfig(group_wait=timedelta(0)),
-        context_symbols=(),
-    )
+    pipeline = _pipeline(sqlite_store, platform, clock)
     for symbol in ("NVDA", "AMD"):
         sqlite_store.add_watch(CHANNEL, symbol, "drop 10%", now=clock.now())
     pipeline.load()
@@ -100,14 +108,7 @@ async def test_an_emptied_lane_costs_the_dispatcher_no_claim(
     store = CountingStore(f"sqlite:///{tmp_path / 'lanes.db'}")
     store.upgrade()
     platform = PacedRecorder(store)
-    pipeline = Pipeline(
-        store,
-        Engine(),
-        [platform],
-        clock,
-        grouping=GroupingConfig(group_wait=timedelta(0)),
-        context_symbols=(),
-    )
+    pipeline = _pipeline(store, platform, clock)
     store.add_watch(CHANNEL, "NVDA", "drop 10%", now=clock.now())
     pipeline.load()
     delivery = asyncio.create_task(pipeline.run_delivery())
@@ -153,15 +154,7 @@ async def test_a_slow_chart_does_not_hold_the_channels_next_message(
     sqlite_store: SqlStore, clock: ManualClock
 ) -> None:
     platform = ChartingRecorder()
-    pipeline = Pipeline(
-        sqlite_store,
-        Engine(),
-        [platform],
-        clock,
-        grouping=GroupingConfig(group_wait=timedelta(0)),
-        context_symbols=(),
-        charts=True,
-    )
+    pipeline = _pipeline(sqlite_store, platform, clock, charts=True)
     asked, release = asyncio.Event(), asyncio.Event()
 
     async def slow_paths(symbols: Sequence[str]) -> dict[str, list[tuple[datetime, float]]]:
@@ -243,14 +236,7 @@ async def test_a_storms_lanes_put_their_requests_out_on_loop_iterations_of_their
     channels = [f"console:c{n:02d}" for n in range(START_BATCH + 5)]
     with IterationCounter() as counter:
         platform = IterationRecorder(store, counter)
-        pipeline = Pipeline(
-            store,
-            Engine(),
-            [platform],
-            clock,
-            grouping=GroupingConfig(group_wait=timedelta(0)),
-            context_symbols=(),
-        )
+        pipeline = _pipeline(store, platform, clock)
         for channel in channels:
             store.add_watch(channel, "NVDA", "drop 10%", now=clock.now())
         pipeline.load()
