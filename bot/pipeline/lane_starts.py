@@ -32,9 +32,6 @@ class LaneStarts:
         self._drained = asyncio.Event()
         self._drained.set()
 
-    def __len__(self) -> int:
-        return sum(1 for waiter in self._waiting if not waiter.done())
-
     def queue(self) -> asyncio.Future[None]:
         """A turn: awaiting it returns once the lanes queued before have had theirs. A lane
         cancelled while it waits cancels its turn, which is then skipped."""
