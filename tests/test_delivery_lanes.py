@@ -14,6 +14,7 @@ from alerts.models import AlertMessage, MarketSession, Quote
 from alerts.ports import ManualClock, MessageRef
 from bot.pipeline import Pipeline
 from bot.pipeline.delivery import START_BATCH
+from bot.pipeline.lane_starts import LaneStarts
 from bot.store import Delivery, SqlStore
 
 CHANNEL = "console:paced"
@@ -258,3 +259,21 @@ async def test_a_storms_lanes_put_their_requests_out_on_loop_iterations_of_their
     # No claim between the first batch's requests: the next came after its last turn.
     assert len(set(platform.claims_at_send[:START_BATCH])) == 1, platform.claims_at_send
     assert platform.claims_at_send[START_BATCH] > platform.claims_at_send[0]
+
+
+async def test_a_lane_stopped_while_it_waits_its_turn_gives_its_turn_to_the_next() -> None:
+    starts = LaneStarts()
+    went: list[str] = []
+
+    async def lane(name: str, turn: asyncio.Future[None]) -> None:
+        await turn
+        went.append(name)
+
+    turns = {name: starts.queue() for name in "abc"}
+    lanes = {name: asyncio.create_task(lane(name, turn)) for name, turn in turns.items()}
+    lanes["b"].cancel()  # a stop reaches b before its turn
+    async with asyncio.timeout(5):
+        await starts.drained()
+        await asyncio.gather(*lanes.values(), return_exceptions=True)
+    assert went == ["a", "c"]
+    assert lanes["b"].cancelled()
