@@ -243,8 +243,6 @@ async def test_a_storms_lanes_put_their_requests_out_on_loop_iterations_of_their
         pipeline.load()
         delivery = asyncio.create_task(pipeline.run_delivery())
         try:
-            while not pipeline.delivery.live:  # the dispatcher runs (and found nothing)
-                await asyncio.sleep(0)
             crash = Quote("NVDA", 88.0, clock.now(), MarketSession.PRE, previous_close=100.0)
             assert pipeline.ingest_quotes([crash])
             async with asyncio.timeout(10):
