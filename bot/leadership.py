@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +53,16 @@ SERVER_KEEPALIVES = {
     "tcp_keepalives_count": 2,
     "tcp_user_timeout": 3000,
 }
+# How long after its last confirmation of the lock a leader may still act on it (ingest a
+# batch of quotes into alerts). Another process can lead only once the server ended this
+# session, after at least tcp_keepalives_idle (2 s) of silence since the confirming query,
+# and then waits TAKEOVER_GRACE (1.5 s): acting within 2 s of it leaves 1.5 s of margin. A
+# heartbeat confirms every HEARTBEAT_INTERVAL, so a healthy leader's confirmation is about
+# 0.5 s old; an older one means this process stalled (a frozen VM or host, SIGSTOP, a loop
+# blocked that long) and may have been replaced meanwhile. Resumed, its overdue work runs
+# before its overdue heartbeat can tell: tests/test_leader_dead_host.py, where a poll
+# answered while the host was dead was ingested after the takeover, without this.
+LEADER_LEASE = float(SERVER_KEEPALIVES["tcp_keepalives_idle"])
 CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
@@ -157,12 +169,21 @@ class PostgresLeaderLock:
         self._calls = DaemonThreadPool(1)  # the heartbeat's checks: a daemon never holds an exit
         self.held = False
         self.backend_pid: int | None = None
+        self.monotonic: Callable[[], float] = time.monotonic
+        # When the last query that found the lock ours was sent (``monotonic``'s time).
+        self.confirmed_at: float | None = None
+
+    def confirmed_within(self, lease: float) -> bool:
+        """True if the lock is held and was last confirmed at most ``lease`` seconds ago."""
+        at = self.confirmed_at
+        return self.held and at is not None and self.monotonic() - at <= lease
 
     def try_acquire(self) -> bool:
         """One attempt (blocking): True if this process now leads."""
         import psycopg
 
         with self._io:
+            asked = self.monotonic()
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self._conninfo, autocommit=True, **CONNECT_OPTIONS)
@@ -175,11 +196,13 @@ class PostgresLeaderLock:
                 return False
         self.held = bool(row and row[0])
         self.backend_pid = int(row[1]) if row else None
+        self.confirmed_at = asked if self.held else None
         return self.held
 
     def check(self) -> bool:
         """One heartbeat (blocking): True while the lock is ours. Any error on the session
         means the lock may be gone: ``held`` turns False and the session is closed."""
+        asked = self.monotonic()
         try:
             held = self._still_held()
         except Exception as exc:
@@ -190,8 +213,11 @@ class PostgresLeaderLock:
                 log.error("leader lock: the lock is no longer held; leadership lost")
         if not held:
             self.held = False
+            self.confirmed_at = None
             with self._io:
                 self._drop_connection()
+        else:
+            self.confirmed_at = asked
         return held
 
     async def watch(self, sleep: Sleep = real_sleep) -> None:
@@ -226,10 +252,25 @@ class PostgresLeaderLock:
         with self._io:
             self._drop_connection()
         self.held = False
+        self.confirmed_at = None
         self._calls.shutdown(wait=False)
 
 
-Serve = Callable[[asyncio.Event], Awaitable[None]]
+class Term(asyncio.Event):
+    """One term of leadership, as ``serve`` sees it: set when it ends (the lock was lost, or
+    the process stops); :meth:`current` says whether leader work may act right now."""
+
+    def __init__(self, current: Callable[[], bool] = lambda: True) -> None:
+        super().__init__()
+        self._current = current
+
+    def current(self) -> bool:
+        """False once the term ended, and while the lock's last confirmation is older than
+        LEADER_LEASE: after a stall, until the heartbeat has confirmed the lock again."""
+        return not self.is_set() and self._current()
+
+
+Serve = Callable[[Term], Awaitable[None]]
 
 
 async def run_elected(
@@ -240,6 +281,7 @@ async def run_elected(
     retry_interval: float = RETRY_INTERVAL,
     takeover_grace: float = TAKEOVER_GRACE,
     heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    lease: float = LEADER_LEASE,
     warm_up: Callable[[], object] | None = None,
     sleep: Sleep = real_sleep,
 ) -> None:
@@ -249,7 +291,10 @@ async def run_elected(
     digest markers): a new leader starts from what the previous one committed, nothing else.
     On SQLite a second process is refused with RunRefused. On PostgreSQL this process waits as
     a standby until it holds the leader lock; if it loses the lock, ``until`` is set, ``serve``
-    must return promptly, and the process goes back to waiting. Every wait (the standby's
+    must return promptly, and the process goes back to waiting. ``until.current()`` is False
+    while the lock's last confirmation is older than ``lease`` (real, monotonic time): leader
+    work that commits (alerts) checks it, so a process resuming from a stall does not act
+    before its heartbeat has found whether another process leads now. Every wait (the standby's
     retries, the grace, the heartbeat) is on ``sleep``'s time: tests move a ManualClock.
     """
     path = sqlite_path(database_url)
@@ -257,12 +302,12 @@ async def run_elected(
         lock = SqliteRunLock(path)
         lock.acquire()
         try:
-            await serve(stop)
+            await _serve_until(stop, serve)
         finally:
             lock.release()
         return
     if not is_postgres(database_url):
-        await serve(stop)  # in-memory SQLite: a private database, nobody to share it with
+        await _serve_until(stop, serve)  # in-memory SQLite: a private database, no one to share
         return
     warmed = False
     while not stop.is_set():
@@ -273,7 +318,7 @@ async def run_elected(
         if not leader.held and not await _wait_for_leadership(leader, stop, retry_interval, sleep):
             leader.release()
             return
-        until = asyncio.Event()
+        until = Term(functools.partial(leader.confirmed_within, lease))
         waiters = [
             asyncio.create_task(_relay(stop.wait(), until)),
             asyncio.create_task(_relay(leader.watch(sleep), until)),  # returns on a loss
@@ -297,6 +342,22 @@ async def run_elected(
             # session (a database restart, a network fault); it asks again after the grace.
             log.warning("leader: stepped down; waiting as a standby")
             await sleep_or_set(stop, takeover_grace, sleep)
+
+
+async def _serve_until(stop: asyncio.Event, serve: Serve) -> None:
+    """One term that ends with ``stop`` and is current until then (no lock to lose)."""
+    term = Term()
+
+    async def relay_stop() -> None:
+        await stop.wait()
+        term.set()
+
+    relay = asyncio.create_task(relay_stop())
+    try:
+        await serve(term)
+    finally:
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
 
 
 async def _wait_for_leadership(

@@ -65,17 +65,24 @@ async def run_market_loop(
     *,
     on_alerts: Callable[[Sequence[Alert]], None] = lambda alerts: None,
     on_data: Callable[[], None] = lambda: None,
+    leading: Callable[[], bool] = lambda: True,
 ) -> None:
     """Never returns on bad data or network trouble (the feed backs off, we keep reading);
     returns when the feed ends (a recorded day played to its end).
 
     ``on_alerts`` hears of newly stored alerts, so delivery can be woken for their group wait
     instead of waiting for the next safety-net round. ``on_data`` is told each time quotes
-    arrive (readiness measures freshness with it).
+    arrive (readiness measures freshness with it). A batch that arrives while ``leading()`` is
+    False (a leader resuming from a stall, its lock not confirmed since:
+    ``bot.leadership.Term.current``) is dropped: another process may have taken over and
+    alerted on these prices already, and the next poll brings them again if not.
     """
     notice = UnreachableNotice()
     feed.set_symbols(pipeline.symbols())
     async for batch in feed.batches():
+        if not leading():
+            log.warning("quotes dropped: this process's leadership is not confirmed right now")
+            continue
         stored = pipeline.ingest_news(feed.news())
         stored += pipeline.ingest_quotes(batch.quotes, batch.unavailable)
         if stored:

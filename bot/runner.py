@@ -188,9 +188,12 @@ class Runtime:
         intervals: JobIntervals | None = None,
         front_ends: bool = True,
         metrics: MetricsServer | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         """``metrics``: a process-wide /metrics and /healthz server to attach to while this
-        runtime leads (``run_bot`` keeps it up for standbys); else one of its own if set."""
+        runtime leads (``run_bot`` keeps it up for standbys); else one of its own if set.
+        ``leading``: whether this process may act as the leader right now (see
+        ``bot.leadership.Term.current``); the market loop drops batches while it is False."""
         from bot.pipeline import Pipeline
         from bot.scheduler import JobScheduler
 
@@ -234,6 +237,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shared_metrics = metrics
+        self.leading = leading
         self.metrics: MetricsServer | None = None
         self.freshness = MarketFreshness(
             self.clock, market_max_age(settings.yahoo.poll_interval_seconds)
@@ -408,7 +412,10 @@ class Runtime:
         for job_id, interval, job in self.periodic_jobs():
             self.scheduler.every(job_id, interval, job)
         self._spawn(
-            run_market_loop(self.source, self.pipeline, on_data=self.freshness.arrived), "market"
+            run_market_loop(
+                self.source, self.pipeline, on_data=self.freshness.arrived, leading=self.leading
+            ),
+            "market",
         )
         for name, service in self.services():
             self._spawn(service, name)
@@ -570,7 +577,7 @@ async def run_bot(settings: Settings) -> None:
     scheduler shuts down and the database is closed; pending deliveries stay in the outbox.
     """
     configure_from_settings(settings)
-    from bot.leadership import run_elected
+    from bot.leadership import Term, run_elected
 
     # Blocking calls (Yahoo requests, feed fetches, commands) on daemon threads: a request in
     # flight to a server that went quiet no longer holds the exit for its whole timeout.
@@ -594,10 +601,10 @@ async def run_bot(settings: Settings) -> None:
             health=standby_health(loop, settings.database_url),
         )
 
-    async def serve(until: asyncio.Event) -> None:
+    async def serve(until: Term) -> None:
         # Built only once elected: a new leader loads states, outbox and digest markers as
         # the previous leader committed them.
-        runtime = Runtime(settings, metrics=metrics)
+        runtime = Runtime(settings, metrics=metrics, leading=until.current)
         await runtime.start()
         try:
             await until.wait()

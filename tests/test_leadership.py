@@ -18,10 +18,12 @@ from sqlalchemy import text
 from alerts.ports import ManualClock
 from bot.fakes.pg_database import fresh_database
 from bot.leadership import (
+    LEADER_LEASE,
     LEADER_LOCK_KEY,
     PostgresLeaderLock,
     RunRefused,
     SqliteRunLock,
+    Term,
     libpq_url,
     run_elected,
     sqlite_path,
@@ -299,3 +301,123 @@ def test_processes_starting_at_once_migrate_the_database_once(empty_postgres_url
     finally:
         for store in stores:
             store.close()
+
+
+# -- a leader resuming from a stall (a frozen host) ------------------------------------------
+
+
+class _Stall:
+    """``bot.leadership``'s monotonic clock, moved on by hand: a stall without waiting one."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.offset = 0.0
+        self._real = time.monotonic
+
+    def monotonic(self) -> float:
+        return self._real() + self.offset
+
+
+@pytest.mark.postgres
+def test_a_lock_confirmed_longer_ago_than_the_lease_is_not_current_until_a_heartbeat_says_so(
+    postgres_store: SqlStore,
+) -> None:
+    """A leader frozen for longer than its lease may have been replaced: its overdue work runs
+    before its overdue heartbeat can tell, so the lock counts as confirmed only that long."""
+    stall = _Stall()
+    leader = PostgresLeaderLock(postgres_store.url)
+    leader.monotonic = stall.monotonic
+    try:
+        assert leader.try_acquire()
+        assert leader.confirmed_within(LEADER_LEASE)
+        stall.offset += LEADER_LEASE + 0.1  # frozen that long, the session still alive
+        assert leader.held  # nothing has said it is lost...
+        assert not leader.confirmed_within(LEADER_LEASE)  # ...nor that it is still ours
+        assert leader.check()  # the heartbeat confirms it again
+        assert leader.confirmed_within(LEADER_LEASE)
+        _terminate(postgres_store, leader.backend_pid)
+        assert not leader.check()
+        assert not leader.confirmed_within(LEADER_LEASE)
+    finally:
+        leader.release()
+
+
+@pytest.mark.postgres
+async def test_a_term_is_current_only_while_its_lock_is_confirmed_within_the_lease(
+    postgres_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    import bot.leadership
+
+    stall = _Stall()
+    monkeypatch.setattr(bot.leadership, "time", types.SimpleNamespace(monotonic=stall.monotonic))
+    stop = asyncio.Event()
+    seen: list[bool] = []
+    serving = asyncio.Event()
+    stalled = asyncio.Event()
+
+    async def serve(until: Term) -> None:
+        seen.append(until.current())
+        serving.set()
+        await stalled.wait()
+        seen.append(until.current())
+        await until.wait()
+        seen.append(until.current())
+
+    task = asyncio.create_task(
+        run_elected(postgres_store.url, stop, serve, takeover_grace=0, heartbeat_interval=3600)
+    )
+    async with asyncio.timeout(20):
+        await serving.wait()
+        stall.offset += LEADER_LEASE + 0.1  # no heartbeat for an hour: nothing confirms it
+        stalled.set()
+        await asyncio.sleep(0)
+        stop.set()
+        await task
+    assert seen == [True, False, False]
+
+
+def test_the_market_loop_drops_a_batch_that_arrives_while_leadership_is_unconfirmed() -> None:
+    """The resumed leader's overdue poll may answer before its heartbeat found the lock lost:
+    those prices may have been alerted on by the new leader already."""
+    from alerts.models import MarketSession, Quote
+    from alerts.quality import QuoteBatch
+    from bot.market_loop import run_market_loop
+
+    at = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
+    quote = Quote("ETH-USD", 80.0, at, MarketSession.REGULAR, previous_close=100.0)
+    leading = iter([False, True])
+
+    class Feed:
+        def set_symbols(self, symbols: object) -> None:
+            pass
+
+        async def batches(self):  # type: ignore[no-untyped-def]
+            yield QuoteBatch(at, (quote,))  # while unconfirmed: dropped
+            yield QuoteBatch(at, (quote,))  # confirmed again: ingested
+
+        def news(self) -> list[object]:
+            return []
+
+        def failures(self) -> int:
+            return 0
+
+    class Pipeline:
+        def __init__(self) -> None:
+            self.ingested: list[object] = []
+
+        def symbols(self) -> list[str]:
+            return ["ETH-USD"]
+
+        def ingest_news(self, items: object) -> list[object]:
+            return []
+
+        def ingest_quotes(self, quotes: object, unavailable: object) -> list[object]:
+            self.ingested.append(quotes)
+            return []
+
+    pipeline = Pipeline()
+    asyncio.run(run_market_loop(Feed(), pipeline, leading=lambda: next(leading)))  # type: ignore[arg-type]
+    assert pipeline.ingested == [(quote,)]
