@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, text
 
 from alerts.models import (
@@ -356,3 +357,25 @@ def test_commands_racing_on_a_new_channel_all_succeed(store: SqlStore) -> None:
             thread.join()
     assert errors == []
     assert len(store.list_watches()) == 15 * 6
+
+
+@pytest.mark.postgres
+def test_postgres_sessions_end_a_transaction_left_idle_and_detect_a_dead_host(
+    postgres_store: SqlStore,
+) -> None:
+    """A process frozen mid-transaction would hold the rows it locked from the process that
+    took over; the server ends such a session (and a dead host's) by these settings."""
+    with postgres_store.engine.connect() as conn:
+        shown = {
+            name: conn.execute(text(f"SHOW {name}")).scalar()
+            for name in ("idle_in_transaction_session_timeout", "tcp_keepalives_idle")
+        }
+    assert shown == {"idle_in_transaction_session_timeout": "30s", "tcp_keepalives_idle": "10"}
+    # An operator's own options in the URL are kept as they are.
+    own = SqlStore(f"{postgres_store.url}?options=-c%20statement_timeout%3D5000")
+    try:
+        with own.engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "5s"
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "0"
+    finally:
+        own.close()

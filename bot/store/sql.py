@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channel_settings import ChannelSettings, merged
@@ -113,6 +114,34 @@ _CHANNEL_BASKETS = (
 )
 
 
+# The PostgreSQL sessions of the store's pool. A process that stops in the middle of a
+# transaction keeps the rows it locked (a channel's row while it queues a digest, the rows a
+# claim takes) until the server ends its session, and the process that took over waits on
+# them: the server's keepalives end the session of a dead host within seconds (the kernel's
+# default is two hours), and a transaction left idle this long is ended, which frees the rows
+# of a process that froze mid-transaction (a suspended VM, SIGSTOP: its kernel still answers
+# keepalives). The store's transactions last milliseconds.
+POSTGRES_SESSION_SETTINGS = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+    "idle_in_transaction_session_timeout": "30s",
+}
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    """psycopg's connect arguments for ``url``: the session settings above, unless the URL
+    sets ``options`` itself (an operator's own choice wins)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or "options" in parsed.query:
+        return {}
+    return {
+        "options": " ".join(
+            f"-c {name}={value}" for name, value in POSTGRES_SESSION_SETTINGS.items()
+        )
+    }
+
+
 def _platform_of(channel: str) -> str:
     return channel.split(":", 1)[0]
 
@@ -122,7 +151,9 @@ class SqlStore(OutboxQueue):
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, echo=echo, future=True)
+        self.engine: Engine = create_engine(
+            url, echo=echo, future=True, connect_args=_connect_args(url)
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
