@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from alerts.ports import ChatPlatform, Clock, SystemClock
 from bot.leadership import RunRefused, is_postgres
+from bot.news.window import since_previous_close
 from bot.pg_wake import SharedBudget, counted, delivery_listener
 from bot.settings import Settings
 from bot.shutdown import DaemonThreadPool, StopBudget, close_within, stop_tasks
@@ -107,6 +108,9 @@ class Worker:
         if not self._injected:
             await self._connect_platforms()
         await asyncio.to_thread(self._refresh)
+        # The exchange calendar a render reads (bot.news.window): ~0.2 s of CPU to build, once
+        # per process; built here, not by the first lanes' renders.
+        await asyncio.to_thread(since_previous_close, self.clock.now())
 
     def begin(self) -> None:
         """Start listening and delivering."""

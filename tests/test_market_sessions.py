@@ -143,3 +143,38 @@ def test_indices_have_no_extended_hours_and_fx_crypto_hours() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         session_at("NVDA", datetime(2025, 1, 27, 9))
+
+
+def test_a_calendar_is_built_once_by_threads_asking_for_it_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker's lanes render on threads: its first alerts used to build XNYS once each
+    # (~0.15 s of CPU apiece, 5 per process measured).
+    import threading
+    import time
+
+    from bot.market import sessions
+
+    built: list[str] = []
+
+    def slow_build(name: str) -> object:
+        built.append(name)
+        time.sleep(0.05)
+        return object()
+
+    monkeypatch.setattr(sessions.xc, "get_calendar", slow_build)
+    monkeypatch.setattr(sessions, "_calendars", {})
+    start = threading.Barrier(4)
+    got: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(sessions._calendar("XTEST"))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == ["XTEST"]
+    assert len({id(cal) for cal in got}) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -128,9 +129,24 @@ def listing(symbol: str) -> Listing:
     return Listing(sym, Venue.US_EQUITY, "XNYS")
 
 
-@functools.cache
+_calendars: dict[str, xc.ExchangeCalendar] = {}
+_calendars_lock = threading.Lock()
+
+
 def _calendar(name: str) -> xc.ExchangeCalendar:
-    return xc.get_calendar(name)
+    """The calendar called ``name``, built once per process.
+
+    Under a lock, not ``functools.cache``: building one takes ~0.15 s of CPU (pandas works
+    out decades of holidays), and the lanes of a worker render on threads, so its first
+    alerts each built their own copy at once (5 per process, measured).
+    """
+    cal = _calendars.get(name)
+    if cal is None:
+        with _calendars_lock:
+            cal = _calendars.get(name)
+            if cal is None:
+                cal = _calendars[name] = xc.get_calendar(name)
+    return cal
 
 
 @dataclass(frozen=True, slots=True)
