@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -179,3 +179,17 @@ def store(request: pytest.FixtureRequest) -> SqlStore:
     fixture = "sqlite_store" if request.param == "sqlite" else "postgres_store"
     result: SqlStore = request.getfixturevalue(fixture)
     return result
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@pytest.fixture
+def processes() -> Iterator[list[_Stoppable]]:
+    """The subprocesses a test started (``tests.test_run_processes.RunProcess``): append each;
+    every one is stopped when the test ends, however it ended."""
+    started: list[_Stoppable] = []
+    yield started
+    for process in started:
+        process.stop()

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from bot.fakes.yahoo_server import FakeYahoo
 from bot.store import SqlStore
-from tests.test_run_processes import TAKEOVER_BUDGET, RunProcess, Ticker, run_env
+from tests.test_run_processes import RunProcess, Ticker, run_env, took_over
 
 pytestmark = pytest.mark.postgres
 
@@ -135,14 +135,6 @@ def dead_host(postgres_store: SqlStore) -> Iterator[DeadHost]:
 
 
 @pytest.fixture
-def processes() -> Iterator[list[RunProcess]]:
-    started: list[RunProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
 def own_yahoo() -> Iterator[FakeYahoo]:
     """The first leader's Yahoo: its polls are counted apart from the standby's."""
     with FakeYahoo() as fake:
@@ -194,20 +186,6 @@ def leader_and_standby(
     processes.append(standby)
     standby.wait_for(lambda: standby.said("standby", stream="err"), 60, "standby")
     return leader, standby
-
-
-def took_over(standby: RunProcess, died: float, how: str) -> None:
-    """Wait for the standby to run as the leader; print and check the times since ``died``."""
-    running = standby.wait_for(
-        lambda: standby.said("marketbot is running"), TAKEOVER_BUDGET + 5, "takeover"
-    )
-    won = next(at for at, line in list(standby.err) if "leader: lock won" in line)
-    led = next(at for at, line in list(standby.err) if "this process leads" in line)
-    print(
-        f"takeover after {how}: lock won {won - died:.2f} s, leading {led - died:.2f} s,"
-        f" running {running - died:.2f} s (budget {TAKEOVER_BUDGET:.0f} s)"
-    )
-    assert running - died <= TAKEOVER_BUDGET, standby.log
 
 
 def stepped_down(leader: RunProcess, healed: float) -> None:

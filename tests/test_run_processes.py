@@ -177,18 +177,24 @@ class Ticker:
         self._thread.join()
 
 
+def took_over(standby: RunProcess, died: float, how: str) -> None:
+    """Wait for the standby to run as the leader; print and check the times since ``died``."""
+    running = standby.wait_for(
+        lambda: standby.said("marketbot is running"), TAKEOVER_BUDGET + 5, "takeover"
+    )
+    won = next(at for at, line in list(standby.err) if "leader: lock won" in line)
+    led = next(at for at, line in list(standby.err) if "this process leads" in line)
+    print(
+        f"takeover after {how}: lock won {won - died:.2f} s, leading {led - died:.2f} s,"
+        f" running {running - died:.2f} s (budget {TAKEOVER_BUDGET:.0f} s)"
+    )
+    assert running - died <= TAKEOVER_BUDGET, standby.log
+
+
 @pytest.fixture
 def ticker(fake_yahoo: FakeYahoo) -> Iterator[Ticker]:
     with Ticker(fake_yahoo) as running:
         yield running
-
-
-@pytest.fixture
-def processes() -> Iterator[list[RunProcess]]:
-    started: list[RunProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 def test_a_second_run_on_one_sqlite_file_is_refused_until_the_first_dies(
@@ -260,16 +266,7 @@ def test_kill_9_of_the_leader_hands_over_to_the_standby_and_nothing_happens_twic
     leader.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     leader.proc.wait()
-    took_over = standby.wait_for(
-        lambda: standby.said("marketbot is running"), TAKEOVER_BUDGET + 5, "takeover"
-    )
-    won = next(at for at, line in list(standby.err) if "leader: lock won" in line)
-    led = next(at for at, line in list(standby.err) if "this process leads" in line)
-    print(
-        f"takeover after kill -9: lock won {won - killed:.2f} s, leading {led - killed:.2f} s,"
-        f" running {took_over - killed:.2f} s (budget {TAKEOVER_BUDGET:.0f} s)"
-    )
-    assert took_over - killed <= TAKEOVER_BUDGET, standby.log
+    took_over(standby, killed, "kill -9")
 
     # A new crossing after the takeover reaches the channel from the new leader.
     ticker.set("ETH-USD", 80.0)
